@@ -1,0 +1,88 @@
+"""One call from a dense weight matrix to an :class:`~eie_runtime.EIELinear`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from eie_runtime.errors import EIEInputError
+from eie_runtime.format import InterleavedCSC
+from eie_runtime.layer import ACTIVATIONS, EIELinear
+
+from .prune import prune_mask
+from .weight_sharing import check_bits, kmeans_share
+
+
+def as_weight_matrix(weight, what: str = "weight") -> np.ndarray:
+    """Validate a dense 2-D float weight (numpy array or CPU tensor) and return it as a numpy array."""
+    if hasattr(weight, "detach"):  # a torch tensor: avoid importing torch here
+        if getattr(weight, "is_cuda", False) or str(getattr(weight, "device", "cpu")) != "cpu":
+            raise EIEInputError(f"{what} is on {weight.device}; move it to the CPU first (.cpu())")
+        weight = weight.detach().float().numpy()
+    w = np.asarray(weight)
+    if w.ndim != 2:
+        raise EIEInputError(f"{what} must be 2-D (out_features, in_features), got shape {w.shape}")
+    if w.dtype.kind != "f":
+        raise EIEInputError(f"{what} must be floating point, got {w.dtype}")
+    if not np.isfinite(w).all():
+        bad = np.argwhere(~np.isfinite(w))[0]
+        raise EIEInputError(f"{what} holds NaN or Inf (first at {tuple(int(i) for i in bad)})")
+    return w
+
+
+def check_n_pe(n_pe) -> int:
+    if isinstance(n_pe, bool) or not isinstance(n_pe, (int, np.integer)) or n_pe < 1:
+        raise EIEInputError(f"n_pe must be an integer >= 1, got {n_pe!r}")
+    return int(n_pe)
+
+
+def quantize_matrix(weight, *, density: float, bits: int = 4, seed: int = 0, init: str = "linear",
+                    mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Prune then share: ``(codes uint8 (M, K), codebook float32 (2**bits,))``.
+
+    ``mask`` (boolean, same shape) overrides magnitude pruning, e.g. the mask a
+    fine-tuning run kept fixed.
+    """
+    w = as_weight_matrix(weight)
+    bits = check_bits(bits)
+    if mask is None:
+        mask = prune_mask(w, density)
+    elif mask.shape != w.shape:
+        raise EIEInputError(f"mask has shape {mask.shape}, expected {w.shape}")
+    codes = np.zeros(w.shape, dtype=np.uint8)
+    codebook, kept_codes = kmeans_share(w[mask], bits, init=init, seed=seed)
+    codes[mask] = kept_codes
+    return codes, codebook
+
+
+def compress_matrix(weight, *, density: float, bits: int = 4, n_pe: int = 64, bias=None,
+                    activation: str | None = None, seed: int = 0, init: str = "linear",
+                    name: str | None = None) -> EIELinear:
+    """Prune ``weight`` (M, K) to ``density``, share its weights in ``2**bits - 1``
+    values, and encode it for ``n_pe`` PEs.
+
+    Examples
+    --------
+    >>> layer = compress_matrix(w, density=0.1, bits=4, n_pe=64, bias=b, activation="relu")
+    >>> y = layer(x)                       # float32
+    >>> layer.calibrate(samples); y16 = layer(x, mode="fixed16")
+    """
+    n_pe = check_n_pe(n_pe)
+    if activation not in ACTIVATIONS:
+        raise EIEInputError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    w = as_weight_matrix(weight)
+    if bias is not None:
+        bias = as_bias(bias, w.shape[0])
+    codes, codebook = quantize_matrix(w, density=density, bits=bits, seed=seed, init=init)
+    matrix = InterleavedCSC.from_codes(codes, codebook, n_pe, name=name)
+    return EIELinear(matrix, bias=bias, activation=activation, name=name)
+
+
+def as_bias(bias, m: int) -> np.ndarray:
+    if hasattr(bias, "detach"):
+        bias = bias.detach().cpu().float().numpy()
+    b = np.asarray(bias)
+    if b.shape != (m,) or b.dtype.kind != "f":
+        raise EIEInputError(f"bias must be a float array of shape ({m},), got {b.dtype} {b.shape}")
+    if not np.isfinite(b).all():
+        raise EIEInputError("bias holds NaN or Inf")
+    return b.astype(np.float32)

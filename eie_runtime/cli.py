@@ -1,0 +1,88 @@
+"""The ``eie`` command line. Subcommands register themselves in ``COMMANDS``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import EIEError
+
+
+def _inspect(args) -> int:
+    from .model_file import read_model_file
+
+    mf = read_model_file(args.file)
+    rows = []
+    for i, layer in enumerate(mf.layers):
+        s = layer.matrix.stats()
+        rows.append({
+            "layer": layer.name or f"layer {i}", "shape": f"{s.shape[0]}x{s.shape[1]}", "n_pe": s.n_pe,
+            "density": round(s.density, 4), "bits": layer.matrix.bits, "stored": s.stored_entries,
+            "padding": s.padding_entries, "bytes": s.nbytes, "ratio": round(s.compression_ratio, 1),
+            "ptr16": "yes" if s.fits_pointer_bits else "NO", "act": layer.activation or "-",
+            "fixed16": "-" if layer.fixed is None else f"{layer.fixed.in_frac}/{layer.fixed.w_frac}/{layer.fixed.out_frac}",
+        })
+    if args.json:
+        print(json.dumps({"kind": mf.kind, "layers": rows}, indent=2))
+        return 0
+    print(f"{args.file}: kind={mf.kind}, {len(rows)} EIE layer(s)")
+    print(format_table(rows))
+    return 0
+
+
+def format_table(rows: list[dict]) -> str:
+    """A markdown table of dict rows (same keys)."""
+    if not rows:
+        return "(none)"
+    cols = list(rows[0])
+    cells = [[str(r[c]) for c in cols] for r in rows]
+    width = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    line = lambda vals: "| " + " | ".join(v.rjust(w) for v, w in zip(vals, width)) + " |"
+    return "\n".join([line(cols), "|" + "|".join("-" * (w + 2) for w in width) + "|"] + [line(r) for r in cells])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="eie", description="EIE compressed-model tools")
+    sub = p.add_subparsers(dest="command", required=True)
+    q = sub.add_parser("inspect", help="per-layer summary of a .eie file")
+    q.add_argument("file")
+    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    q.set_defaults(func=_inspect)
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return p
+
+
+def _extra_commands():
+    """Subcommands from other modules, each a `register(subparsers)` function."""
+    out = []
+    for mod, fn in (("eie_runtime.hardware.cli", "register"), ("eie_runtime.onnx_cli", "register")):
+        try:
+            module = __import__(mod, fromlist=[fn])
+        except ModuleNotFoundError as exc:
+            if exc.name and mod.startswith(exc.name):  # that front end is not built yet
+                continue
+            raise
+        out.append(getattr(module, fn))
+    return out
+
+
+_EXTRA_COMMANDS: list = []
+
+
+def main(argv=None) -> int:
+    _EXTRA_COMMANDS[:] = _extra_commands()
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EIEError as exc:
+        print(f"eie {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"eie {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

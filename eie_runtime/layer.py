@@ -1,0 +1,197 @@
+"""The layer object: one compressed FC layer ``y = act(W a + b)``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import EIEFormatError, EIEInputError
+from .fixed_point import FixedPointParams, from_fixed, to_fixed, frac_bits_for
+from .format import InterleavedCSC
+from .kernels import spmspv as _k
+
+ACTIVATIONS = (None, "relu")
+MODES = ("float32", "fixed16")
+
+
+class EIELinear:
+    """A compressed fully-connected layer on EIE's interleaved CSC.
+
+    Parameters
+    ----------
+    matrix : InterleavedCSC
+        The weights, shape (M, K).
+    bias : array (M,), optional
+    activation : None or "relu"
+    fixed : FixedPointParams, optional
+        Fractional bits for ``mode="fixed16"``; set them with :meth:`calibrate`.
+    name : str, optional
+        Used in error messages and model files.
+
+    Call it with ``x`` of shape ``(K,)`` or ``(B, K)``:
+    ``layer(x, mode="float32" | "fixed16")`` returns float32 ``(M,)`` or ``(B, M)``.
+
+    In float32 mode a NaN or Inf input reaches exactly the outputs whose row has a
+    stored (non-zero) weight in that input's column; in fixed16 mode it is refused.
+    """
+
+    def __init__(self, matrix: InterleavedCSC, bias=None, activation: str | None = None,
+                 fixed: FixedPointParams | None = None, name: str | None = None):
+        if not isinstance(matrix, InterleavedCSC):
+            raise EIEInputError(f"matrix must be an InterleavedCSC, got {type(matrix).__name__}")
+        if activation not in ACTIVATIONS:
+            raise EIEInputError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        if fixed is not None and not isinstance(fixed, FixedPointParams):
+            raise EIEInputError(f"fixed must be FixedPointParams or None, got {type(fixed).__name__}")
+        self.matrix = matrix
+        self.name = name if name is not None else matrix.name
+        if self.matrix.name is None:
+            self.matrix.name = self.name
+        m = matrix.shape[0]
+        if bias is None:
+            self.bias = None
+        else:
+            bias = np.asarray(bias)
+            if bias.shape != (m,):
+                raise EIEFormatError(f"{self._where()}bias has shape {bias.shape}, expected ({m},)")
+            if bias.dtype.kind not in "fiu" or not np.isfinite(bias).all():
+                raise EIEFormatError(f"{self._where()}bias must be finite numbers")
+            self.bias = np.ascontiguousarray(bias, dtype=np.float32)
+        self.activation = activation
+        self.fixed = fixed
+        self._exec = None  # float32 execution layout, built on first use
+
+    # ----------------------------------------------------------------- info
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.matrix.shape
+
+    @property
+    def in_features(self) -> int:
+        return self.matrix.shape[1]
+
+    @property
+    def out_features(self) -> int:
+        return self.matrix.shape[0]
+
+    def dense(self) -> np.ndarray:
+        """The decoded float32 weight matrix (M, K)."""
+        return self.matrix.toarray()
+
+    def _where(self) -> str:
+        return f"layer {self.name!r}: " if self.name else ""
+
+    def __repr__(self) -> str:
+        m, k = self.shape
+        return (f"EIELinear({self.name or ''!s}{', ' if self.name else ''}{k} -> {m}, n_pe={self.matrix.n_pe}, "
+                f"density={self.matrix.nnz / max(1, m * k):.3f}, bits={self.matrix.bits}, "
+                f"activation={self.activation!r}, fixed={self.fixed})")
+
+    # ------------------------------------------------------------------ run
+    def _bias_f32(self) -> np.ndarray:
+        if self.bias is None:
+            return np.zeros(self.out_features, dtype=np.float32)
+        return self.bias
+
+    def check_input(self, x) -> np.ndarray:
+        """Validate ``x`` and return it as a C-contiguous float32 array of 1 or 2 dims."""
+        k = self.in_features
+        if not isinstance(x, np.ndarray):
+            try:
+                x = np.asarray(x)
+            except Exception as exc:  # e.g. a torch tensor on another device
+                raise EIEInputError(f"{self._where()}input could not be converted to an array: {exc}") from None
+        if x.dtype.kind not in "fiub":
+            raise EIEInputError(f"{self._where()}input must be numeric, got dtype {x.dtype}")
+        if x.ndim not in (1, 2) or x.shape[-1] != k:
+            raise EIEInputError(f"{self._where()}input has shape {x.shape}, expected ({k},) or (batch, {k})")
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def __call__(self, x, mode: str = "float32") -> np.ndarray:
+        if mode == "float32":
+            return self.run_float32(x)
+        if mode == "fixed16":
+            return self.run_fixed16(x)
+        raise EIEInputError(f"mode must be one of {MODES}, got {mode!r}")
+
+    def run_float32(self, x) -> np.ndarray:
+        """act(W x + b) in float32; x of shape (K,) or (B, K)."""
+        x = self.check_input(x)
+        mat = self.matrix
+        m = self.out_features
+        relu = self.activation == "relu"
+        if x.ndim == 1:
+            out = np.empty(m, dtype=np.float32)
+            idx, val = _k.nonzero_activations(x)
+            _k.spmspv_f32(mat.entries, mat.ptr, mat.codebook, mat.n_pe, m, idx, val, self._bias_f32(), relu, out)
+        else:
+            out = np.empty((x.shape[0], m), dtype=np.float32)
+            _k.spmspv_f32_batch(mat.entries, mat.ptr, mat.codebook, mat.n_pe, m, x, self._bias_f32(), relu, out)
+        return out
+
+    # --------------------------------------------------------------- fixed16
+    def _require_fixed(self) -> FixedPointParams:
+        if self.fixed is None:
+            raise EIEInputError(f"{self._where()}fixed16 mode needs fixed-point parameters: "
+                                "call layer.calibrate(samples) or set layer.fixed")
+        return self.fixed
+
+    def quantized_codebook(self) -> np.ndarray:
+        return to_fixed(self.matrix.codebook, self._require_fixed().w_frac)
+
+    def quantized_bias(self) -> np.ndarray:
+        return to_fixed(self._bias_f32(), self._require_fixed().out_frac)
+
+    def run_fixed16_int(self, x_q) -> np.ndarray:
+        """The hardware's computation on int16 inputs (``in_frac`` bits) -> int16 (``out_frac``)."""
+        fp = self._require_fixed()
+        x_q = np.asarray(x_q)
+        k = self.in_features
+        if x_q.dtype != np.int16:
+            raise EIEInputError(f"{self._where()}fixed16 input must be int16, got {x_q.dtype}")
+        if x_q.ndim not in (1, 2) or x_q.shape[-1] != k:
+            raise EIEInputError(f"{self._where()}input has shape {x_q.shape}, expected ({k},) or (batch, {k})")
+        batch = np.ascontiguousarray(x_q.reshape(-1, k))
+        out = np.empty((batch.shape[0], self.out_features), dtype=np.int16)
+        mat = self.matrix
+        _k.spmspv_fixed16(mat.entries, mat.ptr, self.quantized_codebook(), mat.n_pe, self.out_features,
+                          batch, self.quantized_bias(), fp.shift, self.activation == "relu", out)
+        return out[0] if x_q.ndim == 1 else out
+
+    def run_fixed16(self, x) -> np.ndarray:
+        """Quantize x to int16 (``in_frac``), run the bit-exact kernel, return float32."""
+        fp = self._require_fixed()
+        x = self.check_input(x)
+        if not np.isfinite(x).all():
+            raise EIEInputError(f"{self._where()}fixed16 mode refuses NaN or Inf inputs")
+        return from_fixed(self.run_fixed16_int(to_fixed(x, fp.in_frac)), fp.out_frac)
+
+    def calibrate(self, samples, *, in_frac: int | None = None, headroom: float = 1.25) -> FixedPointParams:
+        """Choose and set fractional bits from sample inputs ``samples`` (N, K).
+
+        ``in_frac`` fits the largest |input| (or is given, e.g. the previous
+        layer's ``out_frac``); ``w_frac`` fits the largest |codebook value|;
+        ``out_frac`` fits the largest |pre-activation output| times ``headroom``,
+        capped so that the product shift stays >= 0.
+        """
+        x = self.check_input(samples).reshape(-1, self.in_features)
+        if not np.isfinite(x).all():
+            raise EIEInputError(f"{self._where()}calibration samples hold NaN or Inf")
+        if in_frac is None:
+            in_frac = frac_bits_for(np.abs(x).max(initial=0.0))
+        w_frac = frac_bits_for(np.abs(self.matrix.codebook).max(initial=0.0))
+        pre = x @ self.dense().T + self._bias_f32()
+        out_frac = min(frac_bits_for(np.abs(pre).max(initial=0.0), headroom), w_frac + in_frac)
+        self.fixed = FixedPointParams(in_frac=int(in_frac), w_frac=int(w_frac), out_frac=int(out_frac))
+        return self.fixed
+
+
+def calibrate_chain(layers, samples, *, headroom: float = 1.25) -> list[FixedPointParams]:
+    """Calibrate a stack of layers so each one's ``in_frac`` is the previous one's ``out_frac``."""
+    x = np.asarray(samples, dtype=np.float32)
+    in_frac = None
+    params = []
+    for layer in layers:
+        params.append(layer.calibrate(x, in_frac=in_frac, headroom=headroom))
+        in_frac = layer.fixed.out_frac
+        x = layer.run_float32(x)
+    return params
