@@ -1,0 +1,81 @@
+"""Compress LSTM weights into an :class:`~eie_runtime.lstm.EIELSTMCore`.
+
+The one place both front ends (torch, ONNX) build LSTM matrices, so the same
+weights with the same settings compress to the same EIE model whichever door
+they came through. Weights arrive in torch's layout and gate order (i, f, g, o);
+the ONNX importer permutes first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from eie_runtime.errors import EIEInputError
+from eie_runtime.format import InterleavedCSC
+from eie_runtime.layer import EIELinear
+from eie_runtime.lstm import EIELSTMCore
+
+from .compress import as_weight_matrix, check_n_pe, quantize_matrix
+
+
+@dataclass
+class LSTMDirectionWeights:
+    """One layer/direction in torch's layout: w_ih (4H, I), w_hh (4H, P|H), biases (4H,), w_hr (P, H) or None."""
+
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    b_ih: np.ndarray | None = None
+    b_hh: np.ndarray | None = None
+    w_hr: np.ndarray | None = None
+
+
+def lstm_matrix(w: LSTMDirectionWeights) -> np.ndarray:
+    """The (4H, I + P + 1) matrix over [x_t; h_{t-1}; 1] of one layer/direction."""
+    w_ih = as_weight_matrix(w.w_ih, "w_ih")
+    w_hh = as_weight_matrix(w.w_hh, "w_hh")
+    rows = w_ih.shape[0]
+    if w_hh.shape[0] != rows or rows % 4:
+        raise EIEInputError(f"LSTM w_ih has {rows} rows and w_hh {w_hh.shape[0]}; both must be 4 * hidden_size")
+    bias = np.zeros(rows, dtype=np.float64)
+    for name, b in (("b_ih", w.b_ih), ("b_hh", w.b_hh)):
+        if b is not None:
+            b = np.asarray(b.detach().cpu().numpy() if hasattr(b, "detach") else b, dtype=np.float64)
+            if b.shape != (rows,) or not np.isfinite(b).all():
+                raise EIEInputError(f"LSTM {name} must be {rows} finite values, got shape {b.shape}")
+            bias += b
+    return np.concatenate([w_ih, w_hh, bias[:, None]], axis=1).astype(np.float32)
+
+
+def compress_lstm(weights: list[list[LSTMDirectionWeights]], *, density: float | list, bits: int | list = 4,
+                  n_pe: int = 64, seed: int = 0, name: str = "lstm") -> EIELSTMCore:
+    """Prune and share every layer/direction's matrix (and projection) separately.
+
+    ``density`` / ``bits`` may be one value or a list with one value per layer.
+    """
+    n_pe = check_n_pe(n_pe)
+    n_layers = len(weights)
+    dens = density if isinstance(density, (list, tuple)) else [density] * n_layers
+    bts = bits if isinstance(bits, (list, tuple)) else [bits] * n_layers
+    if len(dens) != n_layers or len(bts) != n_layers:
+        raise EIEInputError(f"density/bits lists need one value per LSTM layer ({n_layers})")
+    suffix = ("", "_reverse")
+    cells, projs = [], []
+    hidden = None
+    for l, dirs in enumerate(weights):
+        cell_row, proj_row = [], []
+        for d, w in enumerate(dirs):
+            mat = lstm_matrix(w)
+            hidden = mat.shape[0] // 4
+            lname = f"{name}.l{l}{suffix[d]}"
+            codes, codebook = quantize_matrix(mat, density=dens[l], bits=bts[l], seed=seed)
+            cell_row.append(EIELinear(InterleavedCSC.from_codes(codes, codebook, n_pe, name=lname), name=lname))
+            if w.w_hr is not None:
+                pname = lname + ".proj"
+                codes, codebook = quantize_matrix(as_weight_matrix(w.w_hr, "w_hr"), density=dens[l], bits=bts[l], seed=seed)
+                proj_row.append(EIELinear(InterleavedCSC.from_codes(codes, codebook, n_pe, name=pname), name=pname))
+        cells.append(cell_row)
+        if proj_row:
+            projs.append(proj_row)
+    return EIELSTMCore(cells, hidden, proj=projs or None)
