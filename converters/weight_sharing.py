@@ -35,7 +35,7 @@ def _initial_centroids(sorted_vals: np.ndarray, n: int, init: str, seed: int) ->
 
 
 def kmeans_share(values: np.ndarray, bits: int = 4, *, init: str = "linear", seed: int = 0,
-                 max_iter: int = 100, tol: float = 1e-7) -> tuple[np.ndarray, np.ndarray]:
+                 max_iter: int = 1000) -> tuple[np.ndarray, np.ndarray]:
     """Cluster 1-D ``values`` into ``2**bits - 1`` centroids.
 
     Returns
@@ -59,17 +59,16 @@ def kmeans_share(values: np.ndarray, bits: int = 4, *, init: str = "linear", see
     s = vals[order]
     prefix = np.concatenate(([0.0], np.cumsum(s)))
     cent = _initial_centroids(s, n, init, seed)
+    cuts = None
     for _ in range(max_iter):
-        cuts = np.searchsorted(s, (cent[:-1] + cent[1:]) / 2.0, side="right")
+        new_cuts = np.searchsorted(s, (cent[:-1] + cent[1:]) / 2.0, side="right")
+        if cuts is not None and np.array_equal(new_cuts, cuts):
+            break  # same partition as last time: Lloyd's fixed point
+        cuts = new_cuts
         lo = np.concatenate(([0], cuts))
         hi = np.concatenate((cuts, [s.size]))
         count = hi - lo
-        new = np.where(count > 0, (prefix[hi] - prefix[lo]) / np.maximum(count, 1), cent)
-        new.sort()
-        shift = np.abs(new - cent).max()
-        cent = new
-        if shift <= tol * max(1e-30, abs(s[-1] - s[0])):
-            break
+        cent = np.sort(np.where(count > 0, (prefix[hi] - prefix[lo]) / np.maximum(count, 1), cent))
     codebook[1:] = cent.astype(np.float32)
     # assign in float32, against the stored centroids, so codes and codebook agree exactly
     c32 = codebook[1:].astype(np.float64)
