@@ -13,6 +13,7 @@ import numpy as np
 
 from .errors import EIEFormatError
 from .kernels import encode as _enc
+from .kernels import kernel_section
 
 POINTER_BITS = 16  # EIE's pointers are 16 bits (Section IV, "Pointer Read Unit")
 MAX_BITS = 4  # one nibble per codebook index
@@ -84,7 +85,8 @@ class InterleavedCSC:
             )
         codes = np.ascontiguousarray(codes, dtype=np.uint8)
         m, k = codes.shape
-        counts = _enc.count_entries(codes, int(n_pe))
+        with kernel_section():  # parallel kernels: serialized if Numba runs on workqueue
+            counts = _enc.count_entries(codes, int(n_pe))
         ptr = np.zeros((n_pe, k + 1), dtype=np.int64)
         flat = np.cumsum(counts.ravel())
         starts = np.concatenate(([0], flat[:-1])).reshape(n_pe, k) if counts.size else counts
@@ -93,14 +95,16 @@ class InterleavedCSC:
         pe_totals = counts.sum(axis=1)
         ptr[:, k] = np.cumsum(pe_totals)
         entries = np.zeros(int(pe_totals.sum()), dtype=np.uint8)
-        _enc.fill_entries(codes, int(n_pe), ptr, entries)
+        with kernel_section():
+            _enc.fill_entries(codes, int(n_pe), ptr, entries)
         return cls((m, k), n_pe, entries, ptr, codebook.astype(np.float32), check=False, name=name)
 
     # ----------------------------------------------------------------- decode
     def tocodes(self) -> np.ndarray:
         """The (M, K) uint8 matrix of codebook indices, 0 where pruned."""
         out = np.zeros(self.shape, dtype=np.uint8)
-        _enc.decode_codes(self.entries, self.ptr, self.shape[0], self.n_pe, out)
+        with kernel_section():
+            _enc.decode_codes(self.entries, self.ptr, self.shape[0], self.n_pe, out)
         return out
 
     def toarray(self) -> np.ndarray:
@@ -139,14 +143,23 @@ class InterleavedCSC:
         self.entries = np.ascontiguousarray(self.entries)
         self.ptr = np.ascontiguousarray(self.ptr)
         _check_codebook(self.codebook, where)
-        self.codebook = np.ascontiguousarray(self.codebook, dtype=np.float32)
+        with np.errstate(over="ignore"):
+            self.codebook = np.ascontiguousarray(self.codebook, dtype=np.float32)
+        if not np.isfinite(self.codebook).all():  # e.g. float64 values beyond float32's range
+            raise EIEFormatError(f"{where}codebook values overflow float32")
         ptr = self.ptr
         if ptr.size:
             if ptr[0, 0] != 0:
                 raise EIEFormatError(f"{where}ptr[0, 0] must be 0, got {ptr[0, 0]}")
-            steps = np.diff(ptr, axis=1)
-            if (steps < 0).any():
-                pe, j = np.argwhere(steps < 0)[0]
+            # bounds first: with huge int64 values a difference could wrap around
+            # and make a wild pointer look monotonic
+            out = (ptr < 0) | (ptr > len(self.entries))
+            if out.any():
+                pe, j = np.argwhere(out)[0]
+                raise EIEFormatError(f"{where}ptr[{pe}, {j}] = {ptr[pe, j]} is outside [0, {len(self.entries)}] (the entry count)")
+            back = ptr[:, 1:] < ptr[:, :-1]
+            if back.any():
+                pe, j = np.argwhere(back)[0]
                 raise EIEFormatError(f"{where}ptr is not monotonic: PE {pe} column {j} starts at {ptr[pe, j]} but ends at {ptr[pe, j + 1]}")
             if self.n_pe > 1 and (ptr[1:, 0] != ptr[:-1, k]).any():
                 pe = int(np.argmax(ptr[1:, 0] != ptr[:-1, k])) + 1

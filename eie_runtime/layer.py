@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .errors import EIEFormatError, EIEInputError
 from .fixed_point import FixedPointParams, from_fixed, to_fixed, frac_bits_for
 from .format import InterleavedCSC
+from .exec_layout import ExecLayout
 from .kernels import spmspv as _k
+
+_EXEC_LOCK = threading.Lock()  # builds each layer's execution layout once, even under concurrent calls
 
 ACTIVATIONS = (None, "relu")
 MODES = ("float32", "fixed16")
@@ -93,18 +98,25 @@ class EIELinear:
         return self.bias
 
     def check_input(self, x) -> np.ndarray:
-        """Validate ``x`` and return it as a C-contiguous float32 array of 1 or 2 dims."""
+        """Validate ``x`` and return it as a C-contiguous float32 array of 1 or 2 dims.
+
+        Any real dtype (float, int, bool; any byte order), any strides, read-only
+        or not, is accepted and copied only when needed; complex, object, string
+        and structured arrays, and shapes other than ``(K,)``/``(B, K)``, raise
+        :class:`EIEInputError`. Floats beyond float32's range become +-Inf.
+        """
         k = self.in_features
         if not isinstance(x, np.ndarray):
             try:
                 x = np.asarray(x)
-            except Exception as exc:  # e.g. a torch tensor on another device
+            except Exception as exc:  # e.g. a ragged list, a torch tensor that requires grad
                 raise EIEInputError(f"{self._where()}input could not be converted to an array: {exc}") from None
         if x.dtype.kind not in "fiub":
-            raise EIEInputError(f"{self._where()}input must be numeric, got dtype {x.dtype}")
+            raise EIEInputError(f"{self._where()}input must hold real numbers (float, int or bool), got dtype {x.dtype}")
         if x.ndim not in (1, 2) or x.shape[-1] != k:
             raise EIEInputError(f"{self._where()}input has shape {x.shape}, expected ({k},) or (batch, {k})")
-        return np.ascontiguousarray(x, dtype=np.float32)
+        with np.errstate(over="ignore"):  # float64 beyond float32's range -> Inf, refused by fixed16
+            return np.ascontiguousarray(x, dtype=np.float32)
 
     def __call__(self, x, mode: str = "float32") -> np.ndarray:
         if mode == "float32":
@@ -113,20 +125,21 @@ class EIELinear:
             return self.run_fixed16(x)
         raise EIEInputError(f"mode must be one of {MODES}, got {mode!r}")
 
+    def execution_layout(self) -> ExecLayout:
+        """The run-time layout of ``self.matrix``, built on first use (thread-safe), rebuilt if replaced."""
+        ex = self._exec
+        if ex is None or ex.matrix is not self.matrix:
+            with _EXEC_LOCK:
+                ex = self._exec
+                if ex is None or ex.matrix is not self.matrix:
+                    ex = ExecLayout(self.matrix)
+                    self._exec = ex
+        return ex
+
     def run_float32(self, x) -> np.ndarray:
         """act(W x + b) in float32; x of shape (K,) or (B, K)."""
         x = self.check_input(x)
-        mat = self.matrix
-        m = self.out_features
-        relu = self.activation == "relu"
-        if x.ndim == 1:
-            out = np.empty(m, dtype=np.float32)
-            idx, val = _k.nonzero_activations(x)
-            _k.spmspv_f32(mat.entries, mat.ptr, mat.codebook, mat.n_pe, m, idx, val, self._bias_f32(), relu, out)
-        else:
-            out = np.empty((x.shape[0], m), dtype=np.float32)
-            _k.spmspv_f32_batch(mat.entries, mat.ptr, mat.codebook, mat.n_pe, m, x, self._bias_f32(), relu, out)
-        return out
+        return self.execution_layout().run_float32(x, self._bias_f32(), self.activation == "relu")
 
     # --------------------------------------------------------------- fixed16
     def _require_fixed(self) -> FixedPointParams:
@@ -151,10 +164,8 @@ class EIELinear:
         if x_q.ndim not in (1, 2) or x_q.shape[-1] != k:
             raise EIEInputError(f"{self._where()}input has shape {x_q.shape}, expected ({k},) or (batch, {k})")
         batch = np.ascontiguousarray(x_q.reshape(-1, k))
-        out = np.empty((batch.shape[0], self.out_features), dtype=np.int16)
-        mat = self.matrix
-        _k.spmspv_fixed16(mat.entries, mat.ptr, self.quantized_codebook(), mat.n_pe, self.out_features,
-                          batch, self.quantized_bias(), fp.shift, self.activation == "relu", out)
+        out = self.execution_layout().run_fixed16(batch, fp.w_frac, self.quantized_bias(), fp.shift,
+                                                  self.activation == "relu")
         return out[0] if x_q.ndim == 1 else out
 
     def run_fixed16(self, x) -> np.ndarray:

@@ -14,8 +14,9 @@ No pickle. Layout:
   ``layers.{i}.bias`` (float32, M; only when ``has_bias``), and any front-end
   tensors under ``extra.{name}``.
 
-Loading parses and bounds the header before safetensors allocates anything,
-then validates every field a kernel will trust; every failure is an
+Loading parses the safetensors tensor table itself and bounds every declared
+size (against the file and ``LIMITS``) before anything is allocated, then
+validates every field a kernel will trust; every failure is an
 :class:`EIEFormatError` naming the layer and field. Saves are atomic.
 """
 
@@ -39,14 +40,21 @@ FORMAT_NAME = "eie-runtime"
 FORMAT_VERSION = 1
 
 #: Resource limits checked before anything is allocated. Raise them by
-#: assigning, e.g. ``eie_runtime.model_file.LIMITS["max_dim"] = 1 << 28``.
+#: assigning, e.g. ``eie_runtime.model_file.LIMITS["max_dim"] = 1 << 28``
+#: (see SECURITY.md).
 LIMITS = {
     "max_header_bytes": 64 << 20,  # JSON header of the safetensors file
     "max_layers": 4096,
     "max_dim": 1 << 24,  # M or K of one layer (16.7M; the paper's largest is 25088)
     "max_pe": 4096,
     "max_entries": 1 << 32,  # stored entries of one layer
+    "max_tensors": 1 << 16,  # tensors in the file
+    "max_tensor_bytes": 16 << 30,  # bytes of one tensor
 }
+
+# safetensors dtype names -> numpy dtypes (the file is little-endian)
+_ST_DTYPES = {"BOOL": "|b1", "U8": "|u1", "I8": "|i1", "U16": "<u2", "I16": "<i2", "F16": "<f2",
+              "U32": "<u4", "I32": "<i4", "F32": "<f4", "U64": "<u8", "I64": "<i8", "F64": "<f8"}
 
 #: Loaders for header kinds the core does not build itself: kind -> "module:function".
 #: The function takes a :class:`ModelFile` and returns the object ``load`` gives back.
@@ -125,7 +133,8 @@ def save(obj, path) -> None:
 
 
 # ----------------------------------------------------------------------- read
-def _read_header(data: bytes, source: str) -> dict:
+def _read_header(data: bytes, source: str) -> tuple[dict, dict, int]:
+    """(eie header, safetensors tensor index, byte offset of the tensor data)."""
     if len(data) < 8:
         raise EIEFormatError(f"{source}: file is {len(data)} bytes, too short for a safetensors header")
     (n,) = struct.unpack("<Q", data[:8])
@@ -138,13 +147,13 @@ def _read_header(data: bytes, source: str) -> dict:
         st_header = json.loads(data[8:8 + n])
         raw = st_header["__metadata__"]["eie"]
         header = json.loads(raw)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as exc:
         raise EIEFormatError(f"{source}: not an eie-runtime model file (header: {exc.__class__.__name__}: {exc})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise EIEFormatError(f"{source}: header field 'format' must be {FORMAT_NAME!r}")
     version = header.get("version")
     if version != FORMAT_VERSION:
-        raise EIEFormatError(f"{source}: format version {version!r} is not supported (this build reads version {FORMAT_VERSION})")
+        raise EIEFormatError(f"{source}: header field 'version' = {version!r} is not supported (this build reads version {FORMAT_VERSION})")
     if not isinstance(header.get("kind"), str):
         raise EIEFormatError(f"{source}: header field 'kind' must be a string")
     if not isinstance(header.get("layers"), list):
@@ -153,7 +162,63 @@ def _read_header(data: bytes, source: str) -> dict:
         raise EIEFormatError(f"{source}: {len(header['layers'])} layers, over LIMITS['max_layers'] = {LIMITS['max_layers']}")
     if not isinstance(header.get("meta", {}), dict):
         raise EIEFormatError(f"{source}: header field 'meta' must be an object")
-    return header
+    index = {k: v for k, v in st_header.items() if k != "__metadata__"}
+    return header, index, 8 + n
+
+
+class _TensorRef:
+    """A tensor's place in the file, checked against the buffer but not yet copied out."""
+
+    def __init__(self, name: str, dtype: np.dtype, shape: tuple, begin: int, end: int):
+        self.name, self.dtype, self.shape, self.begin, self.end = name, dtype, shape, begin, end
+
+    def array(self, data: bytes) -> np.ndarray:
+        # a copy: writable, aligned, native byte order, independent of ``data``
+        flat = np.frombuffer(data, dtype=self.dtype, count=int(np.prod(self.shape, dtype=object)), offset=self.begin)
+        return flat.astype(self.dtype.newbyteorder("="), copy=True).reshape(self.shape)
+
+
+def _tensor_index(index: dict, start: int, size: int, source: str) -> dict:
+    """Validate the safetensors tensor table as safetensors itself does, without allocating.
+
+    Every tensor must have a known dtype, non-negative integer dims, and offsets
+    that lie in the file, match ``prod(shape) * itemsize`` and tile the data
+    section exactly (no gaps, no overlaps).
+    """
+    if len(index) > LIMITS["max_tensors"]:
+        raise EIEFormatError(f"{source}: {len(index)} tensors, over LIMITS['max_tensors'] = {LIMITS['max_tensors']}")
+    refs = {}
+    for name, info in index.items():
+        where = f"{source}: tensor {name!r}"
+        if not isinstance(info, dict):
+            raise EIEFormatError(f"{where}: entry must be an object")
+        dt = _ST_DTYPES.get(info.get("dtype"))
+        if dt is None:
+            raise EIEFormatError(f"{where}: field 'dtype' = {info.get('dtype')!r} is not one of {sorted(_ST_DTYPES)}")
+        dt = np.dtype(dt)
+        shape, offs = info.get("shape"), info.get("data_offsets")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            raise EIEFormatError(f"{where}: field 'shape' must be a list of non-negative integers, got {shape!r}")
+        if not (isinstance(offs, list) and len(offs) == 2
+                and all(isinstance(o, int) and not isinstance(o, bool) for o in offs) and 0 <= offs[0] <= offs[1] <= size):
+            raise EIEFormatError(f"{where}: field 'data_offsets' must be [begin, end] with 0 <= begin <= end <= {size}, got {offs!r}")
+        nbytes = dt.itemsize
+        for d in shape:  # Python ints: no overflow
+            nbytes *= d
+        if nbytes != offs[1] - offs[0]:
+            raise EIEFormatError(f"{where}: shape {shape} of {info['dtype']} needs {nbytes} bytes but 'data_offsets' span {offs[1] - offs[0]}")
+        if nbytes > LIMITS["max_tensor_bytes"]:
+            raise EIEFormatError(f"{where}: {nbytes} bytes, over LIMITS['max_tensor_bytes'] = {LIMITS['max_tensor_bytes']}")
+        refs[name] = _TensorRef(name, dt, tuple(shape), start + offs[0], start + offs[1])
+    cursor = start
+    for ref in sorted(refs.values(), key=lambda r: (r.begin, r.end)):
+        if ref.begin != cursor:
+            raise EIEFormatError(f"{source}: tensor {ref.name!r} starts at byte {ref.begin - start} of the data section, "
+                                 f"expected {cursor - start} (tensors must tile the data without gaps or overlaps)")
+        cursor = ref.end
+    if cursor != start + size:
+        raise EIEFormatError(f"{source}: tensors cover {cursor - start} bytes but the data section has {size}")
+    return refs
 
 
 def _int_field(h: dict, key: str, where: str, lo: int, hi: int) -> int:
@@ -165,7 +230,8 @@ def _int_field(h: dict, key: str, where: str, lo: int, hi: int) -> int:
     return v
 
 
-def _tensor(tensors: dict, key: str, where: str, dtypes, shape=None) -> np.ndarray:
+def _tensor(tensors: dict, key: str, where: str, dtypes, shape=None, data: bytes | None = None):
+    """Check a tensor's dtype and shape from the file's table, then (given ``data``) copy it out."""
     if key not in tensors:
         raise EIEFormatError(f"{where}: tensor {key!r} is missing")
     t = tensors[key]
@@ -173,10 +239,10 @@ def _tensor(tensors: dict, key: str, where: str, dtypes, shape=None) -> np.ndarr
         raise EIEFormatError(f"{where}: tensor {key!r} has dtype {t.dtype}, expected {' or '.join(str(np.dtype(d)) for d in dtypes)}")
     if shape is not None and t.shape != shape:
         raise EIEFormatError(f"{where}: tensor {key!r} has shape {t.shape}, expected {shape}")
-    return t
+    return t.array(data) if isinstance(t, _TensorRef) and data is not None else t
 
 
-def _build_layer(i: int, h, tensors: dict) -> EIELinear:
+def _build_layer(i: int, h, tensors: dict, data: bytes = b"") -> EIELinear:
     where = f"layer {i}"
     if not isinstance(h, dict):
         raise EIEFormatError(f"{where}: header entry must be an object")
@@ -198,12 +264,20 @@ def _build_layer(i: int, h, tensors: dict) -> EIELinear:
     has_bias = h.get("has_bias")
     if not isinstance(has_bias, bool):
         raise EIEFormatError(f"{where}: field 'has_bias' must be true or false")
-    entries = _tensor(tensors, f"layers.{i}.entries", where, (np.uint8,))
-    if entries.ndim != 1 or len(entries) > LIMITS["max_entries"]:
-        raise EIEFormatError(f"{where}: tensor 'entries' must be 1-D with at most {LIMITS['max_entries']} entries")
-    ptr = _tensor(tensors, f"layers.{i}.ptr", where, (np.int32, np.int64), (n_pe, k + 1))
-    codebook = _tensor(tensors, f"layers.{i}.codebook", where, (np.float32,), (1 << bits,))
-    bias = _tensor(tensors, f"layers.{i}.bias", where, (np.float32,), (m,)) if has_bias else None
+    # shapes and dtypes are checked from the file's table before any tensor is copied out
+    ref = tensors.get(f"layers.{i}.entries")
+    if ref is not None and (len(ref.shape) != 1 or ref.shape[0] > LIMITS["max_entries"]):
+        raise EIEFormatError(f"{where}: tensor 'entries' has shape {ref.shape}, expected 1-D with at most "
+                             f"{LIMITS['max_entries']} entries (LIMITS['max_entries'])")
+    for key, dtypes, want in (("entries", (np.uint8,), None), ("ptr", (np.int32, np.int64), (n_pe, k + 1)),
+                              ("codebook", (np.float32,), (1 << bits,))) + ((("bias", (np.float32,), (m,)),) if has_bias else ()):
+        _tensor(tensors, f"layers.{i}.{key}", where, dtypes, want)
+    if not has_bias and f"layers.{i}.bias" in tensors:
+        raise EIEFormatError(f"{where}: field 'has_bias' is false but tensor 'layers.{i}.bias' is present")
+    entries = _tensor(tensors, f"layers.{i}.entries", where, (np.uint8,), data=data)
+    ptr = _tensor(tensors, f"layers.{i}.ptr", where, (np.int32, np.int64), (n_pe, k + 1), data=data)
+    codebook = _tensor(tensors, f"layers.{i}.codebook", where, (np.float32,), (1 << bits,), data=data)
+    bias = _tensor(tensors, f"layers.{i}.bias", where, (np.float32,), (m,), data=data) if has_bias else None
     fixed = h.get("fixed")
     if fixed is not None:
         if not isinstance(fixed, dict) or set(fixed) != {"in_frac", "w_frac", "out_frac"}:
@@ -213,7 +287,9 @@ def _build_layer(i: int, h, tensors: dict) -> EIELinear:
         except ValueError as exc:
             raise EIEFormatError(f"{where}: field 'fixed': {exc}") from None
     try:
-        matrix = InterleavedCSC((m, k), n_pe, entries, ptr.astype(np.int64), codebook, name=name or f"layer {i}")
+        # validated unnamed (``where`` already names the layer), named afterwards
+        matrix = InterleavedCSC((m, k), n_pe, entries, ptr.astype(np.int64), codebook)
+        matrix.name = name or f"layer {i}"
         return EIELinear(matrix, bias=bias, activation=act, fixed=fixed, name=name)
     except EIEFormatError as exc:
         raise EIEFormatError(f"{where}: {exc}") from None
@@ -221,20 +297,18 @@ def _build_layer(i: int, h, tensors: dict) -> EIELinear:
 
 def decode_model_file(data: bytes, source: str = "<bytes>") -> ModelFile:
     """Parse and validate ``.eie`` bytes."""
-    from safetensors.numpy import load as st_load
-
-    header = _read_header(data, source)
-    try:
-        tensors = st_load(data)
-    except Exception as exc:  # safetensors raises its own error type for bad offsets/dtypes
-        raise EIEFormatError(f"{source}: tensor data is malformed ({exc.__class__.__name__}: {exc})") from None
+    # The tensor table is parsed here rather than by safetensors' loader so that
+    # every declared size is checked against LIMITS and the file before any copy.
+    data = bytes(data)
+    header, index, start = _read_header(data, source)
+    tensors = _tensor_index(index, start, len(data) - start, source)
     layers = []
     for i, h in enumerate(header["layers"]):
         try:
-            layers.append(_build_layer(i, h, tensors))
+            layers.append(_build_layer(i, h, tensors, data))
         except EIEFormatError as exc:
             raise EIEFormatError(f"{source}: {exc}") from None
-    extra = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
+    extra = {k[len("extra."):]: v.array(data) for k, v in tensors.items() if k.startswith("extra.")}
     return ModelFile(kind=header["kind"], layers=layers, meta=header.get("meta", {}), extra=extra)
 
 
@@ -249,12 +323,19 @@ def load(path):
     mf = read_model_file(path)
     if mf.kind == "layer":
         if len(mf.layers) != 1:
-            raise EIEFormatError(f"{path}: kind 'layer' must hold exactly one layer, found {len(mf.layers)}")
+            raise EIEFormatError(f"{path}: header field 'kind' = 'layer' needs exactly one entry in field 'layers', found {len(mf.layers)}")
         return mf.layers[0]
     if mf.kind == "layers":
         return mf.layers
     target = KIND_LOADERS.get(mf.kind)
     if target is None:
-        raise EIEFormatError(f"{path}: unknown model kind {mf.kind!r} (known: layer, layers, {', '.join(KIND_LOADERS)})")
+        raise EIEFormatError(f"{path}: header field 'kind' = {mf.kind!r} is unknown (known: layer, layers, {', '.join(KIND_LOADERS)})")
     module, func = target.split(":")
-    return getattr(importlib.import_module(module), func)(mf)
+    try:
+        loader = getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as exc:
+        raise EIEFormatError(f"{path}: model kind {mf.kind!r} needs {target}, which is not available here ({exc})") from None
+    try:
+        return loader(mf)
+    except EIEFormatError as exc:  # name the file, as every other refusal does
+        raise EIEFormatError(f"{path}: {exc}") from None

@@ -1,0 +1,182 @@
+"""The load-time execution layout of one layer, derived from its stored :class:`InterleavedCSC`.
+
+The stored format is what the hardware reads (1 byte per entry, relative row
+indices, padding entries). Decoding it on every call costs more than the
+multiply-adds, so a layer builds, once, two layouts of its non-zeros:
+
+- a blocked CSC for EIE's column scatter (sparse activations): per row block
+  (contiguous, balanced by non-zeros, aligned to 16 rows; one block per
+  thread) column pointers, a uint16 block-local row and the uint8 codebook
+  index per entry, 3 bytes per entry;
+- a CSR (columns ascending in each row) for row gathers (dense activations)
+  and for batches: a uint16 (int32 if K > 65536) column and a float32 value
+  per entry, 6 bytes per entry; fixed16 adds, on first use, the int16
+  quantized value per entry and every row's sum of |weight|, to prove when
+  saturation cannot happen.
+
+Calls then pick a kernel from the input: batch (>1 vector) -> CSR times the
+dense batch block; one vector -> gather when at least ``GATHER_DENSITY`` of
+its activations are non-zero, else scatter over its non-zeros. The scatter
+and the exact fixed16 paths give the same numbers as ``kernels.spmspv``; the
+float32 gathers may round differently (they reassociate sums).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .errors import EIEInputError
+from .fixed_point import to_fixed
+from .format import InterleavedCSC
+from .kernels import fast_f32 as _f32
+from .kernels import fast_fixed16 as _q16
+from .kernels import fast_layout as _build
+
+# Above this fraction of non-zero activations a row gather beats the column
+# scatter (scatter ~0.4 ns per touched entry, gather ~0.24 ns per entry, measured).
+GATHER_DENSITY = 0.6
+ROW_ALIGN = 16  # rows per 64-byte cache line of float32 outputs
+_MAX_BLOCK_ROWS = 1 << 16  # block-local rows are uint16
+
+
+def _default_blocks() -> int:
+    import numba
+
+    return max(1, int(numba.config.NUMBA_NUM_THREADS))
+
+
+def _balanced_bounds(row_nnz: np.ndarray, n_blocks: int) -> np.ndarray:
+    """Row block boundaries at multiples of ROW_ALIGN, each block near total/n_blocks non-zeros."""
+    m = row_nnz.shape[0]
+    n_blocks = max(1, min(n_blocks, -(-m // ROW_ALIGN)), -(-m // _MAX_BLOCK_ROWS))
+    cum = np.concatenate(([0], np.cumsum(row_nnz)))
+    total = cum[-1]
+    bounds = [0]
+    for b in range(1, n_blocks):
+        r = int(np.searchsorted(cum, total * b / n_blocks))
+        r = min(m, max(bounds[-1], int(round(r / ROW_ALIGN)) * ROW_ALIGN))
+        bounds.append(r)
+    bounds.append(m)
+    bounds = np.array(bounds, dtype=np.int64)
+    # keep every block under the uint16 row limit (only matters for M > 65536 * n_blocks)
+    while np.diff(bounds).max(initial=0) > _MAX_BLOCK_ROWS:
+        b = int(np.argmax(np.diff(bounds)))
+        mid = (bounds[b] + bounds[b + 1]) // 2 // ROW_ALIGN * ROW_ALIGN
+        bounds = np.insert(bounds, b + 1, mid)
+    return bounds
+
+
+class ExecLayout:
+    """Execution layouts of one :class:`InterleavedCSC` (see the module docstring).
+
+    Parameters
+    ----------
+    matrix : InterleavedCSC
+        A validated stored matrix; the layout keeps a reference to it so a
+        layer can tell when its matrix was replaced.
+    n_blocks : int, optional
+        Row blocks (parallel tasks); default: Numba's thread count.
+    """
+
+    def __init__(self, matrix: InterleavedCSC, n_blocks: int | None = None):
+        self.matrix = matrix
+        m, k = matrix.shape
+        self.shape = (m, k)
+        row_nnz = _build.row_counts(matrix.entries, matrix.ptr, matrix.n_pe, m)
+        nnz = int(row_nnz.sum())
+        ptr_t = np.int32 if nnz < 2**31 else np.int64
+        self.rowptr = np.zeros(m + 1, dtype=ptr_t)
+        np.cumsum(row_nnz, out=self.rowptr[1:])
+        self.cols = np.empty(nnz, dtype=np.uint16 if k <= 1 << 16 else np.int32)
+        codes = np.empty(nnz, dtype=np.uint8)
+        _build.fill_csr(matrix.entries, matrix.ptr, matrix.n_pe, self.rowptr, self.cols, codes)
+        self.vals = matrix.codebook[codes]
+        self.bounds = _balanced_bounds(row_nnz, n_blocks or _default_blocks())
+        counts = _build.block_column_counts(self.rowptr, self.cols, self.bounds, k)
+        self.colptr = np.zeros((counts.shape[0], k + 1), dtype=ptr_t)
+        flat = np.cumsum(counts.ravel()).reshape(counts.shape)
+        self.colptr[:, 1:] = flat
+        self.colptr[1:, 0] = flat[:-1, -1]
+        self.csc_rows = np.empty(nnz, dtype=np.uint16)
+        self.csc_codes = np.empty(nnz, dtype=np.uint8)
+        _build.fill_blocked_csc(self.rowptr, self.cols, codes, self.bounds, self.colptr, self.csc_rows,
+                                self.csc_codes)
+        self.nnz = nnz
+        self._q16 = None  # (w_frac, codebook_q, w_q per entry, row sums of |w_q|), built on first use
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- memory
+    def nbytes(self) -> int:
+        """Bytes of every run-time array built so far (fixed16's only after its first use)."""
+        arrays = [self.rowptr, self.cols, self.vals, self.bounds, self.colptr, self.csc_rows, self.csc_codes]
+        if self._q16 is not None:
+            arrays += [self._q16[2], self._q16[3]]
+        return int(sum(a.nbytes for a in arrays))
+
+    def nbytes_with_fixed16(self) -> int:
+        """Bytes once fixed16 has been used too (int16 per entry, int64 per row)."""
+        extra = 0 if self._q16 is not None else 2 * self.nnz + 8 * self.shape[0]
+        return self.nbytes() + extra
+
+    # --------------------------------------------------------------- float32
+    def run_float32(self, x: np.ndarray, bias: np.ndarray, relu: bool) -> np.ndarray:
+        """act(W x + bias) for validated float32 C-contiguous ``x`` of shape (K,) or (B, K)."""
+        m, k = self.shape
+        if x.ndim == 2 and x.shape[0] == 1:
+            return self.run_float32(x[0], bias, relu)[None, :]
+        if x.ndim == 2:
+            out = np.empty((x.shape[0], m), dtype=np.float32)
+            if x.shape[0]:
+                xt = np.ascontiguousarray(x.T)
+                _f32.csr_block_f32(self.rowptr, self.cols, self.vals, self.bounds, xt, bias, relu, out)
+            return out
+        out = np.empty(m, dtype=np.float32)
+        if k and np.count_nonzero(x) >= GATHER_DENSITY * k:
+            _f32.gather_f32(self.rowptr, self.cols, self.vals, self.bounds, x, bias, relu, out)
+        else:
+            idx, val = _f32.compact_nonzeros(x)
+            _f32.scatter_f32(self.colptr, self.csc_rows, self.csc_codes, self.matrix.codebook, self.bounds,
+                             idx, val, bias, relu, out)
+        return out
+
+    # --------------------------------------------------------------- fixed16
+    def _fixed16_tables(self, w_frac: int):
+        q = self._q16
+        if q is None or q[0] != w_frac:
+            with self._lock:
+                q = self._q16
+                if q is None or q[0] != w_frac:
+                    codebook_q = to_fixed(self.matrix.codebook, w_frac).astype(np.int32)
+                    w_q = to_fixed(self.vals, w_frac)  # == codebook_q[code] entry by entry
+                    row_abs = _build.row_abs_sums(self.rowptr, w_q)
+                    q = (w_frac, codebook_q, w_q, row_abs)
+                    self._q16 = q
+        return q
+
+    def run_fixed16(self, x_q: np.ndarray, w_frac: int, bias_q: np.ndarray, shift: int, relu: bool) -> np.ndarray:
+        """Bit-exact int16 layer (DESIGN.md) for validated int16 ``x_q`` of shape (B, K)."""
+        m, k = self.shape
+        bias_q = np.ascontiguousarray(bias_q, dtype=np.int32)
+        out = np.empty((x_q.shape[0], m), dtype=np.int16)
+        if shift >= 63:
+            # |w a| <= 2**30, so every rounded product is 0: only the bias remains
+            out[:] = np.maximum(bias_q, 0) if relu else bias_q
+            return out
+        _, codebook_q, w_q, row_abs = self._fixed16_tables(w_frac)
+        if x_q.shape[0] > 1 and shift <= 30:
+            xt = np.ascontiguousarray(x_q.T, dtype=np.int32)
+            _q16.csr_block_fixed16(self.rowptr, self.cols, w_q, self.bounds, xt, bias_q, shift, relu, out)
+            return out
+        for s in range(x_q.shape[0]):
+            idx, val, amax = _q16.compact_nonzeros_q(x_q[s])
+            saturate = amax > _q16.safe_amax(row_abs, self.rowptr, bias_q, shift)
+            if shift <= 30 and k and idx.shape[0] >= GATHER_DENSITY * k:
+                x32 = x_q[s].astype(np.int32)
+                _q16.gather_fixed16(self.rowptr, self.cols, w_q, self.bounds, x32, bias_q, shift, relu, saturate,
+                                    out[s])
+            else:
+                _q16.scatter_fixed16(self.colptr, self.csc_rows, self.csc_codes, codebook_q, self.bounds, idx, val,
+                                     bias_q, shift, relu, saturate, out[s])
+        return out

@@ -1,0 +1,98 @@
+"""``eie simulate``: run a .eie model (or a Table III layer) on the simulated EIE."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from ..errors import EIEInputError
+from .config import HardwareConfig
+
+
+def register(subparsers) -> None:
+    """Add the ``simulate`` subcommand to the ``eie`` command line."""
+    p = subparsers.add_parser(
+        "simulate", help="cycle-level EIE simulation: time, load balance, energy",
+        description="Run a .eie model on the simulated EIE accelerator (paper defaults: 64 PEs, 800 MHz, "
+                    "FIFO depth 8, 64-bit SpMat SRAM) and print per-layer cycles, time, load efficiency "
+                    "and energy.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("file", nargs="?", help="a .eie model file (needs --input)")
+    src.add_argument("--layer", help="a Table III layer (alex6 ... ntlstm), uniform random at the paper's "
+                                     "densities, seeded as in the benchmark")
+    p.add_argument("--input", help=".npy input: (K,) or (B, K) for layers, or what the model takes")
+    p.add_argument("--seed", type=int, default=0, help="seed for --layer (default 0)")
+    p.add_argument("--pes", type=int, default=None, help="PEs (default: the file's encoding, 64 for --layer)")
+    p.add_argument("--fifo", type=int, default=8, help="activation FIFO depth (default 8)")
+    p.add_argument("--sram-width", type=int, default=64, help="SpMat SRAM width in bits (default 64)")
+    p.add_argument("--clock-mhz", type=float, default=800.0, help="clock in MHz (default 800)")
+    p.add_argument("--pointer-bits", type=int, default=16, help="pointer width in bits (default 16)")
+    p.add_argument("--no-bypass", action="store_true", help="disable the accumulator bypass")
+    p.add_argument("--reencode", action="store_true",
+                   help="re-encode layers stored for another PE count instead of refusing them")
+    p.add_argument("--json", metavar="PATH", help="also write the full report as JSON")
+    p.set_defaults(func=_run)
+
+
+def _config(args, n_pe: int) -> HardwareConfig:
+    return HardwareConfig(n_pe=n_pe, clock_mhz=args.clock_mhz, fifo_depth=args.fifo, sram_width=args.sram_width,
+                          pointer_bits=args.pointer_bits, bypass=not args.no_bypass)
+
+
+def _first_layer(obj):
+    from ..layer import EIELinear
+
+    if isinstance(obj, EIELinear):
+        return obj
+    if isinstance(obj, (list, tuple)) and obj and isinstance(obj[0], EIELinear):
+        return obj[0]
+    layers = getattr(obj, "layers", None)
+    if callable(layers):
+        found = layers()
+        return found[0] if found else None
+    return None
+
+
+def _run(args) -> int:
+    from ..cli import format_table
+    from .simulate import simulate
+
+    if args.layer:
+        from ..converters.paper_layers import make_paper_input, make_paper_layer
+
+        n_pe = args.pes or 64
+        target = make_paper_layer(args.layer, n_pe=n_pe, seed=args.seed)
+        x = np.load(args.input) if args.input else make_paper_input(args.layer, seed=args.seed)
+    else:
+        from ..model_file import load
+
+        if not args.input:
+            raise EIEInputError("simulating a model file needs --input x.npy")
+        target = load(args.file)
+        try:
+            x = np.load(args.input, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise EIEInputError(f"cannot read --input {args.input}: {exc}") from None
+        first = _first_layer(target)
+        n_pe = args.pes or (first.matrix.n_pe if first is not None else 64)
+    report = simulate(target, x, _config(args, n_pe), reencode=args.reencode)
+    c = report.config
+    print(f"EIE: {c.n_pe} PEs, {c.clock_mhz:g} MHz, FIFO {c.fifo_depth}, {c.sram_width}-bit SpMat SRAM, "
+          f"{c.pointer_bits}-bit pointers")
+    rows = report.rows()
+    print(format_table(rows[:50]))
+    if len(rows) > 50:
+        print(f"... {len(rows) - 50} more layer runs (see --json)")
+    t = report.total_dict()
+    print(f"total: {t['cycles']} cycles = {t['time_us']:.2f} us (theoretical {t['theoretical_us']:.2f} us), "
+          f"load efficiency {t['load_efficiency']:.3f}, energy {t['energy_uj']:.4f} uJ "
+          f"({t['power_w'] * 1e3:.1f} mW), {t['frames_per_s']:,.0f} frames/s, {t['frames_per_j']:,.0f} frames/J")
+    if any(r.calibrated for r in report.layers):
+        print("note: layers without fixed-point parameters were calibrated on this input")
+    if report.matches_kernel is False:
+        print("WARNING: simulated outputs differ from the fixed16 kernel")
+    if args.json:
+        report.write_json(args.json)
+        print(f"wrote {args.json}")
+    return 0 if report.matches_kernel is not False else 1

@@ -1,0 +1,74 @@
+"""The ONNX front end: compress an ONNX model into an EIE graph model, export it back.
+
+>>> import eie_runtime.onnx as eonnx, eie_runtime as eie
+>>> model = eonnx.convert("mlp.onnx", density=0.1, bits=4, n_pe=64,
+...                       layer_overrides={"/fc3/Gemm": 0.25})
+>>> y = model(x)                       # numpy in, numpy out; model.run({"x": x}) for several inputs
+>>> eie.save(model, "mlp.eie")         # runs later with neither torch nor onnx imported
+>>> eonnx.export("mlp.eie", "mlp_dense.onnx")   # dense ONNX with the pruned-and-shared weights
+
+onnx is imported only inside these functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .atomic import atomic_write_bytes
+from .errors import EIEFormatError
+from .graph import GraphModel
+
+__all__ = ["convert", "export", "GraphModel"]
+
+
+def convert(model, *, density: float = 0.1, bits: int = 4, n_pe: int = 64, layer_overrides: dict | None = None,
+            seed: int = 0, lossless: bool = False, progress: bool = False) -> GraphModel:
+    """Compress an ONNX model's Gemm/MatMul/LSTM layers into EIE layers.
+
+    Parameters
+    ----------
+    model : str, Path, bytes or onnx.ModelProto
+    density : float
+        Fraction of each layer's weights kept by magnitude pruning.
+    bits : int
+        Codebook index width (1..4): ``2**bits - 1`` shared values per layer.
+    n_pe : int
+        Processing elements the layers are interleaved over.
+    layer_overrides : dict, optional
+        Node name -> density, or -> ``{"density": d, "bits": b}``.
+    seed : int
+        Seed of the weight sharing (the same seed as the torch front end gives the same layers).
+    lossless : bool
+        Keep exact float32 weights (no pruning, no sharing); such models run in float32 mode only.
+    progress : bool
+        Show a progress bar over layers.
+
+    Returns
+    -------
+    GraphModel
+        Call it, ``.run(feeds)``, ``eie_runtime.save(model, path)``.
+    """
+    from .converters.onnx_import import import_onnx
+
+    return import_onnx(model, density=density, bits=bits, n_pe=n_pe, seed=seed, layer_overrides=layer_overrides,
+                       lossless=lossless, progress=progress)
+
+
+def export(model, path=None):
+    """Write a converted model (a GraphModel or a ``.eie`` path) as dense ONNX.
+
+    Returns the ``onnx.ModelProto``; also writes it (atomically) to ``path`` if given.
+    """
+    from .converters.onnx_export import export_graph
+    from .model_file import load
+
+    if isinstance(model, (str, Path)):
+        src = model
+        model = load(model)
+        if not isinstance(model, GraphModel):
+            raise EIEFormatError(f"{src}: holds {type(model).__name__}, not a converted graph model; "
+                                 "only models from `eie convert` / eie_runtime.onnx.convert export to ONNX")
+    proto = export_graph(model)
+    if path is not None:
+        atomic_write_bytes(path, proto.SerializeToString())
+    return proto

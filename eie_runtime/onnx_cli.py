@@ -1,0 +1,123 @@
+"""``eie convert``, ``eie run``, ``eie export``: the ONNX workflow on the command line.
+
+Registered by :mod:`eie_runtime.cli`. ``eie run`` imports neither onnx nor torch.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EIEInputError
+
+
+def _parse_layer(text: str) -> tuple[str, float]:
+    name, sep, value = text.rpartition("=")
+    if not sep or not name:
+        raise EIEInputError(f"--layer expects NAME=DENSITY, got {text!r}")
+    try:
+        return name, float(value)
+    except ValueError:
+        raise EIEInputError(f"--layer {text!r}: density {value!r} is not a number") from None
+
+
+def _load_npy(path: str, what: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError) as exc:
+        raise EIEInputError(f"{what}: {path} is not a .npy array file ({exc})") from None
+
+
+def _parse_inputs(items: list[str], input_names: list[str], what: str) -> dict:
+    feeds = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep:  # a bare path feeds the model's only input
+            if len(input_names) != 1:
+                raise EIEInputError(f"{what} {item!r}: the model has inputs {input_names}; write NAME=FILE.npy")
+            name, path = input_names[0], item
+        feeds[name] = _load_npy(path, f"{what} {name}")
+    return feeds
+
+
+def _convert(args) -> int:
+    from .cli import format_table
+    from .model_file import save
+    from .onnx import convert
+
+    overrides = dict(_parse_layer(t) for t in args.layer or [])
+    model = convert(args.input, density=args.density, bits=args.bits, n_pe=args.pes, layer_overrides=overrides,
+                    seed=args.seed, lossless=args.lossless, progress=not args.quiet)
+    if args.calibrate:
+        model.calibrate(_parse_inputs(args.calibrate, model.input_names, "--calibrate"))
+    save(model, args.output)
+    rows = model.summary()
+    print(f"{args.input} -> {args.output}: {len(model.nodes)} nodes, {len(rows)} layer(s), "
+          f"inputs {model.input_names}, outputs {model.outputs}")
+    print(format_table(rows))
+    return 0
+
+
+def _run(args) -> int:
+    from .atomic import atomic_write_bytes
+    from .graph import GraphModel
+    from .model_file import load
+
+    model = load(args.file)
+    if not isinstance(model, GraphModel):
+        raise EIEInputError(f"{args.file}: `eie run` runs converted graph models (from `eie convert`), "
+                            f"this file holds {type(model).__name__}")
+    feeds = _parse_inputs(args.input, model.input_names, "--input")
+    out = model.run(feeds, mode=args.mode)
+    for name, arr in out.items():
+        flat = np.asarray(arr).reshape(-1)
+        head = np.array2string(flat[:6], precision=5, separator=", ")
+        print(f"{name}: {arr.dtype} {tuple(arr.shape)} {head}{' ...' if flat.size > 6 else ''}")
+    if args.output:
+        buf = io.BytesIO()
+        np.savez(buf, **out)
+        atomic_write_bytes(args.output, buf.getvalue())
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _export(args) -> int:
+    from .onnx import export
+
+    proto = export(args.file, args.output)
+    print(f"{args.file} -> {args.output}: {len(proto.graph.node)} ONNX nodes, opset {proto.opset_import[0].version}, "
+          f"{Path(args.output).stat().st_size} bytes")
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``convert``, ``run`` and ``export`` to the ``eie`` command's subparsers."""
+    c = sub.add_parser("convert", help="compress an ONNX model's FC/LSTM layers into a .eie graph model")
+    c.add_argument("input", help="ONNX model file")
+    c.add_argument("-o", "--output", required=True, help="output .eie file")
+    c.add_argument("--density", type=float, default=0.1, help="fraction of weights kept per layer (default 0.1)")
+    c.add_argument("--bits", type=int, default=4, help="codebook index bits, 1..4 (default 4)")
+    c.add_argument("--pes", type=int, default=64, help="processing elements (default 64)")
+    c.add_argument("--seed", type=int, default=0, help="weight-sharing seed (default 0)")
+    c.add_argument("--layer", action="append", metavar="NAME=DENSITY", help="per-layer density, by ONNX node name")
+    c.add_argument("--lossless", action="store_true", help="keep exact float32 weights (no pruning/sharing)")
+    c.add_argument("--calibrate", action="append", metavar="NAME=FILE.npy",
+                   help="sample inputs to calibrate fixed16 mode (batched like the model's inputs)")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=_convert)
+
+    r = sub.add_parser("run", help="run a converted .eie graph model on .npy inputs (needs neither torch nor onnx)")
+    r.add_argument("file")
+    r.add_argument("--input", "-i", action="append", metavar="NAME=FILE.npy", help="an input (repeat per input)")
+    r.add_argument("-o", "--output", help="write the outputs to this .npz file")
+    r.add_argument("--mode", choices=("float32", "fixed16"), default="float32")
+    r.set_defaults(func=_run)
+
+    e = sub.add_parser("export", help="write a converted .eie graph model as dense ONNX")
+    e.add_argument("file")
+    e.add_argument("-o", "--output", required=True, help="output .onnx file")
+    e.set_defaults(func=_export)

@@ -1,0 +1,145 @@
+"""Bit-exact fixed16 kernels (DESIGN.md arithmetic) on the execution layouts.
+
+Every row receives at most one term per column, and both kernels add a row's
+terms in ascending column order, so with saturation on they reproduce the
+hardware's order exactly. With ``saturate=False`` they skip the clamps; the
+caller may only ask for that after proving (``safe_amax``) that no partial
+sum of any row can leave int16 for this input, in which case the clamps never
+fire and the result is the same.
+
+The scatter rounds its 16-entry product table in int64 (any ``shift < 63``);
+the gather works per entry in int32, where |w|, |a| <= 2**15 keep
+``|p| + 2**(shift-1)`` below 2**31 for ``shift <= 30``, the only shifts the
+caller sends it.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True)
+def compact_nonzeros_q(x_q):
+    """Indices (uint32), int32 values and the largest |value| of the non-zeros of ``x_q``."""
+    k = x_q.shape[0]
+    idx = np.empty(k, dtype=np.uint32)
+    n = 0
+    amax = 0
+    for j in range(k):
+        a = np.int32(x_q[j])
+        idx[n] = j
+        n += a != 0
+        amax = max(amax, abs(a))
+    idx = idx[:n]
+    val = np.empty(n, dtype=np.int32)
+    for t in range(n):
+        val[t] = x_q[idx[t]]
+    return idx, val, amax
+
+
+@njit(cache=True)
+def safe_amax(row_abs_w, rowptr, bias_q, shift):
+    """Largest max|a| for which no partial sum of any row can leave int16.
+
+    A row's partial sums are bounded by ``|b| + sum_e |round_shift(w_e a_e)|``
+    and ``|round_shift(p)| <= |p| / 2**shift + 1``; so the row is safe while
+    ``row_abs_w * amax <= (32767 - |b| - n_entries) * 2**shift``. Returns -1
+    when even ``amax = 0`` is not provably safe.
+    """
+    m = row_abs_w.shape[0]
+    best = np.int64(1) << 40  # above any |int16| activation
+    for i in range(m):
+        room = np.int64(32767) - abs(np.int64(bias_q[i])) - (rowptr[i + 1] - rowptr[i])
+        if room < 0:
+            return np.int64(-1)
+        s = row_abs_w[i]
+        if s > 0:
+            best = min(best, (room << min(shift, 40)) // s)  # a smaller shift only tightens the test
+    return best
+
+
+@njit(cache=True, parallel=True)
+def scatter_fixed16(colptr, rows, codes, codebook_q, bounds, nz_idx, nz_val, bias_q, shift, relu, saturate, out):
+    """int16 out = act(W a + b) from the non-zeros of ``a`` (int32), column scatter."""
+    nblk = colptr.shape[0]
+    ncb = codebook_q.shape[0]
+    half = (np.int64(1) << (shift - 1)) if shift > 0 else np.int64(0)
+    for b in prange(nblk):
+        r0 = bounds[b]
+        r1 = bounds[b + 1]
+        acc = np.empty(r1 - r0, dtype=np.int32)
+        for r in range(r1 - r0):
+            acc[r] = bias_q[r0 + r]
+        tab = np.empty(ncb, dtype=np.int32)
+        for t in range(nz_idx.shape[0]):
+            j = np.uint64(nz_idx[t])
+            a = nz_val[t]
+            for v in range(ncb):
+                tab[v] = (np.int64(codebook_q[v]) * a + half) >> shift  # per column: int64 is free
+            e0 = np.uint64(colptr[b, j])
+            e1 = np.uint64(colptr[b, j + np.uint64(1)])
+            if saturate:
+                for e in range(e0, e1):
+                    r = rows[e]
+                    y = acc[r] + tab[codes[e]]
+                    acc[r] = min(max(y, np.int32(-32768)), np.int32(32767))
+            else:
+                for e in range(e0, e1):
+                    acc[rows[e]] += tab[codes[e]]
+        for r in range(r1 - r0):
+            y = acc[r]
+            if relu and y < 0:
+                y = 0
+            out[r0 + r] = y
+
+
+@njit(cache=True, parallel=True)
+def gather_fixed16(rowptr, cols, w_q, bounds, x32, bias_q, shift, relu, saturate, out):
+    """int16 out = act(W x + b) by row gathers; ``x32`` is the int16 input widened to int32."""
+    nblk = bounds.shape[0] - 1
+    half = np.int32(1 << (shift - 1)) if shift > 0 else np.int32(0)
+    sh = np.int32(shift)
+    for b in prange(nblk):
+        for i in range(np.uint64(bounds[b]), np.uint64(bounds[b + 1])):
+            acc = np.int32(bias_q[i])
+            e0 = np.uint64(rowptr[i])
+            e1 = np.uint64(rowptr[i + np.uint64(1)])
+            if saturate:
+                for e in range(e0, e1):
+                    y = acc + ((np.int32(w_q[e]) * x32[cols[e]] + half) >> sh)
+                    acc = min(max(y, np.int32(-32768)), np.int32(32767))
+            else:
+                for e in range(e0, e1):
+                    acc += (np.int32(w_q[e]) * x32[cols[e]] + half) >> sh
+            if relu and acc < 0:
+                acc = 0
+            out[i] = acc
+
+
+@njit(cache=True, parallel=True)
+def csr_block_fixed16(rowptr, cols, w_q, bounds, xt, bias_q, shift, relu, out):
+    """int16 out (B, M) for a batch given as ``xt`` = X^T (K, B) int32, saturating.
+
+    Vectorised over the batch: each row's entries come in ascending column
+    order, and every sample keeps its own saturating accumulator, so each
+    sample sees exactly the hardware's order. ``shift <= 30``.
+    """
+    nblk = bounds.shape[0] - 1
+    nb = xt.shape[1]
+    half = np.int32(1 << (shift - 1)) if shift > 0 else np.int32(0)
+    sh = np.int32(shift)
+    lo = np.int32(-32768)
+    hi = np.int32(32767)
+    for b in prange(nblk):
+        acc = np.empty(nb, dtype=np.int32)
+        for i in range(np.uint64(bounds[b]), np.uint64(bounds[b + 1])):
+            acc[:] = np.int32(bias_q[i])
+            for e in range(np.uint64(rowptr[i]), np.uint64(rowptr[i + np.uint64(1)])):
+                w = np.int32(w_q[e])
+                xr = xt[np.uint64(cols[e])]
+                for s in range(nb):
+                    acc[s] = min(max(acc[s] + ((w * xr[s] + half) >> sh), lo), hi)
+            for s in range(nb):
+                y = acc[s]
+                if relu and y < 0:
+                    y = 0
+                out[s, i] = y

@@ -1,0 +1,134 @@
+"""Fuzz child: load each mutant file named in a manifest and, when it loads, run it.
+
+Usage: ``python eie_fuzz_child.py MANIFEST LOG``. For mutant ``i`` it appends
+``B i`` to LOG before starting and ``R {json}`` when done (flushed), so the
+parent can name the mutant a crash or a hang happened in. A mutant that loads
+must run in both modes and agree with the plain-numpy/Python references of
+``tests/reference.py``; anything else is reported as an error.
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: reference.py
+
+import eie_runtime as eie  # noqa: E402
+from eie_runtime.fixed_point import to_fixed  # noqa: E402
+import reference  # noqa: E402
+
+REFERENCE_MAX = 4_000_000  # M*K up to which float32 results are checked against numpy
+FIXED_REFERENCE_MAX = 20_000  # ... and fixed16 against the per-element Python reference
+
+
+class WrongResult(AssertionError):
+    pass
+
+
+def exercise(layer: eie.EIELinear, rng) -> None:
+    m, k = layer.shape
+    layer.matrix.stats()
+    x = rng.standard_normal(k).astype(np.float32)
+    x[rng.random(k) < 0.5] = 0.0  # sparse activations, as EIE expects
+    xb = rng.standard_normal((3, k)).astype(np.float32)
+    y = layer(x)
+    yb = layer(xb)
+    if y.shape != (m,) or yb.shape != (3, m) or y.dtype != np.float32:
+        raise WrongResult(f"output shapes {y.shape}, {yb.shape} for a {m}x{k} layer")
+    if m * k <= REFERENCE_MAX:
+        dense = layer.dense()
+        relu = layer.activation == "relu"
+        for xi, yi in ((x, y), *zip(xb, yb)):
+            want = reference.float32_layer(dense, xi, layer.bias, relu)
+            bias = np.abs(layer.bias.astype(np.float64)) if layer.bias is not None else 0.0
+            scale = np.abs(dense.astype(np.float64)).sum(axis=1) * float(np.abs(xi).max(initial=0)) + bias + 1.0
+            ok = scale < 1e37  # rows whose float32 partial sums cannot overflow (huge codebooks can)
+            if not (np.abs(yi[ok].astype(np.float64) - want[ok]) <= 1e-5 * scale[ok]).all():
+                raise WrongResult("float32 output differs from the dense numpy reference")
+    if layer.fixed is not None:
+        fp = layer.fixed
+        yq = layer.run_fixed16_int(to_fixed(x, fp.in_frac))
+        layer(xb, mode="fixed16")
+        if m * k <= FIXED_REFERENCE_MAX:
+            want = reference.fixed16_layer(layer.matrix.tocodes(), layer.matrix.codebook, to_fixed(x, fp.in_frac),
+                                           in_frac=fp.in_frac, w_frac=fp.w_frac, out_frac=fp.out_frac,
+                                           bias=layer.bias, relu=layer.activation == "relu")
+            if not np.array_equal(yq, want):
+                raise WrongResult("fixed16 output differs from the bit-exact Python reference")
+
+
+def run_one(path: str, rng) -> tuple[str, str]:
+    # the harness's own self-test: prove that a crash and a hang are caught and named
+    if path.endswith(".selftest-crash"):
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if path.endswith(".selftest-hang"):
+        time.sleep(3600)
+    try:
+        obj = eie.load(path)
+    except eie.EIEFormatError as exc:
+        return "rejected", f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - anything else is a finding
+        return "error", f"load raised {type(exc).__module__}.{type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"
+    layers = obj if isinstance(obj, list) else [obj] if isinstance(obj, eie.EIELinear) else list(getattr(obj, "layers", []))
+    try:
+        for layer in layers:
+            exercise(layer, rng)
+    except Exception as exc:  # noqa: BLE001 - a layer that loads must run
+        return "error", f"loaded but running raised {type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"
+    if hasattr(obj, "run") and hasattr(obj, "inputs"):  # a graph model: run it end to end
+        return run_graph(obj, rng)
+    return "ran", f"{len(layers)} layer(s)"
+
+
+def graph_feeds(model, rng) -> dict | None:
+    feeds = {}
+    for spec in model.inputs:
+        if spec.shape is None:
+            return None  # rank unknown: nothing sensible to feed
+        shape = [2 if d is None else d for d in spec.shape]
+        if int(np.prod(shape, dtype=object)) > 1_000_000:
+            return None
+        dt = np.dtype(spec.dtype)
+        feeds[spec.name] = rng.standard_normal(shape).astype(dt) if dt.kind == "f" else np.zeros(shape, dt)
+    return feeds
+
+
+def run_graph(model, rng) -> tuple[str, str]:
+    try:
+        feeds = graph_feeds(model, rng)
+    except Exception as exc:  # noqa: BLE001 - the graph's input specs passed validation
+        return "error", f"graph input spec unusable: {type(exc).__name__}: {exc}"
+    if feeds is None:
+        return "ran", "graph loaded (no feedable inputs)"
+    try:
+        for mode in ("float32", "fixed16") if all(lay.fixed is not None for lay in model.layers) else ("float32",):
+            model.run(feeds, mode=mode)
+    except eie.EIEError as exc:  # a graph can be consistent yet unrunnable on these inputs: a clean refusal
+        return "run_refused", f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001
+        return "error", f"graph run raised {type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"
+    return "ran", "graph ran"
+
+
+def main(manifest: str, log: str) -> None:
+    paths = Path(manifest).read_text().splitlines()
+    rng = np.random.default_rng(0)
+    with open(log, "a", buffering=1) as out:
+        for i, path in enumerate(paths):
+            out.write(f"B {i}\n")
+            out.flush()
+            t0 = time.perf_counter()
+            status, detail = run_one(path, rng)
+            out.write("R " + json.dumps({"i": i, "status": status, "detail": detail[:3000],
+                                         "seconds": time.perf_counter() - t0}) + "\n")
+            out.flush()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

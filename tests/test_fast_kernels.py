@@ -1,0 +1,219 @@
+"""Every fast kernel variant (scatter, gather, batch block; fixed16 with and without
+saturation) against the plain-Python references of tests/reference.py."""
+
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from eie_runtime.exec_layout import GATHER_DENSITY, ExecLayout, _balanced_bounds
+from eie_runtime.fixed_point import FixedPointParams, to_fixed
+from eie_runtime.format import InterleavedCSC
+from eie_runtime.kernels import fast_fixed16 as _q16
+from eie_runtime.kernels import spmspv
+from eie_runtime.layer import EIELinear
+
+from reference import fixed16_layer, float32_layer
+
+
+def _codes(rng, m, k, density):
+    codes = rng.integers(1, 16, size=(m, k)).astype(np.uint8)
+    codes[rng.random((m, k)) >= density] = 0
+    return codes
+
+
+def _codebook(rng):
+    cb = np.zeros(16, dtype=np.float32)
+    cb[1:] = rng.normal(0, 0.5, 15).astype(np.float32)
+    return cb
+
+
+def _acts(rng, shape, density):
+    x = rng.normal(0, 1, shape).astype(np.float32)
+    x[rng.random(shape) >= density] = 0
+    return x
+
+
+def _layer(rng, m, k, density, n_pe=4, relu=True, bias=True):
+    codes = _codes(rng, m, k, density)
+    cb = _codebook(rng)
+    b = rng.normal(0, 0.3, m).astype(np.float32) if bias else None
+    layer = EIELinear(InterleavedCSC.from_codes(codes, cb, n_pe), bias=b, activation="relu" if relu else None)
+    return layer, codes, cb, b
+
+
+@pytest.mark.parametrize("act_density", [0.0, 0.2, GATHER_DENSITY, 1.0])  # scatter and gather paths
+@pytest.mark.parametrize("n_blocks", [1, 2, 5])
+def test_float32_single_vector_matches_reference(act_density, n_blocks):
+    rng = np.random.default_rng(int(act_density * 10) + n_blocks)
+    layer, codes, cb, b = _layer(rng, 203, 70, 0.3, relu=False)
+    layer._exec = ExecLayout(layer.matrix, n_blocks=n_blocks)
+    x = _acts(rng, 70, act_density)
+    y = layer(x)
+    np.testing.assert_allclose(y, float32_layer(cb[codes], x, b), rtol=1e-5, atol=1e-5)
+
+
+def test_float32_scatter_is_bit_identical_to_stored_format_kernel():
+    rng = np.random.default_rng(1)
+    layer, codes, cb, b = _layer(rng, 300, 90, 0.2)
+    x = _acts(rng, 90, 0.3)
+    idx, val = spmspv.nonzero_activations(x)
+    ref = np.empty(300, dtype=np.float32)
+    mat = layer.matrix
+    spmspv.spmspv_f32(mat.entries, mat.ptr, mat.codebook, mat.n_pe, 300, idx, val, b, True, ref)
+    np.testing.assert_array_equal(layer(x), ref)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 17, 64])
+def test_float32_batch_matches_reference(batch):
+    rng = np.random.default_rng(batch)
+    layer, codes, cb, b = _layer(rng, 130, 77, 0.25)
+    x = _acts(rng, (batch, 77), 0.4)
+    y = layer(x)
+    assert y.shape == (batch, 130)
+    np.testing.assert_allclose(y, float32_layer(cb[codes], x, b, relu=True), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(layer(x[:0]), np.zeros((0, 130), np.float32))
+
+
+@pytest.mark.parametrize("act_density", [0.1, 1.0])
+def test_float32_nan_reaches_exactly_the_rows_with_a_weight_in_its_column(act_density):
+    rng = np.random.default_rng(7)
+    layer, codes, cb, b = _layer(rng, 64, 40, 0.3, relu=False)
+    x = _acts(rng, 40, act_density)
+    x[5] = np.nan
+    y = layer(x)
+    np.testing.assert_array_equal(np.isnan(y), codes[:, 5] != 0)
+    yb = layer(np.stack([x, x]))
+    np.testing.assert_array_equal(np.isnan(yb), np.stack([codes[:, 5] != 0] * 2))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), m=st.integers(1, 90), k=st.integers(1, 50),
+       density=st.sampled_from([0.0, 0.05, 0.4, 1.0]), act_density=st.sampled_from([0.0, 0.3, 0.8, 1.0]),
+       n_pe=st.integers(1, 9), n_blocks=st.integers(1, 4))
+def test_float32_property(seed, m, k, density, act_density, n_pe, n_blocks):
+    rng = np.random.default_rng(seed)
+    layer, codes, cb, b = _layer(rng, m, k, density, n_pe=n_pe)
+    layer._exec = ExecLayout(layer.matrix, n_blocks=n_blocks)
+    x = _acts(rng, (3, k), act_density)
+    np.testing.assert_allclose(layer(x), float32_layer(cb[codes], x, b, relu=True), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(layer(x[0]), float32_layer(cb[codes], x[0], b, relu=True), rtol=1e-5, atol=1e-5)
+
+
+def _fixed_case(rng, m, k, density, act_density, fp, act_scale, relu=True, n_pe=4):
+    layer, codes, cb, b = _layer(rng, m, k, density, n_pe=n_pe, relu=relu)
+    layer.fixed = fp
+    x_q = to_fixed(_acts(rng, (2, k), act_density) * act_scale, fp.in_frac)
+    ref = np.stack([fixed16_layer(codes, cb, xr, in_frac=fp.in_frac, w_frac=fp.w_frac, out_frac=fp.out_frac,
+                                  bias=b, relu=relu) for xr in x_q])
+    return layer, x_q, ref
+
+
+@pytest.mark.parametrize("act_density", [0.2, 1.0])  # scatter and gather
+@pytest.mark.parametrize("act_scale", [0.01, 100.0])  # provably safe (no clamps) and saturating
+def test_fixed16_bit_exact(act_density, act_scale):
+    rng = np.random.default_rng(3)
+    fp = FixedPointParams(in_frac=8, w_frac=12, out_frac=8)
+    layer, x_q, ref = _fixed_case(rng, 70, 60, 0.5, act_density, fp, act_scale)
+    np.testing.assert_array_equal(layer.run_fixed16_int(x_q), ref)
+    np.testing.assert_array_equal(layer.run_fixed16_int(x_q[1]), ref[1])
+
+
+def test_fixed16_saturation_order_matters_and_is_kept():
+    # row 0: +30000 then +30000 (clamps to 32767) then -30000 -> 2767; an unclamped sum gives 30000
+    codes = np.array([[1, 1, 2]], dtype=np.uint8)
+    cb = np.zeros(16, dtype=np.float32)
+    cb[1], cb[2] = 1.0, -1.0
+    layer = EIELinear(InterleavedCSC.from_codes(codes, cb, 1))
+    layer.fixed = FixedPointParams(in_frac=0, w_frac=0, out_frac=0)
+    x_q = np.array([30000, 30000, 30000], dtype=np.int16)
+    assert layer.run_fixed16_int(x_q)[0] == 2767  # single vector (gather)
+    assert layer.run_fixed16_int(np.stack([x_q, x_q]))[0, 0] == 2767  # batch kernel
+    assert fixed16_layer(codes, cb, x_q, in_frac=0, w_frac=0, out_frac=0)[0] == 2767
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), m=st.integers(1, 60), k=st.integers(1, 40),
+       density=st.sampled_from([0.05, 0.5, 1.0]), act_density=st.sampled_from([0.1, 0.7, 1.0]),
+       in_frac=st.integers(0, 12), w_frac=st.integers(4, 14), drop=st.integers(0, 20),
+       act_scale=st.sampled_from([0.001, 1.0, 50.0]), relu=st.booleans())
+def test_fixed16_property(seed, m, k, density, act_density, in_frac, w_frac, drop, act_scale, relu):
+    out_frac = max(-16, in_frac + w_frac - drop)
+    fp = FixedPointParams(in_frac=in_frac, w_frac=w_frac, out_frac=out_frac)
+    layer, x_q, ref = _fixed_case(np.random.default_rng(seed), m, k, density, act_density, fp, act_scale, relu)
+    np.testing.assert_array_equal(layer.run_fixed16_int(x_q), ref)  # batch kernel
+    for row, expected in zip(x_q, ref):  # single-vector scatter/gather
+        np.testing.assert_array_equal(layer.run_fixed16_int(row), expected)
+
+
+def test_fixed16_unclamped_path_only_when_proven_safe():
+    rng = np.random.default_rng(11)
+    fp = FixedPointParams(in_frac=8, w_frac=12, out_frac=8)
+    layer, x_q, ref = _fixed_case(rng, 50, 40, 0.5, 0.5, fp, 0.01)
+    ex = layer.execution_layout()
+    _, cb_q, w_q, row_abs = ex._fixed16_tables(fp.w_frac)
+    bias_q = layer.quantized_bias().astype(np.int32)
+    idx, val, amax = _q16.compact_nonzeros_q(x_q[0])
+    assert 0 < amax <= _q16.safe_amax(row_abs, ex.rowptr, bias_q, fp.shift)
+    for saturate in (False, True):
+        out = np.empty(50, np.int16)
+        _q16.scatter_fixed16(ex.colptr, ex.csc_rows, ex.csc_codes, cb_q, ex.bounds, idx, val, bias_q, fp.shift,
+                             True, saturate, out)
+        np.testing.assert_array_equal(out, ref[0])
+    # a bias at the int16 edge leaves no room: never provably safe
+    assert _q16.safe_amax(row_abs, ex.rowptr, np.full(50, 32767, np.int32), fp.shift) == -1
+
+
+@pytest.mark.parametrize("shift", [31, 40, 70])
+def test_fixed16_huge_shifts(shift):
+    rng = np.random.default_rng(shift)
+    fp = FixedPointParams(in_frac=30, w_frac=30, out_frac=60 - shift) if shift < 70 else \
+        FixedPointParams(in_frac=30, w_frac=30, out_frac=-10)
+    layer, x_q, ref = _fixed_case(rng, 20, 30, 0.5, 1.0, fp, 2.0 ** -15)
+    np.testing.assert_array_equal(layer.run_fixed16_int(x_q), ref)
+
+
+def test_balanced_bounds_are_aligned_and_balanced():
+    row_nnz = np.r_[np.full(1000, 1), np.full(1000, 9)]
+    bounds = _balanced_bounds(row_nnz, 2)
+    assert bounds[0] == 0 and bounds[-1] == 2000 and np.all(bounds[1:-1] % 16 == 0)
+    halves = [row_nnz[bounds[i]:bounds[i + 1]].sum() for i in range(2)]
+    assert abs(halves[0] - halves[1]) <= 16 * 9
+    assert list(_balanced_bounds(np.ones(5, dtype=np.int64), 4)) == [0, 5]  # never more blocks than 16-row groups
+
+
+def test_layout_memory_and_rebuild_on_new_matrix():
+    rng = np.random.default_rng(5)
+    layer, codes, cb, b = _layer(rng, 256, 128, 0.1)
+    ex = layer.execution_layout()
+    assert layer.execution_layout() is ex
+    nnz = int((codes != 0).sum())
+    assert ex.nnz == nnz
+    # 3 B (CSC) + 6 B (CSR) per entry, + 2 B after fixed16, plus pointers
+    assert 9 * nnz <= ex.nbytes() <= 9 * nnz + 8 * (256 + 1) + 8 * 4 * (128 + 1) + 64
+    layer.matrix = InterleavedCSC.from_codes(codes[::-1].copy(), cb, 4)
+    assert layer.execution_layout() is not ex
+    np.testing.assert_allclose(layer(np.ones(128, np.float32)), float32_layer(cb[codes[::-1]], np.ones(128), b,
+                                                                               relu=True), rtol=1e-5, atol=1e-5)
+
+
+def test_concurrent_first_calls_build_one_layout():
+    rng = np.random.default_rng(9)
+    layer, codes, cb, b = _layer(rng, 500, 300, 0.1)
+    x = _acts(rng, 300, 0.3)
+    expected = float32_layer(cb[codes], x, b, relu=True)
+    results, layouts = [], []
+
+    def work():
+        results.append(layer(x))
+        layouts.append(layer.execution_layout())
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 8 and all(lo is layouts[0] for lo in layouts)
+    for y in results:
+        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
