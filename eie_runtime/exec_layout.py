@@ -33,6 +33,7 @@ from .format import InterleavedCSC
 from .kernels import fast_f32 as _f32
 from .kernels import fast_fixed16 as _q16
 from .kernels import fast_layout as _build
+from .kernels import kernel_section
 
 # Above this fraction of non-zero activations a row gather beats the column
 # scatter (scatter ~0.4 ns per touched entry, gather ~0.24 ns per entry, measured).
@@ -130,15 +131,18 @@ class ExecLayout:
             out = np.empty((x.shape[0], m), dtype=np.float32)
             if x.shape[0]:
                 xt = np.ascontiguousarray(x.T)
-                _f32.csr_block_f32(self.rowptr, self.cols, self.vals, self.bounds, xt, bias, relu, out)
+                with kernel_section():  # serialized only on Numba's thread-unsafe workqueue layer
+                    _f32.csr_block_f32(self.rowptr, self.cols, self.vals, self.bounds, xt, bias, relu, out)
             return out
         out = np.empty(m, dtype=np.float32)
         if k and np.count_nonzero(x) >= GATHER_DENSITY * k:
-            _f32.gather_f32(self.rowptr, self.cols, self.vals, self.bounds, x, bias, relu, out)
+            with kernel_section():
+                _f32.gather_f32(self.rowptr, self.cols, self.vals, self.bounds, x, bias, relu, out)
         else:
             idx, val = _f32.compact_nonzeros(x)
-            _f32.scatter_f32(self.colptr, self.csc_rows, self.csc_codes, self.matrix.codebook, self.bounds,
-                             idx, val, bias, relu, out)
+            with kernel_section():
+                _f32.scatter_f32(self.colptr, self.csc_rows, self.csc_codes, self.matrix.codebook, self.bounds,
+                                 idx, val, bias, relu, out)
         return out
 
     # --------------------------------------------------------------- fixed16
@@ -167,16 +171,18 @@ class ExecLayout:
         _, codebook_q, w_q, row_abs = self._fixed16_tables(w_frac)
         if x_q.shape[0] > 1 and shift <= 30:
             xt = np.ascontiguousarray(x_q.T, dtype=np.int32)
-            _q16.csr_block_fixed16(self.rowptr, self.cols, w_q, self.bounds, xt, bias_q, shift, relu, out)
+            with kernel_section():
+                _q16.csr_block_fixed16(self.rowptr, self.cols, w_q, self.bounds, xt, bias_q, shift, relu, out)
             return out
         for s in range(x_q.shape[0]):
             idx, val, amax = _q16.compact_nonzeros_q(x_q[s])
             saturate = amax > _q16.safe_amax(row_abs, self.rowptr, bias_q, shift)
-            if shift <= 30 and k and idx.shape[0] >= GATHER_DENSITY * k:
-                x32 = x_q[s].astype(np.int32)
-                _q16.gather_fixed16(self.rowptr, self.cols, w_q, self.bounds, x32, bias_q, shift, relu, saturate,
-                                    out[s])
-            else:
-                _q16.scatter_fixed16(self.colptr, self.csc_rows, self.csc_codes, codebook_q, self.bounds, idx, val,
-                                     bias_q, shift, relu, saturate, out[s])
+            with kernel_section():
+                if shift <= 30 and k and idx.shape[0] >= GATHER_DENSITY * k:
+                    x32 = x_q[s].astype(np.int32)
+                    _q16.gather_fixed16(self.rowptr, self.cols, w_q, self.bounds, x32, bias_q, shift, relu,
+                                        saturate, out[s])
+                else:
+                    _q16.scatter_fixed16(self.colptr, self.csc_rows, self.csc_codes, codebook_q, self.bounds, idx,
+                                         val, bias_q, shift, relu, saturate, out[s])
         return out

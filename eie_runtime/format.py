@@ -156,7 +156,7 @@ class InterleavedCSC:
             out = (ptr < 0) | (ptr > len(self.entries))
             if out.any():
                 pe, j = np.argwhere(out)[0]
-                raise EIEFormatError(f"{where}ptr[{pe}, {j}] = {ptr[pe, j]} is outside [0, {len(self.entries)}] (the entry count)")
+                raise EIEFormatError(f"{where}ptr[{pe}, {j}] = {ptr[pe, j]} is outside [0, {len(self.entries)}], the range of the {len(self.entries)} entries")
             back = ptr[:, 1:] < ptr[:, :-1]
             if back.any():
                 pe, j = np.argwhere(back)[0]

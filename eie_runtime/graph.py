@@ -34,6 +34,14 @@ ELEMENTARY_OPS = ("Relu", "Sigmoid", "Tanh", "Softmax", "Add", "Mul", "Flatten",
                   "Identity", "Concat", "Squeeze", "Unsqueeze", "Gather", "Shape", "Expand",
                   "ConstantOfShape", "Cast", "Slice")
 LAYER_OPS = ("Linear", "DenseLinear", "LSTM")
+# (fewest, most) inputs of each elementary op; the first input is always required
+_ARITY = {"Relu": (1, 1), "Sigmoid": (1, 1), "Tanh": (1, 1), "Softmax": (1, 1), "Add": (2, 2), "Mul": (2, 2),
+          "Flatten": (1, 1), "Reshape": (1, 2), "Transpose": (1, 1), "Identity": (1, 1), "Concat": (1, 1 << 16),
+          "Squeeze": (1, 2), "Unsqueeze": (1, 2), "Gather": (2, 2), "Shape": (1, 1), "Expand": (2, 2),
+          "ConstantOfShape": (1, 1), "Cast": (1, 1), "Slice": (1, 5), "Linear": (1, 1), "DenseLinear": (1, 1),
+          "LSTM": (1, 4)}
+_INT_ATTRS = ("axis", "allowzero", "start", "end", "to", "layer", "hidden_size", "layout")
+_INT_LIST_ATTRS = ("perm", "axes", "starts", "ends", "shape")
 GRAPH_VERSION = 1
 
 #: ONNX TensorProto data type codes -> numpy dtypes (the tensor types the executor handles).
@@ -191,7 +199,7 @@ class GraphModel:
                 results = self._run_node(node, args, mode)
             except EIEInputError as exc:
                 raise EIEInputError(f"node {node.name!r} ({node.op}): {exc}") from None
-            except (ValueError, IndexError, TypeError) as exc:  # numpy's shape errors: name the node
+            except (ValueError, IndexError, TypeError, AttributeError, KeyError) as exc:  # numpy's shape errors etc.
                 raise EIEInputError(f"node {node.name!r} ({node.op}) failed on inputs of shapes "
                                     f"{[None if a is None else a.shape for a in args]}: {exc}") from None
             for name, val in zip(node.outputs, results):
@@ -355,6 +363,19 @@ def check_graph(g: GraphModel) -> None:
             raise EIEFormatError(f"{where}: unknown op")
         if not isinstance(node.attrs, dict):
             raise EIEFormatError(f"{where}: attrs must be an object")
+        if not isinstance(node.inputs, list) or not isinstance(node.outputs, list):
+            raise EIEFormatError(f"{where}: inputs and outputs must be lists")
+        lo, hi = _ARITY[node.op]
+        if not lo <= len(node.inputs) <= hi or not node.inputs[0] or len(node.outputs) < 1:
+            raise EIEFormatError(f"{where}: takes {lo}..{hi} inputs (the first one required) and gives at least "
+                                 f"one output, got inputs {node.inputs} and outputs {node.outputs}")
+        if node.op not in ("LSTM",) and len(node.outputs) != 1:
+            raise EIEFormatError(f"{where}: gives exactly one output, got {node.outputs}")
+        for key, v in node.attrs.items():
+            if key in _INT_ATTRS and (v is not None or key != "end") and not _is_int(v):
+                raise EIEFormatError(f"{where}: attribute {key!r} must be an integer, got {v!r}")
+            if key in _INT_LIST_ATTRS and not (isinstance(v, list) and all(_is_int(i) for i in v)):
+                raise EIEFormatError(f"{where}: attribute {key!r} must be a list of integers, got {v!r}")
         for name in node.inputs:
             if not isinstance(name, str):
                 raise EIEFormatError(f"{where}: input names must be strings")
@@ -411,6 +432,10 @@ def _check_layer_node(g: GraphModel, node: Node, where: str, used: set) -> None:
             EIELSTMCore([[m] for m in mats[:1]], h)
         except EIEFormatError as exc:
             raise EIEFormatError(f"{where}: {exc}") from None
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _shape_str(shape) -> str:
@@ -625,7 +650,8 @@ def model_from_file(mf) -> GraphModel:
             if key not in mf.extra:
                 raise EIEFormatError(f"graph model file: constant {name!r} (tensor 'extra.{key}') is missing")
             arr = mf.extra[key]
-            if not isinstance(shape, list) or arr.size != int(np.prod(shape, dtype=np.int64)):
+            if not (isinstance(shape, list) and all(_is_int(d) and d >= 0 for d in shape)) \
+                    or arr.size != int(np.prod(shape, dtype=np.int64)):
                 raise EIEFormatError(f"graph model file: constant {name!r} holds {arr.size} values, its shape says {shape!r}")
             constants[name] = arr.reshape(shape)
         inputs = [TensorSpec(s["name"], s["dtype"], s["shape"]) for s in g["inputs"]]

@@ -153,7 +153,7 @@ def _read_header(data: bytes, source: str) -> tuple[dict, dict, int]:
         raise EIEFormatError(f"{source}: header field 'format' must be {FORMAT_NAME!r}")
     version = header.get("version")
     if version != FORMAT_VERSION:
-        raise EIEFormatError(f"{source}: header field 'version' = {version!r} is not supported (this build reads version {FORMAT_VERSION})")
+        raise EIEFormatError(f"{source}: header field 'version': format version {version!r} is not supported (this build reads version {FORMAT_VERSION})")
     if not isinstance(header.get("kind"), str):
         raise EIEFormatError(f"{source}: header field 'kind' must be a string")
     if not isinstance(header.get("layers"), list):
@@ -329,7 +329,7 @@ def load(path):
         return mf.layers
     target = KIND_LOADERS.get(mf.kind)
     if target is None:
-        raise EIEFormatError(f"{path}: header field 'kind' = {mf.kind!r} is unknown (known: layer, layers, {', '.join(KIND_LOADERS)})")
+        raise EIEFormatError(f"{path}: header field 'kind': unknown model kind {mf.kind!r} (known: layer, layers, {', '.join(KIND_LOADERS)})")
     module, func = target.split(":")
     try:
         loader = getattr(importlib.import_module(module), func)

@@ -106,17 +106,18 @@ def pass_slices(entries, ptr, rows_per_pass, n_pass, start, end, row0):
 
 # ----------------------------------------------------------------- modules
 @njit(cache=True, inline="always")
-def ccu_propagate(n_pe, bcast, n_nz, q_head, depth):
+def ccu_propagate(bcast, n_nz, oldest_head, depth):
     """Central unit: broadcast the next non-zero unless a queue is full (start-of-cycle state).
 
+    ``oldest_head`` is the smallest ``q_head`` over the PEs (the fullest
+    queue; the OR of the PEs' "full" signals is ``bcast - oldest_head >= depth``).
     Returns (push, blocked): push = broadcast this cycle; blocked = a
     non-zero was ready but a full queue disabled the broadcast.
     """
     if bcast >= n_nz:
         return False, False
-    for p in range(n_pe):
-        if bcast - q_head[p] >= depth:
-            return False, True
+    if bcast - oldest_head >= depth:
+        return False, True
     return True, False
 
 
@@ -184,6 +185,7 @@ def simulate_pass(entries, base, start, end, row0, nz_idx, nz_val, codebook_q, s
     line_buf = np.full(n_pe, -1, dtype=np.int64)  # SpMat line held by the read unit
     last_write = np.full(acc.shape, -(1 << 40), dtype=np.int64)
     bcast = 0
+    oldest_head = 0
     t = 0
     issued_any = False
     while True:
@@ -197,7 +199,8 @@ def simulate_pass(entries, base, start, end, row0, nz_idx, nz_val, codebook_q, s
             if done:
                 break
         # ---------------- propagate: the CCU looks at the queues as they stand
-        push, blocked = ccu_propagate(n_pe, bcast, n_nz, q_head, depth)
+        push, blocked = ccu_propagate(bcast, n_nz, oldest_head, depth)
+        oldest_head = n_nz  # recomputed from the queues' new state below
         for p in range(n_pe):
             j = 0
             s = 0
@@ -257,6 +260,8 @@ def simulate_pass(entries, base, start, end, row0, nz_idx, nz_val, codebook_q, s
                 q_head[p] = nxt[p, 4]
             else:
                 q_head[p] = q_read[p]
+            if q_head[p] < oldest_head:
+                oldest_head = q_head[p]
         # ---------------- update: the CCU's broadcast lands in every queue
         if push:
             bcast += 1

@@ -77,92 +77,41 @@ def gather_f32(rowptr, cols, vals, bounds, x, bias, relu, out):
             out[i] = y
 
 
-@njit(cache=True, parallel=True, fastmath=_GATHER_MATH)
+@njit(cache=True, parallel=True, fastmath={"contract"})
 def csr_block_f32(rowptr, cols, vals, bounds, xt, bias, relu, out):
     """out (B, M) = act(X W^T + bias) with ``xt`` = X^T (K, B) contiguous.
 
     Each entry multiplies one contiguous row of ``xt`` (all B samples of its
     column), so the inner loop is a vectorised multiply-add over the batch.
+    Four entries are combined before touching the accumulator: the
+    accumulator's load-add-store chain, not the arithmetic, limits a one-entry
+    loop.
     """
     nblk = bounds.shape[0] - 1
     nb = xt.shape[1]
     nbu = np.uint64(nb)
+    four = np.uint64(4)
     for b in prange(nblk):
         acc = np.empty(nb, dtype=np.float32)
         for i in range(np.uint64(bounds[b]), np.uint64(bounds[b + 1])):
             acc[:] = 0.0
-            for e in range(np.uint64(rowptr[i]), np.uint64(rowptr[i + np.uint64(1)])):
-                v = vals[e]
-                c = np.uint64(cols[e])
+            e = np.uint64(rowptr[i])
+            e1 = np.uint64(rowptr[i + np.uint64(1)])
+            while e + four <= e1:
+                v0, v1, v2, v3 = vals[e], vals[e + np.uint64(1)], vals[e + np.uint64(2)], vals[e + np.uint64(3)]
+                c0, c1 = np.uint64(cols[e]), np.uint64(cols[e + np.uint64(1)])
+                c2, c3 = np.uint64(cols[e + np.uint64(2)]), np.uint64(cols[e + np.uint64(3)])
+                for s in range(nbu):  # 2-D indexing, no row views: a view costs a refcount per entry
+                    acc[s] += (v0 * xt[c0, s] + v1 * xt[c1, s]) + (v2 * xt[c2, s] + v3 * xt[c3, s])
+                e += four
+            while e < e1:
+                v0, c0 = vals[e], np.uint64(cols[e])
                 for s in range(nbu):
-                    acc[s] += v * xt[c, s]  # 2-D index, no row view: views cost a refcount each
+                    acc[s] += v0 * xt[c0, s]
+                e += np.uint64(1)
             bi = bias[i]
             for s in range(nb):
                 y = acc[s] + bi
                 if relu and y < 0:
                     y = np.float32(0.0)
                 out[s, i] = y
-
-
-@njit(cache=True, inline="always")
-def _put(out, s, i, y, relu):
-    if s < out.shape[0]:
-        if relu and y < 0:
-            y = np.float32(0.0)
-        out[s, i] = y
-
-
-@njit(cache=True, parallel=True)
-def csr_block16_f32(rowptr, cols, vals, bounds, x16, bias, relu, out):
-    """out (B, M) = act(X W^T + bias), the batch given as ``x16`` (ceil(B/16), K, 16), zero-padded.
-
-    Sixteen samples at a time in sixteen scalar accumulators, which LLVM keeps
-    in registers and packs into vector multiply-adds: each entry costs one
-    broadcast and one 64-byte load per 16 samples. Rows outermost, so a row's
-    entries are read from memory once and from L1 for the other chunks.
-    """
-    nblk = bounds.shape[0] - 1
-    nchunk = x16.shape[0]
-    for b in prange(nblk):
-        for i in range(np.uint64(bounds[b]), np.uint64(bounds[b + 1])):
-            e0 = np.uint64(rowptr[i])
-            e1 = np.uint64(rowptr[i + np.uint64(1)])
-            bi = bias[i]
-            for ch in range(np.uint64(nchunk)):
-                a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = np.float32(0.0)
-                for e in range(e0, e1):
-                    v = vals[e]
-                    c = np.uint64(cols[e])
-                    a0 += v * x16[ch, c, 0]
-                    a1 += v * x16[ch, c, 1]
-                    a2 += v * x16[ch, c, 2]
-                    a3 += v * x16[ch, c, 3]
-                    a4 += v * x16[ch, c, 4]
-                    a5 += v * x16[ch, c, 5]
-                    a6 += v * x16[ch, c, 6]
-                    a7 += v * x16[ch, c, 7]
-                    a8 += v * x16[ch, c, 8]
-                    a9 += v * x16[ch, c, 9]
-                    a10 += v * x16[ch, c, 10]
-                    a11 += v * x16[ch, c, 11]
-                    a12 += v * x16[ch, c, 12]
-                    a13 += v * x16[ch, c, 13]
-                    a14 += v * x16[ch, c, 14]
-                    a15 += v * x16[ch, c, 15]
-                s0 = np.int64(ch) * 16
-                _put(out, s0 + 0, i, a0 + bi, relu)
-                _put(out, s0 + 1, i, a1 + bi, relu)
-                _put(out, s0 + 2, i, a2 + bi, relu)
-                _put(out, s0 + 3, i, a3 + bi, relu)
-                _put(out, s0 + 4, i, a4 + bi, relu)
-                _put(out, s0 + 5, i, a5 + bi, relu)
-                _put(out, s0 + 6, i, a6 + bi, relu)
-                _put(out, s0 + 7, i, a7 + bi, relu)
-                _put(out, s0 + 8, i, a8 + bi, relu)
-                _put(out, s0 + 9, i, a9 + bi, relu)
-                _put(out, s0 + 10, i, a10 + bi, relu)
-                _put(out, s0 + 11, i, a11 + bi, relu)
-                _put(out, s0 + 12, i, a12 + bi, relu)
-                _put(out, s0 + 13, i, a13 + bi, relu)
-                _put(out, s0 + 14, i, a14 + bi, relu)
-                _put(out, s0 + 15, i, a15 + bi, relu)

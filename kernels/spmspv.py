@@ -7,9 +7,11 @@ up in the codebook and accumulates into its own local accumulators. PEs own
 disjoint rows, so they run in parallel with no synchronisation; each keeps a
 private accumulator array (no false sharing on interleaved rows).
 
-These kernels read the stored entries directly, exactly as the hardware does;
-``eie_runtime.layer`` may instead dispatch to the faster execution layouts in
-``kernels.fast`` for float32, which compute the same sums.
+These kernels read the stored entries directly, exactly as the hardware does,
+and serve as the stored-format references. ``EIELinear`` runs the faster
+kernels of ``kernels.fast_f32`` / ``kernels.fast_fixed16`` on a load-time
+execution layout (``eie_runtime.exec_layout``); they compute the same sums
+(fixed16: bit for bit).
 """
 
 import numpy as np

@@ -99,6 +99,23 @@ def test_trace_protocol_and_recorder_threads():
         simulate(lambda x: x, np.ones(3))
 
 
+def test_models_get_tuple_and_dict_inputs():
+    rng = np.random.default_rng(7)
+    a, b = random_layer(rng, 8, 16, 0.5, 4, name="a"), random_layer(rng, 8, 16, 0.5, 4, name="b")
+
+    class TwoInputs:  # e.g. a graph model with named inputs
+        def __call__(self, x=None, y=None):
+            return a(x) + b(y)
+
+    x, y = np.ones((2, 16), dtype=np.float32), np.zeros((2, 16), dtype=np.float32)
+    by_name = simulate(TwoInputs(), {"x": x, "y": y}, HardwareConfig(n_pe=4))
+    by_position = simulate(TwoInputs(), (x, y), HardwareConfig(n_pe=4))
+    assert [r.name for r in by_name.layers] == ["a#0", "a#1", "b#0", "b#1"]
+    assert by_name.frames == 2 and by_name.cycles == by_position.cycles
+    assert by_name.layers[2].nonzero_activations == 0 and by_name.layers[2].cycles == 0
+    assert by_name.matches_kernel
+
+
 def test_energy_model_reproduces_table_ii_at_the_reference_activity():
     cycles = 8000
     e = layer_energy(cycles=cycles, n_pe=1, lnzd_units=0, queue_pushes=cycles // 8, ptr_reads=cycles // 8,

@@ -347,3 +347,55 @@ def test_fixed16_lstm_after_calibration_tracks_float32():
     assert all(layer.fixed is not None for layer in model.layers)
     y16, y32 = model(x, mode="fixed16"), model(x)
     assert 0 < np.abs(y16 - y32).max() < 0.01 * np.abs(y32).max()
+
+
+def test_gemm_with_run_time_bias_and_backend_compressed_mode():
+    from eie_runtime.onnx_backend import EIEBackend
+
+    rng = np.random.default_rng(11)
+    b = rng.standard_normal((8, 5)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("Gemm", ["A", "B", "C"], ["Y"], name="gemm", beta=0.5)], "g",
+                              [helper.make_tensor_value_info("A", TensorProto.FLOAT, [2, 8]),
+                               helper.make_tensor_value_info("C", TensorProto.FLOAT, [2, 5])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [2, 5])],
+                              initializer=[numpy_helper.from_array(b, "B")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    feeds = {"A": rng.standard_normal((2, 8)).astype(np.float32), "C": rng.standard_normal((2, 5)).astype(np.float32)}
+    model = eonnx.convert(proto, density=0.5, bits=4, n_pe=2)
+    assert [n.op for n in model.nodes] == ["Mul", "Linear", "Add"]  # beta * C added after the layer
+    got = model.run(feeds)["Y"]
+    np.testing.assert_allclose(got, ort_run(eonnx.export(model), feeds)[0], rtol=1e-6, atol=1e-6)
+    rep = EIEBackend.prepare(proto, lossless=False, density=0.5, bits=4, n_pe=2)
+    np.testing.assert_array_equal(rep.run([feeds["A"], feeds["C"]])[0], got)
+    exact = EIEBackend.prepare(proto).run(feeds)[0]
+    np.testing.assert_allclose(exact, ort_run(proto, feeds)[0], rtol=1e-5, atol=1e-6)
+    assert np.abs(exact - got).max() > 1e-3  # compressed is not lossless
+
+
+class StatefulLSTM(torch.nn.Module):
+    """batch_first bidirectional 2-layer LSTM with initial states as graph inputs and two outputs."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.lstm = torch.nn.LSTM(6, 9, num_layers=2, batch_first=True, bidirectional=True)
+        self.fc = torch.nn.Linear(18, 4)
+        self.flat = torch.nn.Flatten()
+
+    def forward(self, x, h0, c0):
+        y, (h, c) = self.lstm(x, (h0, c0))
+        return torch.tanh(self.fc(y)), torch.sigmoid(self.flat(h.transpose(0, 1)))
+
+
+@pytest.mark.parametrize("opset", [9, 13, 20])
+def test_torch_export_opsets_with_initial_states(opset):
+    net = StatefulLSTM().eval()
+    args = [torch.randn(3, 5, 6), torch.randn(4, 3, 9), torch.randn(4, 3, 9)]
+    src = torch_onnx(net, args, dynamic_batch=False, opset_version=opset)
+    feeds = {n: a.numpy() for n, a in zip(["x0", "x1", "x2"], args)}
+    lossless = eonnx.convert(src, lossless=True).run(feeds)
+    for got, ref in zip(lossless.values(), net(*args)):  # the executor alone equals torch
+        np.testing.assert_allclose(got, ref.detach().numpy(), rtol=1e-5, atol=1e-6)
+    model = eonnx.convert(src, density=0.3, n_pe=4)
+    for got, ref in zip(model.run(feeds).values(), ort_run(eonnx.export(model), feeds)):
+        assert rel_err(got, ref) < REL

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 from ..errors import EIEInputError
@@ -21,7 +19,8 @@ def register(subparsers) -> None:
     src.add_argument("file", nargs="?", help="a .eie model file (needs --input)")
     src.add_argument("--layer", help="a Table III layer (alex6 ... ntlstm), uniform random at the paper's "
                                      "densities, seeded as in the benchmark")
-    p.add_argument("--input", help=".npy input: (K,) or (B, K) for layers, or what the model takes")
+    p.add_argument("--input", help=".npy input: (K,) or (B, K) for layers, or what the model takes; "
+                                   "a .npz gives a model its named inputs")
     p.add_argument("--seed", type=int, default=0, help="seed for --layer (default 0)")
     p.add_argument("--pes", type=int, default=None, help="PEs (default: the file's encoding, 64 for --layer)")
     p.add_argument("--fifo", type=int, default=8, help="activation FIFO depth (default 8)")
@@ -47,10 +46,10 @@ def _first_layer(obj):
         return obj
     if isinstance(obj, (list, tuple)) and obj and isinstance(obj[0], EIELinear):
         return obj[0]
-    layers = getattr(obj, "layers", None)
-    if callable(layers):
-        found = layers()
-        return found[0] if found else None
+    layers = getattr(obj, "layers", None)  # EIELSTMCore.layers(), GraphModel.layers
+    found = layers() if callable(layers) else layers
+    if isinstance(found, (list, tuple)):
+        return next((item for item in found if isinstance(item, EIELinear)), None)
     return None
 
 
@@ -72,6 +71,8 @@ def _run(args) -> int:
         target = load(args.file)
         try:
             x = np.load(args.input, allow_pickle=False)
+            if isinstance(x, np.lib.npyio.NpzFile):
+                x = {k: x[k] for k in x.files}
         except (OSError, ValueError) as exc:
             raise EIEInputError(f"cannot read --input {args.input}: {exc}") from None
         first = _first_layer(target)

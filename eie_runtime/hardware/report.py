@@ -98,6 +98,12 @@ class LayerReport:
         total = self.cycles * len(self.busy)
         return float(self.busy.sum()) / total if total else 0.0
 
+    def __repr__(self) -> str:
+        m, k = self.shape
+        return (f"LayerReport({self.name!r}, {m}x{k}, {self.cycles} cycles = {self.time_us:.2f} us "
+                f"(theoretical {self.theoretical_us:.2f}), load efficiency {self.load_efficiency:.3f}, "
+                f"{self.useful_macs} MACs, {self.energy.total:.4f} uJ)")
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,
@@ -125,6 +131,7 @@ class LayerReport:
             "busy_cycles": _summary(self.busy),
             "stalled_cycles": _summary(self.stalled),
             "starved_cycles": _summary(self.starved),
+            "per_pe": {"busy": self.busy.tolist(), "stalled": self.stalled.tolist(), "starved": self.starved.tolist()},
             "energy_uj": self.energy.total,
             "energy_breakdown_uj": self.energy.to_dict(),
             "dram_dense_energy_uj": dram_dense_uj(*self.shape),

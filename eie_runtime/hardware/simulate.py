@@ -143,7 +143,8 @@ def simulate_vector(prep: PreparedLayer, x_q: np.ndarray, config: HardwareConfig
     if layer.activation == "relu":
         y = np.maximum(y, 0)  # on write-back
     out = y.astype(np.int16)
-    matches = bool(np.array_equal(out, layer.run_fixed16_int(x_q))) if verify else None
+    # (the core kernel cannot take K = 0 inputs; there the output is the bias)
+    matches = bool(np.array_equal(out, layer.run_fixed16_int(x_q))) if verify and k else None
     st = pe_stats
     useful = int(st[:, _cm.USEFUL].sum())
     padding_issued = int(st[:, _cm.PADDING].sum())
@@ -189,7 +190,8 @@ def simulate(target, x, config: HardwareConfig | None = None, *, reencode: bool 
         Check each simulated output against ``EIELinear.run_fixed16_int``.
     frames : int, optional
         Frames the run stands for (frames/s, frames/J); defaults to B for
-        layers and 1 for a model's forward pass.
+        layers, and for a model to the number of samples its first EIE
+        layer call received (B for a batch of B).
 
     Layers without fixed-point parameters are calibrated on a copy with the
     given input (``LayerReport.calibrated`` says so).
@@ -219,10 +221,14 @@ def simulate(target, x, config: HardwareConfig | None = None, *, reencode: bool 
     return report
 
 
+def _rows(x: np.ndarray) -> np.ndarray:
+    """(K,) or (B, K) as (B, K) (reshape(-1, K) fails for K = 0)."""
+    return x[None] if x.ndim == 1 else x
+
+
 def _simulate_chain(layers, x, config, reencode, verify) -> SimulationReport:
     first = layers[0]
-    x = first.check_input(x)
-    samples = x.reshape(-1, first.in_features)
+    samples = _rows(first.check_input(x))
     if not np.isfinite(samples).all():
         raise EIEInputError("the simulated input holds NaN or Inf (fixed16 cannot represent them)")
     for a, b in zip(layers, layers[1:]):
@@ -262,9 +268,10 @@ def _simulate_calls(calls, config, reencode, verify) -> SimulationReport:
         raise EIEInputError("the model ran no EIE layer during its forward pass: nothing to simulate")
     by_layer: dict[int, list] = {}
     for layer, inp in calls:
-        by_layer.setdefault(id(layer), []).append(inp.reshape(-1, layer.in_features))
+        by_layer.setdefault(id(layer), []).append(_rows(inp))
     preps: dict[int, PreparedLayer] = {}
-    report = SimulationReport(config=config, frames=1)
+    # a forward pass over B samples is B frames: the first EIE call sees them all
+    report = SimulationReport(config=config, frames=max(1, len(_rows(calls[0][1]))))
     seen: dict[int, int] = {}
     for idx, (layer, inp) in enumerate(calls):
         key = id(layer)
@@ -274,9 +281,9 @@ def _simulate_calls(calls, config, reencode, verify) -> SimulationReport:
             if layer.name is None:
                 preps[key].name = f"layer{len(preps) - 1}"
         prep = preps[key]
-        n = seen.get(key, 0)
-        seen[key] = n + 1
-        for row in inp.reshape(-1, layer.in_features):
+        for row in _rows(inp):
+            n = seen.get(key, 0)
+            seen[key] = n + 1
             if not np.isfinite(row).all():
                 raise EIEInputError(f"layer {prep.name!r} got NaN or Inf during the traced forward pass")
             x_q = to_fixed(row, prep.layer.fixed.in_frac)

@@ -87,7 +87,9 @@ def trace_model(model, x) -> list:
     """The ``(EIELinear, input float32 (K,) or (B, K))`` calls of one forward pass of ``model``.
 
     Uses ``model._eie_trace(x)`` if the model has it; otherwise runs
-    ``model(x)`` (or ``model.forward(x)``) inside :func:`record_layer_calls`.
+    ``model(x)`` (or ``model.forward(x)``) inside :func:`record_layer_calls`;
+    a tuple ``x`` is passed as positional inputs, a dict as keyword inputs
+    (e.g. a graph model's named inputs).
     """
     from ..errors import EIEInputError
 
@@ -102,5 +104,10 @@ def trace_model(model, x) -> list:
         raise EIEInputError(f"cannot simulate a {type(model).__name__}: expected an EIELinear, a list of them, "
                             "or a model that is callable / has forward() / has _eie_trace()")
     with record_layer_calls() as calls:
-        run(x)
+        if isinstance(x, dict):
+            run(**x)
+        elif isinstance(x, tuple):
+            run(*x)
+        else:
+            run(x)
     return calls

@@ -7,6 +7,8 @@ must run in both modes and agree with the plain-numpy/Python references of
 ``tests/reference.py``; anything else is reported as an error.
 """
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -116,19 +118,39 @@ def run_graph(model, rng) -> tuple[str, str]:
     return "ran", "graph ran"
 
 
-def main(manifest: str, log: str) -> None:
+def convert_one(path: str, rng) -> tuple[str, str]:
+    """An ONNX mutant through `eie convert` (its handler, so the exception class is seen),
+    then, when it converts, the .eie file through load-and-run."""
+    from eie_runtime import cli
+
+    out = path + ".eie"
+    cli._EXTRA_COMMANDS[:] = cli._extra_commands()  # what cli.main does before parsing
+    args = cli.build_parser().parse_args(["convert", path, "-o", out, "-q", "--pes", "4", "--density", "0.5"])
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            args.func(args)
+    except eie.EIEError as exc:
+        return "rejected", f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - anything else is a finding
+        return "error", f"convert raised {type(exc).__module__}.{type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"
+    status, detail = run_one(out, rng)
+    return ("ran" if status == "ran" else status), "converted; " + detail
+
+
+def main(manifest: str, log: str, what: str = "eie") -> None:
     paths = Path(manifest).read_text().splitlines()
     rng = np.random.default_rng(0)
+    one = convert_one if what == "onnx" else run_one
     with open(log, "a", buffering=1) as out:
         for i, path in enumerate(paths):
             out.write(f"B {i}\n")
             out.flush()
             t0 = time.perf_counter()
-            status, detail = run_one(path, rng)
+            status, detail = one(path, rng)
             out.write("R " + json.dumps({"i": i, "status": status, "detail": detail[:3000],
                                          "seconds": time.perf_counter() - t0}) + "\n")
             out.flush()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])
