@@ -193,7 +193,7 @@ def wait_quiet(meter: CpuMeter, max_foreign: float, timeout_s: float, window_s: 
 
 
 def time_interleaved(fns: dict, *, rounds: int, round_s: float, max_foreign: float, max_rounds: int,
-                     max_wait: float = 0.1, quiet_wait_s: float = 2.0, progress=None) -> tuple[dict, dict]:
+                     max_wait: float = 0.1, quiet_wait_s: float = 1.0, progress=None) -> tuple[dict, dict]:
     """Time every callable in ``fns`` round by round, discarding disturbed rounds.
 
     A round is disturbed when other processes used more than ``max_foreign``

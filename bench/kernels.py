@@ -156,7 +156,7 @@ def run(args) -> dict:
                     fn()
             timings, stats = time_interleaved(methods, rounds=args.rounds, round_s=args.round_ms / 1e3,
                                               max_foreign=args.max_foreign, max_wait=args.max_wait,
-                                              max_rounds=4 * args.rounds)
+                                              max_rounds=3 * args.rounds)
             rounds_info.append({"layer": name, "batch": batch, **stats, "layout_build_s": build_s})
             for method, tm in timings.items():
                 records.append({"layer": name, "batch": batch, "method": method, "median_us": round(tm.median_us, 2),

@@ -185,6 +185,16 @@ class _Importer:
                                 "but EIE compresses constant weights only: make it an initializer")
         return self.consts[tensor]
 
+    def _check_features(self, name: str, op: str, tensor: str, axis: int, k: int) -> None:
+        """Refuse early when shape inference knows the input's feature count and it disagrees with the weight."""
+        vi = self.shapes.get(tensor)
+        if vi is None or vi.type.WhichOneof("value") != "tensor_type" or not vi.type.tensor_type.HasField("shape"):
+            return
+        dims = vi.type.tensor_type.shape.dim
+        if dims and -len(dims) <= axis < len(dims) and dims[axis].HasField("dim_value") and dims[axis].dim_value != k:
+            raise EIEInputError(f"node {name!r} ({op}): input {tensor!r} has {dims[axis].dim_value} features "
+                                f"(axis {axis}), but weight B expects {k}")
+
     def run(self) -> GraphModel:
         g = self.graph
         names = self._node_names()
@@ -288,6 +298,7 @@ class _Importer:
         if b.ndim != 2:
             raise EIEInputError(f"node {name!r} (Gemm): weight B must be 2-D, got shape {b.shape}")
         w = b if a.get("transB", 0) else b.T  # (N, K)
+        self._check_features(name, "Gemm", n.input[0], 0 if a.get("transA", 0) else 1, w.shape[1])
         if alpha != 1.0:
             w = (w * np.float32(alpha)).astype(np.float32)
         n_out = w.shape[0]
@@ -320,6 +331,7 @@ class _Importer:
         if b.ndim != 2:
             raise EIEInputError(f"node {name!r} (MatMul): weight B must be a 2-D matrix to become an EIE layer, "
                                 f"got shape {b.shape}")
+        self._check_features(name, "MatMul", n.input[0], -1, b.shape[0])
         out, bias = n.output[0], None
         users = consumers.get(out, [])
         if len(users) == 1 and out not in graph_outputs:

@@ -79,14 +79,18 @@ class DigitsLSTM(nn.Module):
 
 # ------------------------------------------------------------- training
 def train(model: nn.Module, x, y, *, epochs: int, lr: float = 1e-3, batch: int = 64, seed: int = 0,
-          desc: str = "train", progress: bool = True, on_step=None) -> nn.Module:
-    """Plain cross-entropy training with Adam (in place). ``on_step(step, total)`` runs before each step."""
+          desc: str = "train", progress: bool = True, on_step=None, cosine: bool = False) -> nn.Module:
+    """Cross-entropy training with Adam (in place), optionally with a cosine learning-rate decay.
+
+    ``on_step(step, total)`` runs before each step.
+    """
     gen = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     n = len(y)
     steps_per_epoch = -(-n // batch)
     total = epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total) if cosine else None
     bar = range(epochs)
     if progress:
         from tqdm.auto import tqdm
@@ -103,6 +107,8 @@ def train(model: nn.Module, x, y, *, epochs: int, lr: float = 1e-3, batch: int =
             loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             step += 1
     model.eval()
     return model

@@ -105,7 +105,7 @@ def encode_model_file(layers, *, kind: str, meta: dict | None = None, extra: dic
             tensors[f"layers.{i}.bias"] = layer.bias
         headers.append(_layer_header(layer))
     for name, arr in (extra or {}).items():
-        tensors[f"extra.{name}"] = np.ascontiguousarray(arr)
+        tensors[f"extra.{name}"] = np.asarray(arr, order="C")  # keeps 0-d arrays 0-d
     header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "kind": kind,
               "layers": headers, "meta": meta or {}}
     return st_save(tensors, metadata={"eie": json.dumps(header)})

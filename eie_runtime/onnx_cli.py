@@ -71,6 +71,11 @@ def _run(args) -> int:
     if not isinstance(model, GraphModel):
         raise EIEInputError(f"{args.file}: `eie run` runs converted graph models (from `eie convert`), "
                             f"this file holds {type(model).__name__}")
+    if args.mode == "fixed16":
+        missing = [layer.name for layer in model.layers if layer.fixed is None]
+        if missing:
+            raise EIEInputError(f"{args.file}: layers {missing} have no fixed16 parameters; convert with "
+                                "`eie convert ... --calibrate NAME=samples.npy` to run --mode fixed16")
     feeds = _parse_inputs(args.input, model.input_names, "--input")
     out = model.run(feeds, mode=args.mode)
     for name, arr in out.items():

@@ -76,3 +76,6 @@ def test_cli_errors(files, capsys):
     assert main(["run", str(d / "e.eie"), "--input", f"x={d / 'wrong.npy'}"]) == 2
     assert "input 'x' has shape (3, 41)" in capsys.readouterr().err
     assert main(["run", str(d / "e.eie"), "--input", f"x={d / 'nope.npy'}"]) == 2
+    capsys.readouterr()
+    assert main(["run", str(d / "e.eie"), "--input", f"x={d / 'x.npy'}", "--mode", "fixed16"]) == 2
+    assert "--calibrate" in capsys.readouterr().err

@@ -291,6 +291,13 @@ def test_dynamic_weight_is_refused_naming_node_and_input():
         eonnx.convert(_tiny_gemm(weight_init=False))
 
 
+def test_feature_mismatch_is_refused_at_conversion():
+    proto = _tiny_gemm()
+    proto.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 5  # x (n, 5) against W (4, 3)
+    with pytest.raises(EIEError, match="fc"):
+        eonnx.convert(proto)
+
+
 def test_unsupported_ops_are_listed_with_node_names():
     graph = helper.make_graph([helper.make_node("Exp", ["x"], ["a"], name="e1"), helper.make_node("Exp", ["a"], ["b"], name="e2"),
                                helper.make_node("Conv", ["b", "w"], ["y"], name="conv")], "g",
