@@ -53,9 +53,9 @@ def load_digits_split(seed: int = 0, test_fraction: float = 0.2):
 
 
 class DigitsMLP(nn.Module):
-    """64 -> 256 -> 256 -> 10."""
+    """64 -> 512 -> 512 -> 10."""
 
-    def __init__(self, hidden: int = 256):
+    def __init__(self, hidden: int = 512):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                                  nn.Linear(hidden, 10))
@@ -135,25 +135,30 @@ def latency_us(models: dict, x, repeats: int = 200) -> dict:
     return {k: 1e6 * float(np.median(v)) for k, v in times.items()}
 
 
-def deep_compress(model: nn.Module, x, y, *, density=DENSITY, bits=BITS, prune_epochs: int = 30,
-                  share_epochs: int = 15, lr: float = 1e-3, n_pe: int = 64, calibration=None,
+def deep_compress(model: nn.Module, x, y, *, density=DENSITY, bits=BITS, prune_epochs: int = 60,
+                  share_epochs: int = 30, lr: float = 1e-3, n_pe: int = 64, calibration=None,
                   progress: bool = True, seed: int = 0):
-    """The Deep Compression recipe with labels: gradual pruning + masked retraining, then centroid retraining.
+    """The Deep Compression recipe with labels, on a copy of ``model``.
 
-    Returns ``(eie_float32_model, eie_fixed16_model)``.
+    1. Gradual magnitude pruning (cubic schedule, every 10 steps) to ``density``
+       over the first 30% of ``prune_epochs``, masked retraining for the rest;
+    2. k-means sharing into ``2**bits - 1`` centroids, then centroid retraining.
+    Both with Adam and a cosine learning-rate decay. Returns
+    ``(eie_float32_model, eie_fixed16_model)`` (fixed16 calibrated on ``calibration``, default ``[x]``).
     """
     ft = et.prepare_finetune(model, density=1.0, bits=None, seed=seed)
 
-    def schedule(step, total):  # reach the target density by half of the pruning epochs
+    def schedule(step, total):
         if step % 10 == 0:
-            et.set_density(ft, et.density_schedule(step, total // 2, density))
+            et.set_density(ft, et.density_schedule(step, int(0.3 * total), density))
 
-    train(ft, x, y, epochs=prune_epochs, lr=lr, desc="prune + retrain", progress=progress, on_step=schedule, seed=seed)
+    train(ft, x, y, epochs=prune_epochs, lr=lr, desc="prune + retrain", progress=progress, on_step=schedule,
+          seed=seed, cosine=True)
     et.set_density(ft, density)
     shared = et.share_weights(ft, bits=bits, seed=seed)
-    train(shared, x, y, epochs=share_epochs, lr=lr / 2, desc="share + retrain centroids", progress=progress, seed=seed)
-    calib = calibration if calibration is not None else [x]
-    f32 = et.finalize(shared, n_pe=n_pe, calibration=calib)
+    train(shared, x, y, epochs=share_epochs, lr=lr / 2, desc="share + retrain centroids", progress=progress,
+          seed=seed, cosine=True)
+    f32 = et.finalize(shared, n_pe=n_pe, calibration=calibration if calibration is not None else [x])
     f16 = et.set_mode(copy.deepcopy(f32), "fixed16")
     return f32, f16
 
@@ -186,16 +191,16 @@ def run(*, seed: int = 0, progress: bool = True, quick: bool = False) -> dict:
     scale = 0.3 if quick else 1.0
     ep = lambda e: max(1, int(e * scale))
     rows, extra = [], {}
-    for name, make, dense_epochs in (("MLP 64-256-256-10", DigitsMLP, 40), ("LSTM(8,128)+Linear", DigitsLSTM, 40)):
+    for name, make, dense_epochs in (("MLP 64-512-512-10", DigitsMLP, 40), ("LSTM(8,128)+Linear", DigitsLSTM, 40)):
         torch.manual_seed(seed)
         dense = train(make(), x_tr, y_tr, epochs=ep(dense_epochs), desc=f"{name}: dense", progress=progress, seed=seed)
         no_ft = et.compress(dense, density=DENSITY, bits=BITS, seed=seed)
-        f32, f16 = deep_compress(dense, x_tr, y_tr, prune_epochs=ep(30), share_epochs=ep(15), progress=progress,
+        f32, f16 = deep_compress(dense, x_tr, y_tr, prune_epochs=ep(60), share_epochs=ep(30), progress=progress,
                                  calibration=[x_tr], seed=seed)
         rows.append(_report(name, dense, f32, f16, no_ft, data))
         extra[name] = (dense, f32)
     # label-free: distil the dense MLP into its compressed copy from unlabeled training images
-    dense = extra["MLP 64-256-256-10"][0]
+    dense = extra["MLP 64-512-512-10"][0]
     batches = list(torch.split(x_tr, 128))
     dist, rep = et.distill(dense, batches, density=DENSITY, bits=BITS, epochs=ep(30), lr=2e-3, eval_inputs=[x_te],
                            seed=seed, progress=progress)

@@ -97,15 +97,17 @@ class ExecLayout:
         self.bounds = _balanced_bounds(row_nnz, n_blocks or _default_blocks())
         counts = _build.block_column_counts(self.rowptr, self.cols, self.bounds, k)
         self.colptr = np.zeros((counts.shape[0], k + 1), dtype=ptr_t)
-        flat = np.cumsum(counts.ravel()).reshape(counts.shape)
-        self.colptr[:, 1:] = flat
-        self.colptr[1:, 0] = flat[:-1, -1]
+        # absolute offsets: block b's columns follow all of block b-1's entries
+        self.colptr[:, 1:] = np.cumsum(counts.ravel()).reshape(counts.shape)
+        self.colptr[:, 0] = np.concatenate(([0], np.cumsum(counts.sum(axis=1))[:-1]))
         self.csc_rows = np.empty(nnz, dtype=np.uint16)
         self.csc_codes = np.empty(nnz, dtype=np.uint8)
         _build.fill_blocked_csc(self.rowptr, self.cols, codes, self.bounds, self.colptr, self.csc_rows,
                                 self.csc_codes)
         self.nnz = nnz
+        self.max_row = int(row_nnz.max(initial=0))
         self._q16 = None  # (w_frac, codebook_q, w_q per entry, row sums of |w_q|), built on first use
+        self._safe = None  # ((w_frac, shift, bias bytes), safe_amax) of the last scatter fixed16 call
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- memory
@@ -159,6 +161,16 @@ class ExecLayout:
                     self._q16 = q
         return q
 
+    def _safe_amax(self, w_frac: int, row_abs: np.ndarray, bias_q: np.ndarray, shift: int) -> int:
+        """``safe_amax`` for these parameters and bias; remembered, as they rarely change between calls."""
+        key = (w_frac, shift, bias_q.tobytes())  # row_abs is a function of w_frac
+        hit = self._safe
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        value = int(_q16.safe_amax(row_abs, self.rowptr, bias_q, shift))
+        self._safe = (key, value)  # one tuple, replaced atomically: safe under concurrent calls
+        return value
+
     def run_fixed16(self, x_q: np.ndarray, w_frac: int, bias_q: np.ndarray, shift: int, relu: bool) -> np.ndarray:
         """Bit-exact int16 layer (DESIGN.md) for validated int16 ``x_q`` of shape (B, K)."""
         m, k = self.shape
@@ -169,6 +181,7 @@ class ExecLayout:
             out[:] = np.maximum(bias_q, 0) if relu else bias_q
             return out
         _, codebook_q, w_q, row_abs = self._fixed16_tables(w_frac)
+        wmax = int(np.abs(codebook_q).max(initial=0))
         if x_q.shape[0] > 1 and shift <= 30:
             xt = np.ascontiguousarray(x_q.T, dtype=np.int32)
             with kernel_section():
@@ -176,13 +189,16 @@ class ExecLayout:
             return out
         for s in range(x_q.shape[0]):
             idx, val, amax = _q16.compact_nonzeros_q(x_q[s])
-            saturate = amax > _q16.safe_amax(row_abs, self.rowptr, bias_q, shift)
             with kernel_section():
-                if shift <= 30 and k and idx.shape[0] >= GATHER_DENSITY * k:
+                if shift <= 30 and k and idx.shape[0] >= GATHER_DENSITY * k:  # checks its own rows
                     x32 = x_q[s].astype(np.int32)
-                    _q16.gather_fixed16(self.rowptr, self.cols, w_q, self.bounds, x32, bias_q, shift, relu,
-                                        saturate, out[s])
+                    # |term| <= (|w| amax + 2**29) >> shift, + 1 for safety; int32 sums if a full row fits
+                    term = ((wmax * int(amax) + (1 << 29)) >> shift) + 1
+                    gather = _q16.gather_fixed16_narrow if self.max_row * term < 2**31 - 2**15 else \
+                        _q16.gather_fixed16
+                    gather(self.rowptr, self.cols, w_q, self.bounds, x32, bias_q, shift, relu, out[s])
                 else:
+                    saturate = amax > self._safe_amax(w_frac, row_abs, bias_q, shift)
                     _q16.scatter_fixed16(self.colptr, self.csc_rows, self.csc_codes, codebook_q, self.bounds, idx,
                                          val, bias_q, shift, relu, saturate, out[s])
         return out

@@ -108,7 +108,11 @@ def encode_model_file(layers, *, kind: str, meta: dict | None = None, extra: dic
         tensors[f"extra.{name}"] = np.asarray(arr, order="C")  # keeps 0-d arrays 0-d
     header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "kind": kind,
               "layers": headers, "meta": meta or {}}
-    return st_save(tensors, metadata={"eie": json.dumps(header)})
+    try:
+        text = json.dumps(header)
+    except (TypeError, ValueError) as exc:  # e.g. bytes from a non-UTF-8 ONNX name in 'meta'
+        raise EIEFormatError(f"cannot save: header field 'meta' is not JSON-serializable ({exc})") from None
+    return st_save(tensors, metadata={"eie": text})
 
 
 def write_model_file(path, layers, *, kind: str, meta: dict | None = None, extra: dict | None = None) -> None:

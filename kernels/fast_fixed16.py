@@ -1,16 +1,19 @@
 """Bit-exact fixed16 kernels (DESIGN.md arithmetic) on the execution layouts.
 
-Every row receives at most one term per column, and both kernels add a row's
-terms in ascending column order, so with saturation on they reproduce the
-hardware's order exactly. With ``saturate=False`` they skip the clamps; the
-caller may only ask for that after proving (``safe_amax``) that no partial
-sum of any row can leave int16 for this input, in which case the clamps never
-fire and the result is the same.
+Every row receives at most one term per column, and all kernels add a row's
+terms in ascending column order, so saturating after every add reproduces
+the hardware's order exactly. Clamps are skipped only where they provably
+cannot fire (then the plain sum is the same number):
+
+- the scatter takes ``saturate=False`` only after the caller proved with
+  ``safe_amax`` that no partial sum of any row can leave int16 for this input;
+- the gather checks each row itself: ``|b| + sum|term|`` within int16 bounds
+  every partial sum, in any order; rows that fail it are redone with clamps.
 
 The scatter rounds its 16-entry product table in int64 (any ``shift < 63``);
-the gather works per entry in int32, where |w|, |a| <= 2**15 keep
-``|p| + 2**(shift-1)`` below 2**31 for ``shift <= 30``, the only shifts the
-caller sends it.
+the gather and batch kernels work per entry in int32, where |w|, |a| <= 2**15
+keep ``|p| + 2**(shift-1)`` below 2**31 for ``shift <= 30``, the only shifts
+the caller sends them.
 """
 
 import numpy as np
@@ -63,6 +66,9 @@ def scatter_fixed16(colptr, rows, codes, codebook_q, bounds, nz_idx, nz_val, bia
     nblk = colptr.shape[0]
     ncb = codebook_q.shape[0]
     half = (np.int64(1) << (shift - 1)) if shift > 0 else np.int64(0)
+    narrow = shift <= 30
+    half32 = np.int32(half) if narrow else np.int32(0)
+    sh32 = np.int32(shift) if narrow else np.int32(0)
     for b in prange(nblk):
         r0 = bounds[b]
         r1 = bounds[b + 1]
@@ -73,8 +79,12 @@ def scatter_fixed16(colptr, rows, codes, codebook_q, bounds, nz_idx, nz_val, bia
         for t in range(nz_idx.shape[0]):
             j = np.uint64(nz_idx[t])
             a = nz_val[t]
-            for v in range(ncb):
-                tab[v] = (np.int64(codebook_q[v]) * a + half) >> shift  # per column: int64 is free
+            if narrow:  # int32 products: the 16-entry table vectorises
+                for v in range(ncb):
+                    tab[v] = (np.int32(codebook_q[v]) * a + half32) >> sh32
+            else:
+                for v in range(ncb):
+                    tab[v] = (np.int64(codebook_q[v]) * a + half) >> shift
             e0 = np.uint64(colptr[b, j])
             e1 = np.uint64(colptr[b, j + np.uint64(1)])
             if saturate:
@@ -93,23 +103,67 @@ def scatter_fixed16(colptr, rows, codes, codebook_q, bounds, nz_idx, nz_val, bia
 
 
 @njit(cache=True, parallel=True)
-def gather_fixed16(rowptr, cols, w_q, bounds, x32, bias_q, shift, relu, saturate, out):
-    """int16 out = act(W x + b) by row gathers; ``x32`` is the int16 input widened to int32."""
+def gather_fixed16(rowptr, cols, w_q, bounds, x32, bias_q, shift, relu, out):
+    """int16 out = act(W x + b) by row gathers; ``x32`` is the int16 input widened to int32.
+
+    Per row, one vectorised pass sums the rounded products and their absolute
+    values. When ``|b| + sum|term|`` fits int16, no partial sum in any order
+    can leave int16, so no clamp would fire and the plain sum is the exact
+    result; otherwise the row is redone term by term with saturation, in
+    ascending column order (rare: only rows driven to the int16 edge).
+    """
     nblk = bounds.shape[0] - 1
     half = np.int32(1 << (shift - 1)) if shift > 0 else np.int32(0)
     sh = np.int32(shift)
     for b in prange(nblk):
         for i in range(np.uint64(bounds[b]), np.uint64(bounds[b + 1])):
-            acc = np.int32(bias_q[i])
+            bi = np.int64(bias_q[i])
             e0 = np.uint64(rowptr[i])
             e1 = np.uint64(rowptr[i + np.uint64(1)])
-            if saturate:
-                for e in range(e0, e1):
-                    y = acc + ((np.int32(w_q[e]) * x32[cols[e]] + half) >> sh)
-                    acc = min(max(y, np.int32(-32768)), np.int32(32767))
+            total = np.int64(0)
+            mag = np.int64(0)
+            for e in range(e0, e1):
+                t = np.int64((np.int32(w_q[e]) * x32[cols[e]] + half) >> sh)
+                total += t
+                mag += abs(t)
+            if abs(bi) + mag <= 32767:
+                acc = bi + total
             else:
+                acc = bi
                 for e in range(e0, e1):
                     acc += (np.int32(w_q[e]) * x32[cols[e]] + half) >> sh
+                    acc = min(max(acc, np.int64(-32768)), np.int64(32767))
+            if relu and acc < 0:
+                acc = 0
+            out[i] = acc
+
+
+@njit(cache=True, parallel=True)
+def gather_fixed16_narrow(rowptr, cols, w_q, bounds, x32, bias_q, shift, relu, out):
+    """``gather_fixed16`` with int32 sums (twice the vector lanes; Numba widens int32
+    arithmetic to int64 unless every step is cast back). Only for calls where the
+    caller bounded every row's ``sum|term|`` below 2**31 - 2**15."""
+    nblk = bounds.shape[0] - 1
+    half = np.int32(1 << (shift - 1)) if shift > 0 else np.int32(0)
+    sh = np.int32(shift)
+    for b in prange(nblk):
+        for i in range(np.uint64(bounds[b]), np.uint64(bounds[b + 1])):
+            bi = np.int32(bias_q[i])
+            e0 = np.uint64(rowptr[i])
+            e1 = np.uint64(rowptr[i + np.uint64(1)])
+            total = np.int32(0)
+            mag = np.int32(0)
+            for e in range(e0, e1):
+                t = np.int32(np.int32(np.int32(np.int32(w_q[e]) * x32[cols[e]]) + half) >> sh)
+                total = np.int32(total + t)
+                mag = np.int32(mag + np.int32(abs(t)))
+            if abs(np.int64(bi)) + mag <= 32767:
+                acc = np.int64(bi) + total
+            else:
+                acc = np.int64(bi)
+                for e in range(e0, e1):
+                    acc += (np.int32(w_q[e]) * x32[cols[e]] + half) >> sh
+                    acc = min(max(acc, np.int64(-32768)), np.int64(32767))
             if relu and acc < 0:
                 acc = 0
             out[i] = acc

@@ -112,9 +112,10 @@ def _fixed_case(rng, m, k, density, act_density, fp, act_scale, relu=True, n_pe=
 
 @pytest.mark.parametrize("act_density", [0.2, 1.0])  # scatter and gather
 @pytest.mark.parametrize("act_scale", [0.01, 100.0])  # provably safe (no clamps) and saturating
-def test_fixed16_bit_exact(act_density, act_scale):
+@pytest.mark.parametrize("fracs", [(8, 12, 8), (12, 14, 26)])  # gather with int32 sums; shift 0: int64 sums
+def test_fixed16_bit_exact(act_density, act_scale, fracs):
     rng = np.random.default_rng(3)
-    fp = FixedPointParams(in_frac=8, w_frac=12, out_frac=8)
+    fp = FixedPointParams(*fracs)
     layer, x_q, ref = _fixed_case(rng, 70, 60, 0.5, act_density, fp, act_scale)
     np.testing.assert_array_equal(layer.run_fixed16_int(x_q), ref)
     np.testing.assert_array_equal(layer.run_fixed16_int(x_q[1]), ref[1])
@@ -217,3 +218,14 @@ def test_concurrent_first_calls_build_one_layout():
     assert len(results) == 8 and all(lo is layouts[0] for lo in layouts)
     for y in results:
         np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fixed16_tables_follow_parameter_changes():
+    rng = np.random.default_rng(13)
+    layer, codes, cb, b = _layer(rng, 40, 30, 0.5)
+    x = _acts(rng, 30, 0.3)
+    for fracs in [(8, 12, 8), (8, 10, 6), (8, 12, 8)]:
+        layer.fixed = FixedPointParams(*fracs)
+        x_q = to_fixed(x, fracs[0])
+        ref = fixed16_layer(codes, cb, x_q, in_frac=fracs[0], w_frac=fracs[1], out_frac=fracs[2], bias=b, relu=True)
+        np.testing.assert_array_equal(layer.run_fixed16_int(x_q), ref)

@@ -204,10 +204,11 @@ def test_non_contiguous_and_read_only_inputs(mode):
     x = np.random.default_rng(1).uniform(-2, 2, (5, K)).astype(np.float32)
     x[x < 0] = 0
     want = LAYER(x, mode=mode)
+    want_one = LAYER(x[2].copy(), mode=mode)  # one vector may take another kernel than a batch
     for name, v in _variants(x).items():
         assert not name.startswith("strided") or not v.flags.c_contiguous
         assert np.array_equal(LAYER(v, mode=mode), want), name
-        assert np.array_equal(LAYER(v[2], mode=mode), want[2]), name
+        assert np.array_equal(LAYER(v[2], mode=mode), want_one), name
     q = to_fixed(x, LAYER.fixed.in_frac)
     q_ro = q.copy()
     q_ro.flags.writeable = False
@@ -319,3 +320,37 @@ def test_lstm_empty_batch_and_sequence():
     assert y.shape == (0, 2, 3) and h.shape == (1, 2, 3)
     y, h, c = core.forward(np.zeros((3, 0, 4), np.float32))
     assert y.shape == (3, 0, 3)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: np.full((2, 1, 4), "a"),
+    lambda: np.ones((2, 1, 4), np.complex64),
+    lambda: np.array([[[object()] * 4]] * 2),
+    lambda: [[[1.0] * 4], [[1.0] * 2]],  # ragged
+], ids=["str", "complex", "object", "ragged"])
+def test_lstm_non_numeric_inputs_are_refused(make):
+    with pytest.raises(eie.EIEInputError, match="LSTM"):
+        _lstm().forward(make())
+    with pytest.raises(eie.EIEInputError, match="h0"):
+        _lstm().forward(np.zeros((2, 1, 4), np.float32), h0=np.full((1, 1, 3), "a"))
+
+
+# ------------------------------------------------------- hardware simulator
+def test_hardware_simulator_inputs():
+    from eie_runtime.hardware import HardwareConfig, prepare_layer, simulate, simulate_vector
+
+    cfg = HardwareConfig(n_pe=4)
+    for shape in [(K + 1,), (2, K - 1), (1, 2, K), ()]:
+        with pytest.raises(eie.EIEInputError, match=rf"expected \({K},\) or \(batch, {K}\)"):
+            simulate(LAYER, np.ones(shape, np.float32), cfg)
+    with pytest.raises(eie.EIEInputError, match="NaN or Inf"):
+        simulate(LAYER, np.full(K, np.nan, np.float32), cfg)
+    x = np.linspace(-1, 1, K).astype(np.float32)
+    strided = np.zeros(2 * K, np.float32)[::2]
+    strided[:] = x
+    strided.flags.writeable = False
+    assert simulate(LAYER, strided, cfg).layers[0].cycles == simulate(LAYER, x, cfg).layers[0].cycles
+    prep = prepare_layer(LAYER, cfg)
+    for bad in (np.zeros(K, np.int32), np.zeros(K + 1, np.int16), np.zeros((1, K), np.int16)):
+        with pytest.raises(eie.EIEInputError, match=rf"int16 of shape \({K},\)"):
+            simulate_vector(prep, bad, cfg)

@@ -137,9 +137,22 @@ def convert_one(path: str, rng) -> tuple[str, str]:
     return ("ran" if status == "ran" else status), "converted; " + detail
 
 
+def warm_up(rng) -> None:
+    """Compile (or load from Numba's cache) every kernel a mutant can reach, before the
+    first mutant's clock starts: a cold compile on a busy machine is not a hang."""
+    codes = rng.integers(0, 16, size=(40, 30)).astype(np.uint8)
+    layer = eie.EIELinear(eie.InterleavedCSC.from_codes(codes, np.linspace(0, 1, 16, dtype=np.float32), 4),
+                          bias=np.ones(40, np.float32), activation="relu")
+    layer.calibrate(rng.standard_normal((4, 30)).astype(np.float32))
+    exercise(layer, rng)
+    for x in (np.ones(30, np.float32), np.zeros(30, np.float32), np.ones((2, 30), np.float32)):
+        layer(x), layer(x, mode="fixed16")
+
+
 def main(manifest: str, log: str, what: str = "eie") -> None:
     paths = Path(manifest).read_text().splitlines()
     rng = np.random.default_rng(0)
+    warm_up(rng)
     one = convert_one if what == "onnx" else run_one
     with open(log, "a", buffering=1) as out:
         for i, path in enumerate(paths):
