@@ -503,7 +503,7 @@ def distill_finetune(teacher, student, inputs: Iterable, *, epochs: int = 20, lr
                 loss = sum(torch.nn.functional.mse_loss(o, t) for o, t in zip(outs, ts)) / (len(ts) * s)
                 loss.backward()
                 opt.step()
-                total += float(loss)
+                total += float(loss.detach())
             losses.append(total / len(items))
             if progress:
                 bar.set_postfix(loss=f"{losses[-1]:.3g}")

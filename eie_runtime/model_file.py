@@ -60,6 +60,7 @@ _ST_DTYPES = {"BOOL": "|b1", "U8": "|u1", "I8": "|i1", "U16": "<u2", "I16": "<i2
 #: The function takes a :class:`ModelFile` and returns the object ``load`` gives back.
 KIND_LOADERS = {
     "graph": "eie_runtime.graph:model_from_file",
+    "torch-modules": "eie_runtime.torch:modules_from_file",  # imports torch, for these files only
 }
 
 

@@ -17,6 +17,7 @@ float32 (or fixed16), and ignore dropout, as ``model.eval()`` would.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -59,6 +60,25 @@ def _as_array(x, what: str) -> np.ndarray:
     if x.dtype != torch.float32:
         raise EIEInputError(f"{what} is {str(x.dtype).replace('torch.', '')}; EIE modules take float32: pass x.float()")
     return x.detach().contiguous().numpy()
+
+
+def _keep_torch_threads(forward):
+    """Run ``forward`` (any function calling kernels) and restore torch's intra-op thread count afterwards.
+
+    Numba's OpenMP pool and torch share libgomp, and the pool's first parallel
+    launch resets the process-wide thread count torch reads: a user who chose
+    ``torch.set_num_threads(1)`` would silently get every thread back (and,
+    on a loaded machine, torch ops many times slower).
+    """
+    @functools.wraps(forward)
+    def wrapper(*args, **kwargs):
+        n = torch.get_num_threads()
+        try:
+            return forward(*args, **kwargs)
+        finally:
+            if torch.get_num_threads() != n:
+                torch.set_num_threads(n)
+    return wrapper
 
 
 def _layer_tensors(layer: CoreLinear) -> dict:
@@ -147,6 +167,7 @@ class _EIEModule(nn.Module):
                 destination[prefix + lp + key] = t
         destination[prefix + "mode"] = torch.tensor(MODES.index(self.mode), dtype=torch.int64)
 
+    @_keep_torch_threads
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
         used = set()
@@ -242,6 +263,7 @@ class EIELinear(_EIEModule):
     def out_features(self) -> int:
         return self.layer.out_features
 
+    @_keep_torch_threads
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = _as_array(x, f"input of {self.layer.name!r}")
         k, m = self.in_features, self.out_features
@@ -376,6 +398,7 @@ class EIELSTM(_LSTMBase):
     bidirectional = property(lambda self: self.core.num_directions == 2)
     proj_size = property(lambda self: self.core.out_size if self.core.proj else 0)
 
+    @_keep_torch_threads
     def forward(self, input, hx=None):
         packed = isinstance(input, nn.utils.rnn.PackedSequence)
         lens = None
@@ -469,6 +492,7 @@ class EIELSTMCell(_LSTMBase):
         return cls(ti.compress_lstm_module(cell, density=density, bits=bits, n_pe=n_pe, seed=seed,
                                            name=name or "lstm_cell"), mode=mode)
 
+    @_keep_torch_threads
     def forward(self, input, hx=None):
         x = _as_array(input, "LSTMCell input")
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
@@ -528,6 +552,7 @@ def _wrap(target: ti.Target, *, n_pe: int, seed: int, mode: str) -> _EIEModule:
                                       name=name, mode="float32")
 
 
+@_keep_torch_threads
 def compress(model: nn.Module, *, density=0.1, bits=4, n_pe: int = 64, mode: str = "float32",
              filter_fn: Callable | None = None, calibration: Iterable | None = None, seed: int = 0,
              progress: bool = False) -> nn.Module:
@@ -593,6 +618,7 @@ def _call(model, item):
     return model(item)
 
 
+@_keep_torch_threads
 def calibrate(model: nn.Module, samples: Iterable) -> None:
     """Choose fixed16 fractional bits of every EIE module from sample model inputs.
 
@@ -633,6 +659,7 @@ def set_mode(model: nn.Module, mode: str) -> nn.Module:
     return model
 
 
+@_keep_torch_threads
 def to_dense(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with every EIE module replaced by its plain torch equivalent."""
     new = copy.deepcopy(model)
@@ -698,6 +725,7 @@ def _file_contents(mods: dict) -> dict:
     return {"layers": layers, "kind": FILE_KIND, "meta": {"modules": entries}}
 
 
+@_keep_torch_threads
 def save(model: nn.Module, path) -> None:
     """Save every EIE module of ``model`` (or one EIE module) to a ``.eie`` file, atomically.
 
@@ -710,6 +738,7 @@ def save(model: nn.Module, path) -> None:
     write_model_file(path, **_file_contents(mods))
 
 
+@_keep_torch_threads
 def modules_from_file(mf: ModelFile):
     """The EIE modules of a ``torch-modules`` file: one module if saved from one, else ``{name: module}``.
 
@@ -756,6 +785,7 @@ def modules_from_file(mf: ModelFile):
     return out
 
 
+@_keep_torch_threads
 def load(path, into: nn.Module | None = None):
     """Load a file written by :func:`save`.
 
@@ -784,6 +814,7 @@ def load(path, into: nn.Module | None = None):
 
 
 # ------------------------------------------------------------- fine-tuning
+@_keep_torch_threads
 def finalize(model: nn.Module, *, bits=None, n_pe: int = 64, mode: str = "float32",
              calibration: Iterable | None = None, seed: int = 0) -> nn.Module:
     """Turn a model from :func:`prepare_finetune` (after training) into EIE modules.
@@ -821,6 +852,7 @@ def finalize(model: nn.Module, *, bits=None, n_pe: int = 64, mode: str = "float3
     return set_mode(new, mode)
 
 
+@_keep_torch_threads
 def distill(model: nn.Module, inputs: Iterable, *, density=0.1, bits=4, n_pe: int = 64, epochs: int = 20,
             lr: float = 1e-3, filter_fn: Callable | None = None, eval_inputs: Iterable | None = None,
             mode: str = "float32", seed: int = 0, progress: bool = True) -> tuple[nn.Module, DistillReport]:

@@ -38,7 +38,7 @@ def test_distillation_without_labels_moves_closer_to_dense(digits):
     (x_tr, _, x_te, y_te), dense = digits
     unlabeled = list(torch.split(x_tr, 128))
     plain = et.compress(dense, density=0.1, bits=4)
-    small, report = et.distill(dense, unlabeled, density=0.1, bits=4, epochs=15, lr=2e-3, eval_inputs=[x_te],
+    small, report = et.distill(dense, unlabeled, density=0.1, bits=4, epochs=30, lr=5e-3, eval_inputs=[x_te],
                                progress=False)
     print(report)
     assert report.after.top1 > report.before.top1 + 0.05

@@ -85,7 +85,36 @@ def run_one(path: str, rng) -> tuple[str, str]:
         return "error", f"loaded but running raised {type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"
     if hasattr(obj, "run") and hasattr(obj, "inputs"):  # a graph model: run it end to end
         return run_graph(obj, rng)
+    if isinstance(obj, dict) or type(obj).__module__ == "eie_runtime.torch":  # torch modules
+        return run_torch(obj if isinstance(obj, dict) else {"": obj})
     return "ran", f"{len(layers)} layer(s)"
+
+
+def run_torch(mods: dict) -> tuple[str, str]:
+    """Every loaded torch module's core layers, then its forward on a well-shaped input."""
+    import torch
+
+    try:
+        rng = np.random.default_rng(1)
+        for mod in mods.values():
+            for layer in mod.eie_layers():
+                exercise(layer, rng)
+    except Exception as exc:  # noqa: BLE001 - a layer that loads must run
+        return "error", f"torch module layer raised {type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"
+    try:
+        with torch.no_grad():
+            for mod in mods.values():
+                if hasattr(mod, "in_features"):
+                    mod(torch.randn(2, mod.in_features))
+                elif type(mod).__name__ == "EIELSTMCell":
+                    mod(torch.randn(2, mod.input_size))
+                else:
+                    mod(torch.randn(2, 3, mod.input_size) if getattr(mod, "batch_first", False) else torch.randn(3, 2, mod.input_size))
+    except eie.EIEError as exc:
+        return "run_refused", f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001
+        return "error", f"torch forward raised {type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"
+    return "ran", f"{len(mods)} torch module(s)"
 
 
 def graph_feeds(model, rng) -> dict | None:
@@ -147,6 +176,10 @@ def warm_up(rng) -> None:
     exercise(layer, rng)
     for x in (np.ones(30, np.float32), np.zeros(30, np.float32), np.ones((2, 30), np.float32)):
         layer(x), layer(x, mode="fixed16")
+    try:  # torch-modules files import torch: seconds, not to be charged to a mutant
+        import eie_runtime.torch  # noqa: F401
+    except ImportError:
+        pass
 
 
 def main(manifest: str, log: str, what: str = "eie") -> None:

@@ -70,12 +70,36 @@ def seed_docs() -> dict[str, Doc]:
     wide = decode_doc(encode_model_file([fc], kind="layer"))
     wide.tensors["layers.0.ptr"] = wide.tensors["layers.0.ptr"].astype(np.int64)
     docs["ptr64"] = wide
-    for name, proto in onnx_seeds().items():  # graph models, as `eie convert` writes them
+    try:
+        protos = onnx_seeds()
+    except ImportError:  # the ONNX extra is not installed: no graph seeds
+        protos = {}
+    try:
+        docs["torch"] = torch_seed()
+    except ImportError:  # the torch extra is not installed
+        pass
+    for name, proto in protos.items():  # graph models, as `eie convert` writes them
         from eie_runtime.model_file import encode_model_file as enc
         from eie_runtime.onnx import convert
 
         docs[f"graph-{name}"] = decode_doc(enc(**convert(proto.SerializeToString(), density=0.5, n_pe=4)._eie_file_contents()))
     return docs
+
+
+def torch_seed() -> Doc:
+    """A ``torch-modules`` file (eie_runtime.torch.save): two EIELinear and a bidirectional EIELSTM."""
+    import tempfile
+
+    import torch
+
+    from eie_runtime.torch import compress, save
+
+    torch.manual_seed(0)
+    model = torch.nn.ModuleDict({"mlp": torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 6)),
+                                 "lstm": torch.nn.LSTM(4, 3, bidirectional=True)})
+    with tempfile.TemporaryDirectory() as d:
+        save(compress(model, density=0.5, n_pe=4), Path(d) / "t.eie")
+        return decode_doc((Path(d) / "t.eie").read_bytes())
 
 
 def onnx_seeds() -> dict:
@@ -512,6 +536,12 @@ def _child_env() -> dict:
     return env
 
 
+def _complete_lines(log: Path) -> list[str]:
+    """The log's finished lines: the child may be half-way through writing the last one."""
+    text = log.read_text(errors="replace")
+    return text.split("\n")[:-1]
+
+
 def _run_child(paths: list[Path], work: Path, tag: str, what: str = "eie") -> tuple[dict, list[int], int | None, str]:
     """Run ``paths`` in one child. Returns (results by position, started-but-unfinished
     positions, exit code or None when killed for a hang, stderr tail)."""
@@ -528,7 +558,7 @@ def _run_child(paths: list[Path], work: Path, tag: str, what: str = "eie") -> tu
         rc = None
         while True:
             rc = proc.poll()
-            lines = log.read_text().splitlines()
+            lines = _complete_lines(log)
             begun = [int(ln[2:]) for ln in lines if ln.startswith("B ")]
             done = {int(json.loads(ln[2:])["i"]) for ln in lines if ln.startswith("R ")}
             running = [i for i in begun if i not in done]
@@ -549,11 +579,12 @@ def _run_child(paths: list[Path], work: Path, tag: str, what: str = "eie") -> tu
                 raise RuntimeError(f"fuzz child did not start within {START_S} s: {err_path.read_text()[-2000:]}")
             time.sleep(0.05)
     results = {}
-    for ln in log.read_text().splitlines():
+    lines = _complete_lines(log)
+    for ln in lines:
         if ln.startswith("R "):
             r = json.loads(ln[2:])
             results[r["i"]] = Outcome(r["status"], r["detail"], r["seconds"])
-    begun = [int(ln[2:]) for ln in log.read_text().splitlines() if ln.startswith("B ")]
+    begun = [int(ln[2:]) for ln in lines if ln.startswith("B ")]
     unfinished = [i for i in begun if i not in results]
     return results, unfinished, rc, err_path.read_text(errors="replace")[-3000:]
 
@@ -604,7 +635,7 @@ INT64 = [v for v in BIG_INTS if -(2**63) <= v < 2**63]
 
 def _mutate_proto(draw, m) -> str:
     """One edit of an ONNX ModelProto in place (initializers, nodes, attributes, I/O specs, opset)."""
-    from onnx import AttributeProto, TensorProto, helper
+    from onnx import TensorProto, helper
 
     g = m.graph
     what = draw(st.sampled_from(["init_dims", "init_type", "init_data", "init_external", "init_drop", "init_name",
