@@ -48,6 +48,8 @@ def quantize_matrix(weight, *, density: float, bits: int = 4, seed: int = 0, ini
         mask = prune_mask(w, density)
     elif mask.shape != w.shape:
         raise EIEInputError(f"mask has shape {mask.shape}, expected {w.shape}")
+    # an exact zero stays pruned: sharing would otherwise turn it into a centroid value
+    mask = mask & (w != 0)
     codes = np.zeros(w.shape, dtype=np.uint8)
     codebook, kept_codes = kmeans_share(w[mask], bits, init=init, seed=seed)
     codes[mask] = kept_codes

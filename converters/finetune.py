@@ -416,7 +416,8 @@ class DistillReport:
         return f"before: {self.before}\nafter:  {self.after}"
 
 
-def _call(model, item):
+def call_model(model, item):
+    """``model(item)``, ``model(*item)`` for a tuple/list, ``model(**item)`` for a dict."""
     if isinstance(item, dict):
         return model(**item)
     if isinstance(item, (tuple, list)):
@@ -443,7 +444,7 @@ def agreement(reference, model, inputs: Iterable) -> Agreement:
     cos, top, top_n, max_err, num, den = [], 0, 0, 0.0, 0.0, 0.0
     with torch.no_grad():
         for item in inputs:
-            refs, outs = _flat_outputs(_call(reference, item)), _flat_outputs(_call(model, item))
+            refs, outs = _flat_outputs(call_model(reference, item)), _flat_outputs(call_model(model, item))
             for r, o in zip(refs, outs):
                 r, o = r.detach().float(), o.detach().float()
                 if r.shape != o.shape:
@@ -485,7 +486,7 @@ def distill_finetune(teacher, student, inputs: Iterable, *, epochs: int = 20, lr
     student.eval()
     try:
         with torch.no_grad():
-            targets = [[t.detach() for t in _flat_outputs(_call(teacher, it))] for it in items]
+            targets = [[t.detach() for t in _flat_outputs(call_model(teacher, it))] for it in items]
         scale = [sum(float((t ** 2).mean()) for t in ts) / len(ts) or 1.0 for ts in targets]
         before = agreement(teacher, student, evals)
         params = [p for p in student.parameters() if p.requires_grad]
@@ -499,7 +500,7 @@ def distill_finetune(teacher, student, inputs: Iterable, *, epochs: int = 20, lr
             total = 0.0
             for it, ts, s in zip(items, targets, scale):
                 opt.zero_grad()
-                outs = _flat_outputs(_call(student, it))
+                outs = _flat_outputs(call_model(student, it))
                 loss = sum(torch.nn.functional.mse_loss(o, t) for o, t in zip(outs, ts)) / (len(ts) * s)
                 loss.backward()
                 opt.step()

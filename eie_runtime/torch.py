@@ -27,7 +27,7 @@ from torch import nn
 
 from .cli import format_table
 from .converters import torch_import as ti
-from .converters.finetune import (Agreement, DistillReport, agreement, density_schedule, distill_finetune,
+from .converters.finetune import (Agreement, DistillReport, agreement, call_model, density_schedule, distill_finetune,
                                   finetune_state, prepare_finetune, set_density, share_weights)
 from .errors import EIEFormatError, EIEInputError
 from .fixed_point import FixedPointParams
@@ -192,7 +192,10 @@ class _EIEModule(nn.Module):
             mode_key = prefix + "mode"
             if mode_key in state_dict:
                 used.add(mode_key)
-                mode = MODES[int(state_dict[mode_key])]
+                index = int(state_dict[mode_key])
+                if not 0 <= index < len(MODES):
+                    raise EIEFormatError(f"'mode' must be 0 (float32) or 1 (fixed16), got {index}")
+                mode = MODES[index]
             else:
                 missing_keys.append(mode_key)
                 mode = self.mode
@@ -507,10 +510,11 @@ class EIELSTMCell(_LSTMBase):
         else:
             if not (isinstance(hx, (tuple, list)) and len(hx) == 2):
                 raise EIEInputError("LSTMCell hx must be a tuple (h, c)")
-            h, c = (_as_array(t, n).reshape(-1, hs) if _as_array(t, n).shape[-1:] == (hs,) else None
-                    for t, n in zip(hx, ("h", "c")))
-            if h is None or c is None or h.shape != (b, hs) or c.shape != (b, hs):
-                raise EIEInputError(f"LSTMCell hx must be two tensors of shape {(b, hs) if not unbatched else (hs,)}")
+            want = (hs,) if unbatched else (b, hs)
+            h, c = (_as_array(t, n) for t, n in zip(hx, ("h", "c")))
+            if h.shape != want or c.shape != want:
+                raise EIEInputError(f"LSTMCell hx must be two tensors of shape {want}, got {h.shape} and {c.shape}")
+            h, c = h.reshape(b, hs), c.reshape(b, hs)
         h, c = self.core.step(0, 0, x, h, c, mode=self._run_mode())
         h, c = torch.from_numpy(h), torch.from_numpy(c)
         return (h[0], c[0]) if unbatched else (h, c)
@@ -610,14 +614,6 @@ def compress(model: nn.Module, *, density=0.1, bits=4, n_pe: int = 64, mode: str
     return new
 
 
-def _call(model, item):
-    if isinstance(item, dict):
-        return model(**item)
-    if isinstance(item, (tuple, list)):
-        return model(*item)
-    return model(item)
-
-
 @_keep_torch_threads
 def calibrate(model: nn.Module, samples: Iterable) -> None:
     """Choose fixed16 fractional bits of every EIE module from sample model inputs.
@@ -636,7 +632,7 @@ def calibrate(model: nn.Module, samples: Iterable) -> None:
     try:
         with torch.no_grad():
             for item in samples:
-                _call(model, item)
+                call_model(model, item)
                 n += 1
     finally:
         for m, mode in zip(mods, modes):

@@ -276,3 +276,12 @@ def test_bad_modules_and_settings_are_refused_clearly():
     lstm = et.compress(nn.LSTM(4, 3))
     with pytest.raises(EIEError, match="h0"):
         lstm(torch.randn(2, 1, 4), (torch.zeros(2, 1, 3), torch.zeros(1, 1, 3)))
+
+
+def test_lstm_without_bias_and_with_dropout_runs_as_in_eval_mode():
+    torch.manual_seed(9)
+    lstm = nn.LSTM(5, 6, num_layers=2, bias=False, dropout=0.3).eval()
+    e, ref = et.compress(lstm, density=0.3, n_pe=2), reference_lstm(lstm, 0.3)
+    x = torch.randn(4, 3, 5)
+    assert rel_err(e(x)[0], ref(x)[0]) < 1e-5
+    assert not e.to_dense().bias_ih_l0.any()  # no bias: its matrix column stays pruned

@@ -20,7 +20,7 @@ import eie_fuzz_lib as fz
 
 BUDGET = int(os.environ.get("EIE_FUZZ_EXAMPLES", "500"))
 # every refusal names where it is: the file, and a layer/tensor/header field
-WHERE = re.compile(r"layer \d+|tensor '|header|field|node '|graph model file|file is|\(truncated\?\)|tensors cover|starts at byte|not an eie-runtime")
+WHERE = re.compile(r"layer \d+|tensor '|header|field|node '|graph model file|graph \w+ '|module '|torch-modules file|file is|\(truncated\?\)|tensors cover|starts at byte|not an eie-runtime")
 
 
 def make_mutants(n: int, out_dir: Path) -> tuple[list[Path], list[str]]:
