@@ -193,7 +193,8 @@ def wait_quiet(meter: CpuMeter, max_foreign: float, timeout_s: float, window_s: 
 
 
 def time_interleaved(fns: dict, *, rounds: int, round_s: float, max_foreign: float, max_rounds: int,
-                     max_wait: float = 0.1, quiet_wait_s: float = 1.0, progress=None) -> tuple[dict, dict]:
+                     max_wait: float = 0.1, quiet_wait_s: float = 1.0, settle_s: float = 0.15,
+                     progress=None) -> tuple[dict, dict]:
     """Time every callable in ``fns`` round by round, discarding disturbed rounds.
 
     A round is disturbed when other processes used more than ``max_foreign``
@@ -201,7 +202,12 @@ def time_interleaved(fns: dict, *, rounds: int, round_s: float, max_foreign: flo
     ``max_wait`` of it waiting for a core (a parallel kernel whose second thread waits for a
     time slice is not measuring the kernel).
 
-    Returns ({name: Timing}, {"kept": n, "discarded": n, "foreign_cores": [...]}).
+    Before each method's timed block the harness sleeps ``settle_s``: thread
+    pools spin after a call (OpenBLAS for about 0.1 s, OpenMP runtimes
+    briefly), and a pool left spinning by the previous method would steal a
+    core from the next one on a 2-core machine.
+
+    Returns ({name: Timing}, {"kept", "tried", "noisy", "disturbance_median"}).
     Stops after ``rounds`` kept rounds or ``max_rounds`` tried; if fewer than
     3 were kept, the least-disturbed rounds are used and ``noisy`` is set.
     """
@@ -217,6 +223,8 @@ def time_interleaved(fns: dict, *, rounds: int, round_s: float, max_foreign: flo
         sample = {}
         for n in order:
             fn, c = fns[n], per_call[n]
+            time.sleep(settle_s)  # let the previous library's idle workers stop spinning (not timed)
+            fn()  # re-warm this method's caches and thread pool (not timed)
             t = time.perf_counter()
             if hasattr(fn, "timed"):  # GPU methods time themselves with CUDA events
                 sample[n] = fn.timed(c) / c * 1e6

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from eie_runtime.atomic import atomic_write_text
+from eie_runtime.atomic import atomic_open, atomic_write_text
 from eie_runtime.converters.paper_layers import PAPER_LAYERS, make_paper_input, make_paper_layer
 from eie_runtime.format import InterleavedCSC
 from eie_runtime.hardware import HardwareConfig, prepare_layer, simulate_vector
@@ -180,7 +180,8 @@ def _plots(out: Path, names, fig8, fig11) -> None:
             ax.set_yscale("log")
         ax.legend(fontsize=7, ncol=len(xs), loc="lower center", bbox_to_anchor=(0.5, -0.3))
         fig.tight_layout()
-        fig.savefig(out / fname, dpi=110)
+        with atomic_open(out / fname) as f:
+            fig.savefig(f, format="png", dpi=110)
         plt.close(fig)
 
     bars(fig8, DEPTHS, "load_efficiency", "Figure 8: load efficiency vs FIFO depth (64 PEs)", "load efficiency",

@@ -69,6 +69,13 @@ def load_onnx(src):
                              "upgrade it with onnx.version_converter.convert_version")
     if opset > MAX_OPSET:
         raise EIEFormatError(f"{where}: opset {opset} is too new (supported: {MIN_OPSET}..{MAX_OPSET})")
+    for i, n in enumerate(model.graph.node):  # protobuf hands out bytes for non-UTF-8 strings
+        if not all(isinstance(x, str) for x in (n.name, n.op_type, n.domain, *n.input, *n.output)):
+            raise EIEFormatError(f"{where}: node {i} has a name, op type or input/output name that is not valid UTF-8")
+    for t in _all_tensors(model.graph):  # external data would be read from the current directory
+        if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
+            raise EIEFormatError(f"{where}: tensor {t.name!r} keeps its data in an external file; embed the weights "
+                                 "(onnx.save(onnx.load(path), out, save_as_external_data=False))")
     try:
         onnx.checker.check_model(model)
     except (onnx.checker.ValidationError, ValueError) as exc:  # ValueError: e.g. names that are not UTF-8
@@ -79,6 +86,23 @@ def load_onnx(src):
     except Exception:  # inference is a help for error messages, not a requirement
         pass
     return model
+
+
+def _all_tensors(graph):
+    """Every tensor a graph holds: initializers, sparse initializers, attributes, subgraphs."""
+    yield from graph.initializer
+    for sp in graph.sparse_initializer:
+        yield sp.values
+        yield sp.indices
+    for node in graph.node:
+        for a in node.attribute:
+            if a.HasField("t"):
+                yield a.t
+            yield from a.tensors
+            if a.HasField("g"):
+                yield from _all_tensors(a.g)
+            for g in a.graphs:
+                yield from _all_tensors(g)
 
 
 def default_opset(model, where: str = "model") -> int:

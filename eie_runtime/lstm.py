@@ -27,6 +27,16 @@ def _sigmoid(x):
     return out
 
 
+def _as_float32(x, what: str) -> np.ndarray:
+    try:
+        x = np.asarray(x)
+    except Exception as exc:  # ragged lists, tensors that require grad
+        raise EIEInputError(f"{what} could not be converted to an array: {exc}") from None
+    if x.dtype.kind not in "fiub":
+        raise EIEInputError(f"{what} must hold real numbers (float, int or bool), got dtype {x.dtype}")
+    return x.astype(np.float32, copy=False)
+
+
 class EIELSTMCore:
     """A (multi-layer, optionally bidirectional) LSTM whose matrices are EIE layers.
 
@@ -98,7 +108,7 @@ class EIELSTMCore:
 
         Returns ``(y (T, B, D*P), h_n (L*D, B, P), c_n (L*D, B, H))``.
         """
-        x = np.asarray(x, dtype=np.float32)
+        x = _as_float32(x, "LSTM input")
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise EIEInputError(f"LSTM input has shape {x.shape}, expected (seq_len, batch, {self.input_size})")
         t_len, batch, _ = x.shape
@@ -137,7 +147,7 @@ class EIELSTMCore:
     def _state(s, shape, name):
         if s is None:
             return np.zeros(shape, dtype=np.float32)
-        s = np.asarray(s, dtype=np.float32)
+        s = _as_float32(s, f"LSTM {name}")
         if s.shape != shape:
             raise EIEInputError(f"LSTM {name} has shape {s.shape}, expected {shape}")
         return s
