@@ -75,7 +75,7 @@ def load_onnx(src):
     for t in _all_tensors(model.graph):  # external data would be read from the current directory
         if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
             raise EIEFormatError(f"{where}: tensor {t.name!r} keeps its data in an external file; embed the weights "
-                                 "(onnx.save(onnx.load(path), out, save_as_external_data=False))")
+                                 "(re-save it with onnx save_as_external_data=False)")
     try:
         onnx.checker.check_model(model)
     except (onnx.checker.ValidationError, ValueError) as exc:  # ValueError: e.g. names that are not UTF-8
