@@ -146,7 +146,7 @@ def test_calibrate_chain_links_fractions():
 @pytest.mark.parametrize("x, message", [
     (np.zeros(7, np.float32), r"\(20,\) or \(batch, 20\)"),
     (np.zeros((2, 3, 20), np.float32), r"expected \(20,\)"),
-    (np.array(["a"] * 20), "numeric"),
+    (np.array(["a"] * 20), "real numbers"),
 ])
 def test_bad_inputs(x, message):
     layer, _, _ = make_layer(10, 20, 0.3, 4)
