@@ -10,7 +10,6 @@ from .errors import EIEFormatError, EIEInputError
 from .fixed_point import FixedPointParams, from_fixed, to_fixed, frac_bits_for
 from .format import InterleavedCSC
 from .exec_layout import ExecLayout
-from .kernels import spmspv as _k
 
 _EXEC_LOCK = threading.Lock()  # builds each layer's execution layout once, even under concurrent calls
 
@@ -124,6 +123,12 @@ class EIELinear:
         if mode == "fixed16":
             return self.run_fixed16(x)
         raise EIEInputError(f"mode must be one of {MODES}, got {mode!r}")
+
+    def __getstate__(self):
+        # the execution layout (which holds a lock) is derived state: copies and pickles rebuild it
+        state = self.__dict__.copy()
+        state["_exec"] = None
+        return state
 
     def execution_layout(self) -> ExecLayout:
         """The run-time layout of ``self.matrix``, built on first use (thread-safe), rebuilt if replaced."""

@@ -39,6 +39,8 @@ accumulators end bit-identical to the kernel's.
 import numpy as np
 from numba import njit
 
+from .spmspv import round_shift, saturate  # the one definition of DESIGN.md's fixed16 steps
+
 # Columns of the per-PE counter array ``pe_stats``.
 BUSY = 0  # cycles the arithmetic unit took an entry (useful or padding)
 STALLED = 1  # cycles with work queued but no entry issued (pointer read, SRAM read, hazard)
@@ -58,20 +60,6 @@ CCU_FULL_STALLS = 1  # cycles a broadcast was ready but some queue was full
 N_CCU_STATS = 2
 
 
-@njit(cache=True, inline="always")
-def _round_shift(p, s):
-    if s == 0:
-        return p
-    return (p + (np.int64(1) << (s - 1))) >> s
-
-
-@njit(cache=True, inline="always")
-def _saturate(v):
-    if v > 32767:
-        return 32767
-    if v < -32768:
-        return -32768
-    return v
 
 
 @njit(cache=True)
@@ -142,7 +130,7 @@ def arith_propagate(p, t, entries, cur, acc, last_write, codebook_q, nz_shift, b
     if v == 0:
         return 2
     prod = np.int64(codebook_q[v]) * cur[p, 3]
-    acc[p, row] = _saturate(acc[p, row] + _round_shift(prod, nz_shift))
+    acc[p, row] = saturate(acc[p, row] + round_shift(prod, nz_shift))
     last_write[p, row] = t
     return 1
 

@@ -87,15 +87,17 @@ def spmspv_f32_batch(entries, ptr, codebook, n_pe, m, x, bias, relu, out):
                 out[s, row] = y
 
 
-@njit(cache=True)
-def _round_shift(p, s):
+@njit(cache=True, inline="always")
+def round_shift(p, s):
+    """DESIGN.md's product shift: arithmetic right shift by ``s`` with round-half-up."""
     if s == 0:
         return p
     return (p + (np.int64(1) << (s - 1))) >> s
 
 
-@njit(cache=True)
-def _saturate(v):
+@njit(cache=True, inline="always")
+def saturate(v):
+    """Clamp to int16's range, as every accumulator add does."""
     if v > 32767:
         return 32767
     if v < -32768:
@@ -128,7 +130,7 @@ def spmspv_fixed16(entries, ptr, codebook_q, n_pe, m, x_q, bias_q, shift, relu, 
                 b = entries[e]
                 local += (b >> 4) + 1
                 p = np.int64(codebook_q[b & 0xF]) * a  # int16 x int16 fits int32
-                acc[local] = _saturate(acc[local] + _round_shift(p, shift))
+                acc[local] = saturate(acc[local] + round_shift(p, shift))
         for r in range(rows_here):
             y = acc[r]
             if relu and y < 0:

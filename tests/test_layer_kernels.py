@@ -162,3 +162,14 @@ def test_bad_mode_and_missing_fixed():
         layer(np.zeros(20, np.float32), mode="fixed16")
     with pytest.raises(EIEInputError, match="shift"):
         FixedPointParams(in_frac=0, w_frac=0, out_frac=3)
+
+
+def test_copy_and_pickle_rebuild_the_execution_layout():
+    import copy
+    import pickle
+
+    layer, _, _ = make_layer(40, 30, 0.3, 4, seed=9)
+    x = np.abs(np.random.default_rng(0).normal(size=30)).astype(np.float32)
+    y = layer(x)  # builds the layout (which holds a lock)
+    for clone in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+        assert np.array_equal(clone(x), y)
