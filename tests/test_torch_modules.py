@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 import eie_runtime as eie
-import eie_runtime.model_file as model_file
 import eie_runtime.torch as et
 from eie_runtime.converters.compress import quantize_matrix
 from eie_runtime.converters.lstm import LSTMDirectionWeights, lstm_matrix
@@ -229,7 +228,7 @@ def test_state_dict_round_trip(tmp_path):
         b.load_state_dict(extra)
 
 
-def test_save_load_model_files(tmp_path, monkeypatch):
+def test_save_load_model_files(tmp_path):
     torch.manual_seed(8)
     net = Net().eval()
     x = torch.randn(2, 3, 8)
@@ -241,7 +240,6 @@ def test_save_load_model_files(tmp_path, monkeypatch):
     assert torch.equal(back(x), small(x)) and back.tied is back.head
     # one module through the core's save/load (the torch-modules kind)
     eie.save(small.rnn, tmp_path / "rnn.eie")
-    monkeypatch.setitem(model_file.KIND_LOADERS, et.FILE_KIND, "eie_runtime.torch:modules_from_file")
     rnn = eie.load(tmp_path / "rnn.eie")
     h = torch.randn(2, 3, 12)
     assert isinstance(rnn, et.EIELSTM) and rnn.batch_first and torch.equal(rnn(h)[0], small.rnn(h)[0])
