@@ -31,6 +31,26 @@ def _inspect(args) -> int:
     return 0
 
 
+def load_array_file(path: str, what: str):
+    """A ``.npy`` array, or a ``.npz`` as {name: array}; unreadable files raise :class:`EIEInputError`."""
+    import zipfile
+
+    import numpy as np
+
+    from .errors import EIEInputError
+
+    try:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                return {k: data[k] for k in data.files}
+        return data
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise EIEInputError(f"{what}: {path} is not a readable .npy/.npz file ({exc.__class__.__name__}: {exc})") from None
+
+
 def format_table(rows: list[dict]) -> str:
     """A markdown table of dict rows (same keys)."""
     if not rows:

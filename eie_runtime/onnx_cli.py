@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli import load_array_file
 from .errors import EIEInputError
 
 
@@ -24,12 +25,10 @@ def _parse_layer(text: str) -> tuple[str, float]:
 
 
 def _load_npy(path: str, what: str) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise
-    except (ValueError, OSError) as exc:
-        raise EIEInputError(f"{what}: {path} is not a .npy array file ({exc})") from None
+    x = load_array_file(path, what)
+    if isinstance(x, dict):
+        raise EIEInputError(f"{what}: {path} is a .npz archive; give one .npy array per input (NAME=x.npy)")
+    return x
 
 
 def _parse_inputs(items: list[str], input_names: list[str], what: str) -> dict:

@@ -150,3 +150,18 @@ def test_cli_inspect(tmp_path):
     r = subprocess.run([sys.executable, "-m", "eie_runtime.cli", "inspect", str(tmp_path / "bad.eie")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "error" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"\x93NUMPY", b"PK\x03\x04broken", b"not numpy at all"])
+def test_cli_input_files_that_are_not_arrays(tmp_path, content):
+    from eie_runtime.cli import load_array_file
+
+    bad = tmp_path / "x.npy"
+    bad.write_bytes(content)
+    with pytest.raises(eie.EIEInputError, match="not a readable"):
+        load_array_file(str(bad), "--input")
+    l1, _ = two_layers()
+    eie.save(l1, tmp_path / "m.eie")
+    r = subprocess.run([sys.executable, "-m", "eie_runtime.cli", "simulate", str(tmp_path / "m.eie"), "--input", str(bad)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "not a readable" in r.stderr and "Traceback" not in r.stderr

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..errors import EIEInputError
 from .config import HardwareConfig
 
@@ -54,7 +52,7 @@ def _first_layer(obj):
 
 
 def _run(args) -> int:
-    from ..cli import format_table
+    from ..cli import format_table, load_array_file
     from .simulate import simulate
 
     if args.layer:
@@ -62,19 +60,14 @@ def _run(args) -> int:
 
         n_pe = args.pes or 64
         target = make_paper_layer(args.layer, n_pe=n_pe, seed=args.seed)
-        x = np.load(args.input) if args.input else make_paper_input(args.layer, seed=args.seed)
+        x = load_array_file(args.input, "--input") if args.input else make_paper_input(args.layer, seed=args.seed)
     else:
         from ..model_file import load
 
         if not args.input:
             raise EIEInputError("simulating a model file needs --input x.npy")
         target = load(args.file)
-        try:
-            x = np.load(args.input, allow_pickle=False)
-            if isinstance(x, np.lib.npyio.NpzFile):
-                x = {k: x[k] for k in x.files}
-        except (OSError, ValueError) as exc:
-            raise EIEInputError(f"cannot read --input {args.input}: {exc}") from None
+        x = load_array_file(args.input, "--input")
         first = _first_layer(target)
         n_pe = args.pes or (first.matrix.n_pe if first is not None else 64)
     report = simulate(target, x, _config(args, n_pe), reencode=args.reencode)
