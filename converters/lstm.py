@@ -60,6 +60,21 @@ def compress_lstm(weights: list[list[LSTMDirectionWeights]], *, density: float |
     bts = bits if isinstance(bits, (list, tuple)) else [bits] * n_layers
     if len(dens) != n_layers or len(bts) != n_layers:
         raise EIEInputError(f"density/bits lists need one value per LSTM layer ({n_layers})")
+
+    def quantize(mat, l, d, is_proj, lname):
+        return quantize_matrix(mat, density=dens[l], bits=bts[l], seed=seed)
+
+    return assemble_lstm(weights, quantize, n_pe=n_pe, name=name)
+
+
+def assemble_lstm(weights: list[list[LSTMDirectionWeights]], quantize, *, n_pe: int, name: str) -> EIELSTMCore:
+    """Encode every layer/direction's matrix (and projection) with ``quantize``.
+
+    ``quantize(matrix, layer, direction, is_proj, layer_name) -> (codes, codebook)``
+    decides the values: fresh pruning and sharing (``compress_lstm``) or the
+    codebooks a fine-tuning run kept. The matrices and names are built here
+    only, so every path lays an LSTM out the same way.
+    """
     suffix = ("", "_reverse")
     cells, projs = [], []
     hidden = None
@@ -69,11 +84,11 @@ def compress_lstm(weights: list[list[LSTMDirectionWeights]], *, density: float |
             mat = lstm_matrix(w)
             hidden = mat.shape[0] // 4
             lname = f"{name}.l{l}{suffix[d]}"
-            codes, codebook = quantize_matrix(mat, density=dens[l], bits=bts[l], seed=seed)
+            codes, codebook = quantize(mat, l, d, False, lname)
             cell_row.append(EIELinear(InterleavedCSC.from_codes(codes, codebook, n_pe, name=lname), name=lname))
             if w.w_hr is not None:
                 pname = lname + ".proj"
-                codes, codebook = quantize_matrix(as_weight_matrix(w.w_hr, "w_hr"), density=dens[l], bits=bts[l], seed=seed)
+                codes, codebook = quantize(as_weight_matrix(w.w_hr, "w_hr"), l, d, True, pname)
                 proj_row.append(EIELinear(InterleavedCSC.from_codes(codes, codebook, n_pe, name=pname), name=pname))
         cells.append(cell_row)
         if proj_row:

@@ -20,7 +20,7 @@ from eie_runtime.layer import EIELinear
 from eie_runtime.lstm import EIELSTMCore
 
 from .compress import as_bias, as_weight_matrix, check_n_pe, compress_matrix, quantize_matrix
-from .lstm import LSTMDirectionWeights, compress_lstm, lstm_matrix
+from .lstm import LSTMDirectionWeights, assemble_lstm, compress_lstm, lstm_matrix
 from .prune import check_density
 from .weight_sharing import check_bits
 
@@ -236,26 +236,11 @@ def lstm_from_codes(weights: list[list[LSTMDirectionWeights]], codebooks, *, n_p
     The matrix of each layer/direction comes from :func:`~eie_runtime.converters.lstm.lstm_matrix`,
     the layout ``compress_lstm`` uses, so both paths build the same matrices.
     """
-    n_pe = check_n_pe(n_pe)
-    suffix = ("", "_reverse")
-    cells, projs, hidden = [], [], None
-    for l, dirs in enumerate(weights):
-        cell_row, proj_row = [], []
-        for d, w in enumerate(dirs):
-            mat = lstm_matrix(w)
-            hidden = mat.shape[0] // 4
-            lname = f"{name}.l{l}{suffix[d]}"
-            cb, pcb = codebooks[l][d]
-            codes = codes_of(mat, cb, f"layer {lname!r}")
-            cell_row.append(EIELinear(InterleavedCSC.from_codes(codes, cb, n_pe, name=lname), name=lname))
-            if w.w_hr is not None:
-                pname = lname + ".proj"
-                pcodes = codes_of(as_weight_matrix(w.w_hr, "w_hr"), pcb, f"layer {pname!r}")
-                proj_row.append(EIELinear(InterleavedCSC.from_codes(pcodes, pcb, n_pe, name=pname), name=pname))
-        cells.append(cell_row)
-        if proj_row:
-            projs.append(proj_row)
-    return EIELSTMCore(cells, hidden, proj=projs or None)
+    def quantize(mat, l, d, is_proj, lname):
+        codebook = codebooks[l][d][1 if is_proj else 0]
+        return codes_of(mat, codebook, f"layer {lname!r}"), codebook
+
+    return assemble_lstm(weights, quantize, n_pe=check_n_pe(n_pe), name=name)
 
 
 def quantize_lstm_direction(w: LSTMDirectionWeights, *, density, bits, seed=0, mask=None, proj_mask=None):

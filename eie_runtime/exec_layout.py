@@ -27,7 +27,6 @@ import threading
 
 import numpy as np
 
-from .errors import EIEInputError
 from .fixed_point import to_fixed
 from .format import InterleavedCSC
 from .kernels import fast_f32 as _f32

@@ -213,7 +213,7 @@ class GraphModel:
             return [_apply_last_axis(lambda x2: self.layers[a["layer"]](x2, mode=mode), args[0], node)]
         if node.op == "DenseLinear":
             if mode != "float32":
-                raise EIEInputError(f"was converted losslessly (dense float32 weights) and runs in float32 mode only")
+                raise EIEInputError("was converted losslessly (dense float32 weights) and runs in float32 mode only")
             w = self.constants[a["weight"]]
             b = self.constants[a["bias"]] if a.get("bias") else None
             return [_apply_last_axis(lambda x2: x2 @ w.T + (0 if b is None else b), args[0], node)]
