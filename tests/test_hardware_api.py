@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 from eie_runtime import EIEError, EIELinear, FixedPointParams, InterleavedCSC, save
 from eie_runtime.cli import main as eie_main
 from eie_runtime.converters.lstm import LSTMDirectionWeights, compress_lstm
-from eie_runtime.converters.paper_layers import PAPER_LAYERS, make_paper_input, make_paper_layer
+from eie_runtime.converters.paper_layers import make_paper_input, make_paper_layer
 from eie_runtime.fixed_point import to_fixed
 from eie_runtime.hardware import HardwareConfig, record_layer_calls, simulate
 from eie_runtime.hardware.energy import PE_POWER_MW, layer_energy
@@ -186,7 +186,6 @@ def test_real_alex8_within_3_percent_of_the_paper(alexnet_fc8):
 
 @pytest.mark.parametrize("name", ["alex8", "vgg8", "ntwe", "ntlstm"])
 def test_small_table_iv_layers(name):
-    spec = PAPER_LAYERS[name]
     r = simulate(make_paper_layer(name), make_paper_input(name)).layers[0]
     assert 1.0 <= r.time_us / r.theoretical_us <= 1.6
     assert r.matches_kernel

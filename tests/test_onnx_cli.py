@@ -1,6 +1,5 @@
 """`eie convert`, `eie run`, `eie export` end to end."""
 
-import io
 import subprocess
 import sys
 import warnings
