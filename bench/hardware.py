@@ -241,27 +241,22 @@ def _report(names, table4, real, fig8, fig11, table5, elapsed, throughput, runne
     L.append("\nPaper: \"At FIFO size = 1, around half of the total cycles are idle ... Load imbalance is reduced "
              "as FIFO depth is increased but with diminishing returns beyond a depth of 8.\"\n")
     L.append(f"![Figure 8]({img}figure8_fifo_depth.png)\n")
-    L.append("## Figure 11: speedup over 1 PE (FIFO 8)\n")
-    L.append("| layer | " + " | ".join(str(p) for p in PE_COUNTS) + " |")
-    L.append("|---|" + "---|" * len(PE_COUNTS))
-    for n in names:
-        L.append(f"| {n} | " + " | ".join(f"{fig11[n][p]['speedup']:.1f}" for p in PE_COUNTS) + " |")
-    L.append("\nPaper: \"EIE achieves good scalability on all benchmarks except NT-We.\"\n")
-    L.append(f"![Figure 11]({img}figure11_speedup.png)\n")
-    L.append("## Figure 12: padding entries vs PE count\n")
-    L.append("| layer | " + " | ".join(str(p) for p in PE_COUNTS) + " |")
-    L.append("|---|" + "---|" * len(PE_COUNTS))
-    for n in names:
-        L.append(f"| {n} | " + " | ".join(str(fig11[n][p]["padding_entries"]) for p in PE_COUNTS) + " |")
-    L.append("\nPaper: \"As the number of PEs goes up, the number of padding zeros decreases.\"\n")
-    L.append(f"![Figure 12]({img}figure12_padding.png)\n")
-    L.append("## Figure 13: load efficiency vs PE count (FIFO 8)\n")
-    L.append("| layer | " + " | ".join(str(p) for p in PE_COUNTS) + " |")
-    L.append("|---|" + "---|" * len(PE_COUNTS))
-    for n in names:
-        L.append(f"| {n} | " + " | ".join(f"{fig11[n][p]['load_efficiency']:.2f}" for p in PE_COUNTS) + " |")
-    L.append("\nPaper: \"With more PEs, load balance becomes worse, but padding zero overhead decreases.\"\n")
-    L.append(f"![Figure 13]({img}figure13_load_balance.png)\n")
+    def pe_sweep_table(title, key, fmt, quote, image):
+        L.append(f"## {title}\n")
+        L.append("| layer | " + " | ".join(str(p) for p in PE_COUNTS) + " |")
+        L.append("|---|" + "---|" * len(PE_COUNTS))
+        for n in names:
+            L.append(f"| {n} | " + " | ".join(fmt(fig11[n][p][key]) for p in PE_COUNTS) + " |")
+        L.append(f"\nPaper: \"{quote}\"\n")
+        L.append(f"![{title.split(':')[0]}]({img}{image})\n")
+
+    pe_sweep_table("Figure 11: speedup over 1 PE (FIFO 8)", "speedup", "{:.1f}".format,
+                   "EIE achieves good scalability on all benchmarks except NT-We.", "figure11_speedup.png")
+    pe_sweep_table("Figure 12: padding entries vs PE count", "padding_entries", str,
+                   "As the number of PEs goes up, the number of padding zeros decreases.", "figure12_padding.png")
+    pe_sweep_table("Figure 13: load efficiency vs PE count (FIFO 8)", "load_efficiency", "{:.2f}".format,
+                   "With more PEs, load balance becomes worse, but padding zero overhead decreases.",
+                   "figure13_load_balance.png")
     L.append("## Table V, EIE column (Alex-7, 64 PEs, 45 nm, 800 MHz)\n")
     L.append("| | simulated | paper |")
     L.append("|---|---|---|")

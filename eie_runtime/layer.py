@@ -63,6 +63,7 @@ class EIELinear:
         self.activation = activation
         self.fixed = fixed
         self._exec = None  # float32 execution layout, built on first use
+        self._bias_q = None  # (out_frac, bias object, int16 bias): quantized once, not per call
 
     # ----------------------------------------------------------------- info
     @property
@@ -157,7 +158,12 @@ class EIELinear:
         return to_fixed(self.matrix.codebook, self._require_fixed().w_frac)
 
     def quantized_bias(self) -> np.ndarray:
-        return to_fixed(self._bias_f32(), self._require_fixed().out_frac)
+        out_frac = self._require_fixed().out_frac
+        cached = self._bias_q
+        if cached is None or cached[0] != out_frac or cached[1] is not self.bias:
+            cached = (out_frac, self.bias, to_fixed(self._bias_f32(), out_frac))
+            self._bias_q = cached  # one tuple, replaced atomically: safe under concurrent calls
+        return cached[2]
 
     def run_fixed16_int(self, x_q) -> np.ndarray:
         """The hardware's computation on int16 inputs (``in_frac`` bits) -> int16 (``out_frac``)."""

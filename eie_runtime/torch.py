@@ -108,13 +108,6 @@ def _layer_from_tensors(get: Callable, name: str) -> CoreLinear:
     return CoreLinear(matrix, bias=bias, activation="relu" if relu else None, fixed=fixed, name=name)
 
 
-def _copy_layer(layer: CoreLinear) -> CoreLinear:
-    m = layer.matrix
-    matrix = InterleavedCSC(m.shape, m.n_pe, m.entries.copy(), m.ptr.copy(), m.codebook.copy(), check=False, name=m.name)
-    return CoreLinear(matrix, bias=None if layer.bias is None else layer.bias.copy(), activation=layer.activation,
-                      fixed=layer.fixed, name=layer.name)
-
-
 class _Recorder:
     """Stands in for a core layer during calibration: keeps every input, then runs the layer."""
 
@@ -143,18 +136,6 @@ class _EIEModule(nn.Module):
 
     def _file_config(self) -> dict:
         raise NotImplementedError
-
-    def __deepcopy__(self, memo):
-        # copy the core layers afresh: their cached execution layouts are rebuilt
-        # on first use and need not (and, holding locks, cannot) be deep-copied
-        for layer in self.eie_layers():
-            if id(layer) not in memo:
-                memo[id(layer)] = _copy_layer(layer)
-        cls = type(self)
-        new = cls.__new__(cls)
-        memo[id(self)] = new
-        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
-        return new
 
     def eie_layers(self) -> list[CoreLinear]:
         """The core layers (``eie_runtime.EIELinear``) this module runs."""
