@@ -105,8 +105,9 @@ class ExecLayout:
                                 self.csc_codes)
         self.nnz = nnz
         self.max_row = int(row_nnz.max(initial=0))
-        self._q16 = None  # (w_frac, codebook_q, w_q per entry, row sums of |w_q|), built on first use
-        self._safe = None  # ((w_frac, shift, bias bytes), safe_amax) of the last scatter fixed16 call
+        self._q16 = None  # (w_frac, codebook_q, w_q per entry, row sums of |w_q|, max |codebook_q|), on first use
+        self._safe = None  # ((w_frac, shift), int32 bias, safe_amax) of the last scatter fixed16 call
+        self._bias_i32 = None  # (bias object given, its int32 copy) of the last fixed16 call
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- memory
@@ -114,7 +115,7 @@ class ExecLayout:
         """Bytes of every run-time array built so far (fixed16's only after its first use)."""
         arrays = [self.rowptr, self.cols, self.vals, self.bounds, self.colptr, self.csc_rows, self.csc_codes]
         if self._q16 is not None:
-            arrays += [self._q16[2], self._q16[3]]
+            arrays += [self._q16[2], self._q16[3]]  # w_q per entry, row sums
         return int(sum(a.nbytes for a in arrays))
 
     def nbytes_with_fixed16(self) -> int:
@@ -136,7 +137,7 @@ class ExecLayout:
                     _f32.csr_block_f32(self.rowptr, self.cols, self.vals, self.bounds, xt, bias, relu, out)
             return out
         out = np.empty(m, dtype=np.float32)
-        if k and np.count_nonzero(x) >= GATHER_DENSITY * k:
+        if k and _f32.count_nonzero(x) >= GATHER_DENSITY * k:
             with kernel_section():
                 _f32.gather_f32(self.rowptr, self.cols, self.vals, self.bounds, x, bias, relu, out)
         else:
@@ -156,48 +157,56 @@ class ExecLayout:
                     codebook_q = to_fixed(self.matrix.codebook, w_frac).astype(np.int32)
                     w_q = to_fixed(self.vals, w_frac)  # == codebook_q[code] entry by entry
                     row_abs = _build.row_abs_sums(self.rowptr, w_q)
-                    q = (w_frac, codebook_q, w_q, row_abs)
+                    wmax = int(np.abs(codebook_q).max(initial=0))
+                    q = (w_frac, codebook_q, w_q, row_abs, wmax)
                     self._q16 = q
         return q
 
-    def _safe_amax(self, w_frac: int, row_abs: np.ndarray, bias_q: np.ndarray, shift: int) -> int:
-        """``safe_amax`` for these parameters and bias; remembered, as they rarely change between calls."""
-        key = (w_frac, shift, bias_q.tobytes())  # row_abs is a function of w_frac
-        hit = self._safe
-        if hit is not None and hit[0] == key:
+    def _bias32(self, bias_q: np.ndarray) -> np.ndarray:
+        """``bias_q`` as int32, converted once per bias object (layers pass the same cached one)."""
+        hit = self._bias_i32
+        if hit is not None and hit[0] is bias_q:  # hit[0] is kept alive, so its identity is not reused
             return hit[1]
-        value = int(_q16.safe_amax(row_abs, self.rowptr, bias_q, shift))
-        self._safe = (key, value)  # one tuple, replaced atomically: safe under concurrent calls
+        b32 = np.ascontiguousarray(bias_q, dtype=np.int32)
+        self._bias_i32 = (bias_q, b32)  # one tuple, replaced atomically: safe under concurrent calls
+        return b32
+
+    def _safe_amax(self, w_frac: int, row_abs: np.ndarray, bias32: np.ndarray, shift: int) -> int:
+        """``safe_amax`` for these parameters and bias (the int32 object from ``_bias32``), remembered."""
+        hit = self._safe
+        if hit is not None and hit[0] == (w_frac, shift) and hit[1] is bias32:  # row_abs follows w_frac
+            return hit[2]
+        value = int(_q16.safe_amax(row_abs, self.rowptr, bias32, shift))
+        self._safe = ((w_frac, shift), bias32, value)  # one tuple, replaced atomically
         return value
 
     def run_fixed16(self, x_q: np.ndarray, w_frac: int, bias_q: np.ndarray, shift: int, relu: bool) -> np.ndarray:
         """Bit-exact int16 layer (DESIGN.md) for validated int16 ``x_q`` of shape (B, K)."""
         m, k = self.shape
-        bias_q = np.ascontiguousarray(bias_q, dtype=np.int32)
+        bias_q = self._bias32(bias_q)
         out = np.empty((x_q.shape[0], m), dtype=np.int16)
         if shift >= 63:
             # |w a| <= 2**30, so every rounded product is 0: only the bias remains
             out[:] = np.maximum(bias_q, 0) if relu else bias_q
             return out
-        _, codebook_q, w_q, row_abs = self._fixed16_tables(w_frac)
-        wmax = int(np.abs(codebook_q).max(initial=0))
+        _, codebook_q, w_q, row_abs, wmax = self._fixed16_tables(w_frac)
         if x_q.shape[0] > 1 and shift <= 30:
             xt = np.ascontiguousarray(x_q.T, dtype=np.int32)
             with kernel_section():
                 _q16.csr_block_fixed16(self.rowptr, self.cols, w_q, self.bounds, xt, bias_q, shift, relu, out)
             return out
         for s in range(x_q.shape[0]):
-            idx, val, amax = _q16.compact_nonzeros_q(x_q[s])
-            with kernel_section():
-                if shift <= 30 and k and idx.shape[0] >= GATHER_DENSITY * k:  # checks its own rows
-                    x32 = x_q[s].astype(np.int32)
-                    # |term| <= (|w| amax + 2**29) >> shift, + 1 for safety; int32 sums if a full row fits
-                    term = ((wmax * int(amax) + (1 << 29)) >> shift) + 1
-                    gather = _q16.gather_fixed16_narrow if self.max_row * term < 2**31 - 2**15 else \
-                        _q16.gather_fixed16
-                    gather(self.rowptr, self.cols, w_q, self.bounds, x32, bias_q, shift, relu, out[s])
-                else:
-                    saturate = amax > self._safe_amax(w_frac, row_abs, bias_q, shift)
+            n_nz, amax = _q16.count_and_amax(x_q[s])
+            if shift <= 30 and k and n_nz >= GATHER_DENSITY * k:  # the gather checks its own rows
+                # |term| <= (|w| amax + 2**29) >> shift, + 1 for safety; int32 sums if a full row fits
+                term = ((wmax * int(amax) + (1 << 29)) >> shift) + 1
+                gather = _q16.gather_fixed16_narrow if self.max_row * term < 2**31 - 2**15 else _q16.gather_fixed16
+                with kernel_section():
+                    gather(self.rowptr, self.cols, w_q, self.bounds, x_q[s], bias_q, shift, relu, out[s])
+            else:
+                idx, val, amax = _q16.compact_nonzeros_q(x_q[s])
+                saturate = amax > self._safe_amax(w_frac, row_abs, bias_q, shift)
+                with kernel_section():
                     _q16.scatter_fixed16(self.colptr, self.csc_rows, self.csc_codes, codebook_q, self.bounds, idx,
                                          val, bias_q, shift, relu, saturate, out[s])
         return out

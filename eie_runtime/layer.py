@@ -64,6 +64,7 @@ class EIELinear:
         self.fixed = fixed
         self._exec = None  # float32 execution layout, built on first use
         self._bias_q = None  # (out_frac, bias object, int16 bias): quantized once, not per call
+        self._zero_bias = None  # float32 zeros standing in for a missing bias
 
     # ----------------------------------------------------------------- info
     @property
@@ -93,9 +94,12 @@ class EIELinear:
 
     # ------------------------------------------------------------------ run
     def _bias_f32(self) -> np.ndarray:
-        if self.bias is None:
-            return np.zeros(self.out_features, dtype=np.float32)
-        return self.bias
+        if self.bias is not None:
+            return self.bias
+        zeros = getattr(self, "_zero_bias", None)  # made once, not per call: kernels only read the bias
+        if zeros is None or zeros.shape[0] != self.out_features:
+            zeros = self._zero_bias = np.zeros(self.out_features, dtype=np.float32)
+        return zeros
 
     def check_input(self, x) -> np.ndarray:
         """Validate ``x`` and return it as a C-contiguous float32 array of 1 or 2 dims.
@@ -106,6 +110,9 @@ class EIELinear:
         :class:`EIEInputError`. Floats beyond float32's range become +-Inf.
         """
         k = self.in_features
+        if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous and x.shape[-1:] == (k,) \
+                and x.ndim <= 2:
+            return x  # the common case, without the conversion below (a few us on small layers)
         if not isinstance(x, np.ndarray):
             try:
                 x = np.asarray(x)

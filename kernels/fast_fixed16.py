@@ -40,6 +40,18 @@ def compact_nonzeros_q(x_q):
 
 
 @njit(cache=True)
+def count_and_amax(x_q):
+    """Non-zero count and largest |value| of ``x_q``, without compacting (the gather needs neither list)."""
+    n = 0
+    amax = 0
+    for j in range(x_q.shape[0]):
+        a = np.int32(x_q[j])
+        n += a != 0
+        amax = max(amax, abs(a))
+    return n, amax
+
+
+@njit(cache=True)
 def safe_amax(row_abs_w, rowptr, bias_q, shift):
     """Largest max|a| for which no partial sum of any row can leave int16.
 
@@ -102,9 +114,19 @@ def scatter_fixed16(colptr, rows, codes, codebook_q, bounds, nz_idx, nz_val, bia
             out[r0 + r] = y
 
 
+@njit(cache=True)
+def _widen(x_q):
+    """An int32 copy of ``x_q``, made by each thread for itself: gathers need 32-bit lanes (int16
+    gathers run scalar), and a copy made by the calling thread costs a cross-core transfer (~2 us)."""
+    x32 = np.empty(x_q.shape[0], dtype=np.int32)
+    for j in range(x_q.shape[0]):
+        x32[j] = x_q[j]
+    return x32
+
+
 @njit(cache=True, parallel=True)
-def gather_fixed16(rowptr, cols, w_q, bounds, x32, bias_q, shift, relu, out):
-    """int16 out = act(W x + b) by row gathers; ``x32`` is the int16 input widened to int32.
+def gather_fixed16(rowptr, cols, w_q, bounds, x_q, bias_q, shift, relu, out):
+    """int16 out = act(W x + b) by row gathers over the int16 input ``x_q``.
 
     Per row, one vectorised pass sums the rounded products and their absolute
     values. When ``|b| + sum|term|`` fits int16, no partial sum in any order
@@ -116,6 +138,7 @@ def gather_fixed16(rowptr, cols, w_q, bounds, x32, bias_q, shift, relu, out):
     half = np.int32(1 << (shift - 1)) if shift > 0 else np.int32(0)
     sh = np.int32(shift)
     for b in prange(nblk):
+        x32 = _widen(x_q)
         for i in range(np.uint64(bounds[b]), np.uint64(bounds[b + 1])):
             bi = np.int64(bias_q[i])
             e0 = np.uint64(rowptr[i])
@@ -139,7 +162,7 @@ def gather_fixed16(rowptr, cols, w_q, bounds, x32, bias_q, shift, relu, out):
 
 
 @njit(cache=True, parallel=True)
-def gather_fixed16_narrow(rowptr, cols, w_q, bounds, x32, bias_q, shift, relu, out):
+def gather_fixed16_narrow(rowptr, cols, w_q, bounds, x_q, bias_q, shift, relu, out):
     """``gather_fixed16`` with int32 sums (twice the vector lanes; Numba widens int32
     arithmetic to int64 unless every step is cast back). Only for calls where the
     caller bounded every row's ``sum|term|`` below 2**31 - 2**15."""
@@ -147,6 +170,7 @@ def gather_fixed16_narrow(rowptr, cols, w_q, bounds, x32, bias_q, shift, relu, o
     half = np.int32(1 << (shift - 1)) if shift > 0 else np.int32(0)
     sh = np.int32(shift)
     for b in prange(nblk):
+        x32 = _widen(x_q)
         for i in range(np.uint64(bounds[b]), np.uint64(bounds[b + 1])):
             bi = np.int32(bias_q[i])
             e0 = np.uint64(rowptr[i])
@@ -154,7 +178,8 @@ def gather_fixed16_narrow(rowptr, cols, w_q, bounds, x32, bias_q, shift, relu, o
             total = np.int32(0)
             mag = np.int32(0)
             for e in range(e0, e1):
-                t = np.int32(np.int32(np.int32(np.int32(w_q[e]) * x32[cols[e]]) + half) >> sh)
+                xv = np.int32(np.int16(x32[cols[e]]))  # int16 -> int32 known: one 16-bit multiply
+                t = np.int32(np.int32(np.int32(np.int32(w_q[e]) * xv) + half) >> sh)
                 total = np.int32(total + t)
                 mag = np.int32(mag + np.int32(abs(t)))
             if abs(np.int64(bi)) + mag <= 32767:

@@ -153,7 +153,7 @@ def test_fixed16_unclamped_path_only_when_proven_safe():
     fp = FixedPointParams(in_frac=8, w_frac=12, out_frac=8)
     layer, x_q, ref = _fixed_case(rng, 50, 40, 0.5, 0.5, fp, 0.01)
     ex = layer.execution_layout()
-    _, cb_q, w_q, row_abs = ex._fixed16_tables(fp.w_frac)
+    _, cb_q, w_q, row_abs, _ = ex._fixed16_tables(fp.w_frac)
     bias_q = layer.quantized_bias().astype(np.int32)
     idx, val, amax = _q16.compact_nonzeros_q(x_q[0])
     assert 0 < amax <= _q16.safe_amax(row_abs, ex.rowptr, bias_q, fp.shift)
