@@ -6,8 +6,8 @@ multiply-adds, so a layer builds, once, two layouts of its non-zeros:
 
 - a blocked CSC for EIE's column scatter (sparse activations): per row block
   (contiguous, balanced by non-zeros, aligned to 16 rows; one block per
-  thread) column pointers, a uint16 block-local row and the uint8 codebook
-  index per entry, 3 bytes per entry;
+  thread, at most 4096 rows) column pointers and one uint16 per entry packing
+  the block-local row and the 4-bit codebook index, 2 bytes per entry;
 - a CSR (columns ascending in each row) for row gathers (dense activations)
   and for batches: a uint16 (int32 if K > 65536) column and a float32 value
   per entry, 6 bytes per entry; fixed16 adds, on first use, the int16
@@ -16,9 +16,11 @@ multiply-adds, so a layer builds, once, two layouts of its non-zeros:
 
 Calls then pick a kernel from the input: batch (>1 vector) -> CSR times the
 dense batch block; one vector -> gather when at least ``GATHER_DENSITY`` of
-its activations are non-zero, else scatter over its non-zeros. The scatter
-and the exact fixed16 paths give the same numbers as ``kernels.spmspv``; the
-float32 gathers may round differently (they reassociate sums).
+its activations are non-zero, else scatter over its non-zeros (per (row,
+code) accumulators when blocks have at most ``BY_CODE_MAX_ROWS`` rows). The
+exact fixed16 paths and the table scatter give the same numbers as
+``kernels.spmspv``; the other float32 kernels may round differently (they
+reassociate sums).
 """
 
 from __future__ import annotations
@@ -38,7 +40,10 @@ from .kernels import kernel_section
 # scatter (scatter ~0.4 ns per touched entry, gather ~0.24 ns per entry, measured).
 GATHER_DENSITY = 0.6
 ROW_ALIGN = 16  # rows per 64-byte cache line of float32 outputs
-_MAX_BLOCK_ROWS = 1 << 16  # block-local rows are uint16
+_MAX_BLOCK_ROWS = 1 << 12  # block-local row << 4 | code fits a uint16
+# Blocks of at most this many rows keep their 16 accumulators per row (64 B) in
+# a 48 KiB L1, where the per-(row, code) scatter is 1.3x faster than the table one.
+BY_CODE_MAX_ROWS = 768
 
 
 def _default_blocks() -> int:
@@ -60,7 +65,7 @@ def _balanced_bounds(row_nnz: np.ndarray, n_blocks: int) -> np.ndarray:
         bounds.append(r)
     bounds.append(m)
     bounds = np.array(bounds, dtype=np.int64)
-    # keep every block under the uint16 row limit (only matters for M > 65536 * n_blocks)
+    # keep every block within the packed row limit (M > 4096 * n_blocks, or very uneven rows)
     while np.diff(bounds).max(initial=0) > _MAX_BLOCK_ROWS:
         b = int(np.argmax(np.diff(bounds)))
         mid = (bounds[b] + bounds[b + 1]) // 2 // ROW_ALIGN * ROW_ALIGN
@@ -99,10 +104,9 @@ class ExecLayout:
         # absolute offsets: block b's columns follow all of block b-1's entries
         self.colptr[:, 1:] = np.cumsum(counts.ravel()).reshape(counts.shape)
         self.colptr[:, 0] = np.concatenate(([0], np.cumsum(counts.sum(axis=1))[:-1]))
-        self.csc_rows = np.empty(nnz, dtype=np.uint16)
-        self.csc_codes = np.empty(nnz, dtype=np.uint8)
-        _build.fill_blocked_csc(self.rowptr, self.cols, codes, self.bounds, self.colptr, self.csc_rows,
-                                self.csc_codes)
+        self.csc_packed = np.empty(nnz, dtype=np.uint16)
+        _build.fill_blocked_csc(self.rowptr, self.cols, codes, self.bounds, self.colptr, self.csc_packed)
+        self.scatter_by_code = int(np.diff(self.bounds).max(initial=0)) <= BY_CODE_MAX_ROWS
         self.nnz = nnz
         self.max_row = int(row_nnz.max(initial=0))
         self._q16 = None  # (w_frac, codebook_q, w_q per entry, row sums of |w_q|, max |codebook_q|), on first use
@@ -113,7 +117,7 @@ class ExecLayout:
     # ---------------------------------------------------------------- memory
     def nbytes(self) -> int:
         """Bytes of every run-time array built so far (fixed16's only after its first use)."""
-        arrays = [self.rowptr, self.cols, self.vals, self.bounds, self.colptr, self.csc_rows, self.csc_codes]
+        arrays = [self.rowptr, self.cols, self.vals, self.bounds, self.colptr, self.csc_packed]
         if self._q16 is not None:
             arrays += [self._q16[2], self._q16[3]]  # w_q per entry, row sums
         return int(sum(a.nbytes for a in arrays))
@@ -142,9 +146,9 @@ class ExecLayout:
                 _f32.gather_f32(self.rowptr, self.cols, self.vals, self.bounds, x, bias, relu, out)
         else:
             idx, val = _f32.compact_nonzeros(x)
+            scatter = _f32.scatter_by_code_f32 if self.scatter_by_code else _f32.scatter_f32
             with kernel_section():
-                _f32.scatter_f32(self.colptr, self.csc_rows, self.csc_codes, self.matrix.codebook, self.bounds,
-                                 idx, val, bias, relu, out)
+                scatter(self.colptr, self.csc_packed, self.matrix.codebook, self.bounds, idx, val, bias, relu, out)
         return out
 
     # --------------------------------------------------------------- fixed16
@@ -207,6 +211,6 @@ class ExecLayout:
                 idx, val, amax = _q16.compact_nonzeros_q(x_q[s])
                 saturate = amax > self._safe_amax(w_frac, row_abs, bias_q, shift)
                 with kernel_section():
-                    _q16.scatter_fixed16(self.colptr, self.csc_rows, self.csc_codes, codebook_q, self.bounds, idx,
-                                         val, bias_q, shift, relu, saturate, out[s])
+                    _q16.scatter_fixed16(self.colptr, self.csc_packed, codebook_q, self.bounds, idx, val, bias_q,
+                                         shift, relu, saturate, out[s])
         return out

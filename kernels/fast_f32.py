@@ -8,8 +8,9 @@ Why they are shaped this way (measured on the project's 2-core benchmark machine
 - One parallel task per contiguous row block (blocks balanced by non-zeros,
   aligned to 16 rows), so threads never share an output cache line.
 - Sparse activations: column scatter over the non-zero activations only (EIE's
-  algorithm); each row receives its terms in ascending column order, exactly
-  like ``kernels.spmspv``, so results are bit-identical to it.
+  algorithm). ``scatter_f32`` gives each row its terms in ascending column
+  order, exactly like ``kernels.spmspv``, so its results are bit-identical to
+  it; ``scatter_by_code_f32`` (small row blocks) sums per codebook entry first.
 - Dense activations and batches: a row gather over the CSR; its reductions
   may be reassociated (``fastmath`` reassoc/contract only, so NaN and Inf keep
   their IEEE meaning), which lets LLVM vectorise them.
@@ -47,10 +48,16 @@ def count_nonzero(x):
 
 
 @njit(cache=True, parallel=True)
-def scatter_f32(colptr, rows, codes, codebook, bounds, nz_idx, nz_val, bias, relu, out):
-    """out = act(W a + bias) from the non-zeros of ``a`` (EIE's column scatter)."""
+def scatter_f32(colptr, packed, codebook, bounds, nz_idx, nz_val, bias, relu, out):
+    """out = act(W a + bias) from the non-zeros of ``a`` (EIE's column scatter).
+
+    Per column, a 16-entry table holds codebook * a; each entry adds
+    ``tab[code]`` to its row.
+    """
     nblk = colptr.shape[0]
     ncb = codebook.shape[0]
+    four = np.uint16(4)
+    mask = np.uint16(15)
     for b in prange(nblk):
         r0 = bounds[b]
         r1 = bounds[b + 1]
@@ -64,9 +71,39 @@ def scatter_f32(colptr, rows, codes, codebook, bounds, nz_idx, nz_val, bias, rel
             for v in range(ncb):
                 tab[v] = codebook[v] * a
             for e in range(np.uint64(colptr[b, j]), np.uint64(colptr[b, j + np.uint64(1)])):
-                acc[rows[e]] += tab[codes[e]]
+                p = packed[e]
+                acc[p >> four] += tab[p & mask]
         for r in range(r1 - r0):
             y = acc[r] + bias[r0 + r]
+            if relu and y < 0:
+                y = np.float32(0.0)
+            out[r0 + r] = y
+
+
+@njit(cache=True, parallel=True)
+def scatter_by_code_f32(colptr, packed, codebook, bounds, nz_idx, nz_val, bias, relu, out):
+    """``scatter_f32`` accumulating activations per (row, code), then one 16-term dot per row.
+
+    An entry then costs one load-add-store at index ``packed[e]``, with no
+    table lookup and no multiply; 1.3x faster when a block's 16 x rows
+    accumulators fit L1 (the caller sends only blocks of at most
+    ``BY_CODE_MAX_ROWS`` rows). Sums round differently from ``scatter_f32``.
+    """
+    nblk = colptr.shape[0]
+    ncb = codebook.shape[0]
+    for b in prange(nblk):
+        r0 = bounds[b]
+        r1 = bounds[b + 1]
+        acc = np.zeros((r1 - r0) * 16, dtype=np.float32)
+        for t in range(nz_idx.shape[0]):
+            j = np.uint64(nz_idx[t])
+            a = nz_val[t]
+            for e in range(np.uint64(colptr[b, j]), np.uint64(colptr[b, j + np.uint64(1)])):
+                acc[packed[e]] += a
+        for r in range(r1 - r0):
+            y = bias[r0 + r]
+            for v in range(1, ncb):  # code 0 is padding: never stored here
+                y += codebook[v] * acc[r * 16 + v]
             if relu and y < 0:
                 y = np.float32(0.0)
             out[r0 + r] = y

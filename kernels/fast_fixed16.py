@@ -73,7 +73,7 @@ def safe_amax(row_abs_w, rowptr, bias_q, shift):
 
 
 @njit(cache=True, parallel=True)
-def scatter_fixed16(colptr, rows, codes, codebook_q, bounds, nz_idx, nz_val, bias_q, shift, relu, saturate, out):
+def scatter_fixed16(colptr, packed, codebook_q, bounds, nz_idx, nz_val, bias_q, shift, relu, saturate, out):
     """int16 out = act(W a + b) from the non-zeros of ``a`` (int32), column scatter."""
     nblk = colptr.shape[0]
     ncb = codebook_q.shape[0]
@@ -81,6 +81,8 @@ def scatter_fixed16(colptr, rows, codes, codebook_q, bounds, nz_idx, nz_val, bia
     narrow = shift <= 30
     half32 = np.int32(half) if narrow else np.int32(0)
     sh32 = np.int32(shift) if narrow else np.int32(0)
+    four = np.uint16(4)
+    mask = np.uint16(15)
     for b in prange(nblk):
         r0 = bounds[b]
         r1 = bounds[b + 1]
@@ -101,12 +103,14 @@ def scatter_fixed16(colptr, rows, codes, codebook_q, bounds, nz_idx, nz_val, bia
             e1 = np.uint64(colptr[b, j + np.uint64(1)])
             if saturate:
                 for e in range(e0, e1):
-                    r = rows[e]
-                    y = acc[r] + tab[codes[e]]
+                    p = packed[e]
+                    r = p >> four
+                    y = acc[r] + tab[p & mask]
                     acc[r] = min(max(y, np.int32(-32768)), np.int32(32767))
             else:
                 for e in range(e0, e1):
-                    acc[rows[e]] += tab[codes[e]]
+                    p = packed[e]
+                    acc[p >> four] += tab[p & mask]
         for r in range(r1 - r0):
             y = acc[r]
             if relu and y < 0:

@@ -7,9 +7,9 @@ Two layouts of the same non-zeros (padding dropped), derived once per layer:
 - a blocked CSC for the column scatter: rows cut into a few contiguous blocks
   balanced by non-zero count and aligned to 16 rows (so two threads never
   share a cache line of the output), each block with its own column pointers
-  ``colptr[b, j]``, a uint16 block-local row and the uint8 codebook index of
-  every entry (3 bytes per entry; the value comes from a 16-entry per-column
-  table, which serves float32 and fixed16 alike).
+  ``colptr[b, j]`` and one uint16 per entry packing the block-local row and
+  the 4-bit codebook index (2 bytes per entry; the value comes from a
+  16-entry per-column table, which serves float32 and fixed16 alike).
 
 Pure functions over validated arrays (see ``kernels/__init__``).
 """
@@ -68,8 +68,13 @@ def block_column_counts(rowptr, cols, bounds, k):
 
 
 @njit(cache=True)
-def fill_blocked_csc(rowptr, cols, codes, bounds, colptr, rows_out, codes_out):
-    """Blocked CSC from the CSR: rows ascending within every column of a block."""
+def fill_blocked_csc(rowptr, cols, codes, bounds, colptr, packed_out):
+    """Blocked CSC from the CSR: rows ascending within every column of a block.
+
+    Each entry is one uint16, ``block-local row << 4 | code`` (blocks hold at
+    most 4096 rows): one load per entry in the scatter, and for small blocks
+    directly the index of the (row, code) accumulator.
+    """
     nblk = bounds.shape[0] - 1
     k = colptr.shape[1] - 1
     for b in range(nblk):
@@ -79,8 +84,7 @@ def fill_blocked_csc(rowptr, cols, codes, bounds, colptr, rows_out, codes_out):
             for e in range(rowptr[i], rowptr[i + 1]):
                 j = cols[e]
                 p = pos[j]
-                rows_out[p] = i - r0
-                codes_out[p] = codes[e]
+                packed_out[p] = ((i - r0) << 4) | codes[e]
                 pos[j] = p + 1
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from eie_runtime.exec_layout import GATHER_DENSITY, ExecLayout, _balanced_bounds
+from eie_runtime.exec_layout import BY_CODE_MAX_ROWS, GATHER_DENSITY, ExecLayout, _balanced_bounds
 from eie_runtime.fixed_point import FixedPointParams, to_fixed
 from eie_runtime.format import InterleavedCSC
 from eie_runtime.kernels import fast_fixed16 as _q16
@@ -54,15 +54,29 @@ def test_float32_single_vector_matches_reference(act_density, n_blocks):
     np.testing.assert_allclose(y, float32_layer(cb[codes], x, b), rtol=1e-5, atol=1e-5)
 
 
-def test_float32_scatter_is_bit_identical_to_stored_format_kernel():
+def test_float32_table_scatter_is_bit_identical_to_stored_format_kernel():
     rng = np.random.default_rng(1)
-    layer, codes, cb, b = _layer(rng, 300, 90, 0.2)
+    layer, codes, cb, b = _layer(rng, 1900, 90, 0.2)
+    layer._exec = ex = ExecLayout(layer.matrix, n_blocks=2)
+    assert not ex.scatter_by_code  # blocks above BY_CODE_MAX_ROWS: the table scatter
     x = _acts(rng, 90, 0.3)
     idx, val = spmspv.nonzero_activations(x)
-    ref = np.empty(300, dtype=np.float32)
+    ref = np.empty(1900, dtype=np.float32)
     mat = layer.matrix
-    spmspv.spmspv_f32(mat.entries, mat.ptr, mat.codebook, mat.n_pe, 300, idx, val, b, True, ref)
+    spmspv.spmspv_f32(mat.entries, mat.ptr, mat.codebook, mat.n_pe, 1900, idx, val, b, True, ref)
     np.testing.assert_array_equal(layer(x), ref)
+
+
+@pytest.mark.parametrize("m, n_blocks", [(300, 2), (1900, 2), (9000, 2)])
+def test_float32_scatter_kinds_match_reference(m, n_blocks):
+    # 300 rows: per-(row, code) accumulators; 1900: the table; 9000: blocks split at 4096 rows
+    rng = np.random.default_rng(m)
+    layer, codes, cb, b = _layer(rng, m, 60, 0.1)
+    layer._exec = ex = ExecLayout(layer.matrix, n_blocks=n_blocks)
+    assert ex.scatter_by_code == (m <= 2 * BY_CODE_MAX_ROWS)
+    assert np.diff(ex.bounds).max() <= 4096
+    x = _acts(rng, 60, 0.3)
+    np.testing.assert_allclose(layer(x), float32_layer(cb[codes], x, b, relu=True), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("batch", [1, 2, 17, 64])
@@ -159,8 +173,8 @@ def test_fixed16_unclamped_path_only_when_proven_safe():
     assert 0 < amax <= _q16.safe_amax(row_abs, ex.rowptr, bias_q, fp.shift)
     for saturate in (False, True):
         out = np.empty(50, np.int16)
-        _q16.scatter_fixed16(ex.colptr, ex.csc_rows, ex.csc_codes, cb_q, ex.bounds, idx, val, bias_q, fp.shift,
-                             True, saturate, out)
+        _q16.scatter_fixed16(ex.colptr, ex.csc_packed, cb_q, ex.bounds, idx, val, bias_q, fp.shift, True, saturate,
+                             out)
         np.testing.assert_array_equal(out, ref[0])
     # a bias at the int16 edge leaves no room: never provably safe
     assert _q16.safe_amax(row_abs, ex.rowptr, np.full(50, 32767, np.int32), fp.shift) == -1
@@ -191,8 +205,8 @@ def test_layout_memory_and_rebuild_on_new_matrix():
     assert layer.execution_layout() is ex
     nnz = int((codes != 0).sum())
     assert ex.nnz == nnz
-    # 3 B (CSC) + 6 B (CSR) per entry, + 2 B after fixed16, plus pointers
-    assert 9 * nnz <= ex.nbytes() <= 9 * nnz + 8 * (256 + 1) + 8 * 4 * (128 + 1) + 64
+    # 2 B (CSC) + 6 B (CSR) per entry, + 2 B after fixed16, plus pointers
+    assert 8 * nnz <= ex.nbytes() <= 8 * nnz + 8 * (256 + 1) + 8 * 4 * (128 + 1) + 64
     layer.matrix = InterleavedCSC.from_codes(codes[::-1].copy(), cb, 4)
     assert layer.execution_layout() is not ex
     np.testing.assert_allclose(layer(np.ones(128, np.float32)), float32_layer(cb[codes[::-1]], np.ones(128), b,
