@@ -55,7 +55,10 @@ def _default_blocks() -> int:
 def _balanced_bounds(row_nnz: np.ndarray, n_blocks: int) -> np.ndarray:
     """Row block boundaries at multiples of ROW_ALIGN, each block near total/n_blocks non-zeros."""
     m = row_nnz.shape[0]
-    n_blocks = max(1, min(n_blocks, -(-m // ROW_ALIGN)), -(-m // _MAX_BLOCK_ROWS))
+    n_blocks = max(1, n_blocks)
+    # tall layers: the same number of blocks per thread (3 blocks on 2 threads ran 1.5x slower)
+    n_blocks *= -(-m // (_MAX_BLOCK_ROWS * n_blocks)) or 1
+    n_blocks = max(1, min(n_blocks, -(-m // ROW_ALIGN)))
     cum = np.concatenate(([0], np.cumsum(row_nnz)))
     total = cum[-1]
     bounds = [0]
