@@ -148,10 +148,9 @@ class ExecLayout:
             with kernel_section():
                 _f32.gather_f32(self.rowptr, self.cols, self.vals, self.bounds, x, bias, relu, out)
         else:
-            idx, val = _f32.compact_nonzeros(x)
             scatter = _f32.scatter_by_code_f32 if self.scatter_by_code else _f32.scatter_f32
             with kernel_section():
-                scatter(self.colptr, self.csc_packed, self.matrix.codebook, self.bounds, idx, val, bias, relu, out)
+                scatter(self.colptr, self.csc_packed, self.matrix.codebook, self.bounds, x, bias, relu, out)
         return out
 
     # --------------------------------------------------------------- fixed16
@@ -211,9 +210,8 @@ class ExecLayout:
                 with kernel_section():
                     gather(self.rowptr, self.cols, w_q, self.bounds, x_q[s], bias_q, shift, relu, out[s])
             else:
-                idx, val, amax = _q16.compact_nonzeros_q(x_q[s])
                 saturate = amax > self._safe_amax(w_frac, row_abs, bias_q, shift)
                 with kernel_section():
-                    _q16.scatter_fixed16(self.colptr, self.csc_packed, codebook_q, self.bounds, idx, val, bias_q,
-                                         shift, relu, saturate, out[s])
+                    _q16.scatter_fixed16(self.colptr, self.csc_packed, codebook_q, self.bounds, x_q[s], bias_q, shift,
+                                         relu, saturate, out[s])
         return out

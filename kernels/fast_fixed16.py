@@ -19,24 +19,7 @@ the caller sends them.
 import numpy as np
 from numba import njit, prange
 
-
-@njit(cache=True)
-def compact_nonzeros_q(x_q):
-    """Indices (uint32), int32 values and the largest |value| of the non-zeros of ``x_q``."""
-    k = x_q.shape[0]
-    idx = np.empty(k, dtype=np.uint32)
-    n = 0
-    amax = 0
-    for j in range(k):
-        a = np.int32(x_q[j])
-        idx[n] = j
-        n += a != 0
-        amax = max(amax, abs(a))
-    idx = idx[:n]
-    val = np.empty(n, dtype=np.int32)
-    for t in range(n):
-        val[t] = x_q[idx[t]]
-    return idx, val, amax
+from .fast_f32 import nonzero_columns
 
 
 @njit(cache=True)
@@ -73,8 +56,8 @@ def safe_amax(row_abs_w, rowptr, bias_q, shift):
 
 
 @njit(cache=True, parallel=True)
-def scatter_fixed16(colptr, packed, codebook_q, bounds, nz_idx, nz_val, bias_q, shift, relu, saturate, out):
-    """int16 out = act(W a + b) from the non-zeros of ``a`` (int32), column scatter."""
+def scatter_fixed16(colptr, packed, codebook_q, bounds, x_q, bias_q, shift, relu, saturate, out):
+    """int16 out = act(W x + b) from the non-zeros of the int16 ``x_q``, column scatter."""
     nblk = colptr.shape[0]
     ncb = codebook_q.shape[0]
     half = (np.int64(1) << (shift - 1)) if shift > 0 else np.int64(0)
@@ -90,9 +73,10 @@ def scatter_fixed16(colptr, packed, codebook_q, bounds, nz_idx, nz_val, bias_q, 
         for r in range(r1 - r0):
             acc[r] = bias_q[r0 + r]
         tab = np.empty(ncb, dtype=np.int32)
-        for t in range(nz_idx.shape[0]):
-            j = np.uint64(nz_idx[t])
-            a = nz_val[t]
+        idx, n = nonzero_columns(x_q)  # in each thread: see kernels.fast_f32
+        for t in range(n):
+            j = np.uint64(idx[t])
+            a = np.int32(x_q[j])
             if narrow:  # int32 products: the 16-entry table vectorises
                 for v in range(ncb):
                     tab[v] = (np.int32(codebook_q[v]) * a + half32) >> sh32

@@ -169,12 +169,12 @@ def test_fixed16_unclamped_path_only_when_proven_safe():
     ex = layer.execution_layout()
     _, cb_q, w_q, row_abs, _ = ex._fixed16_tables(fp.w_frac)
     bias_q = layer.quantized_bias().astype(np.int32)
-    idx, val, amax = _q16.compact_nonzeros_q(x_q[0])
+    n_nz, amax = _q16.count_and_amax(x_q[0])
+    assert n_nz == np.count_nonzero(x_q[0]) and amax == np.abs(x_q[0].astype(np.int32)).max()
     assert 0 < amax <= _q16.safe_amax(row_abs, ex.rowptr, bias_q, fp.shift)
     for saturate in (False, True):
         out = np.empty(50, np.int16)
-        _q16.scatter_fixed16(ex.colptr, ex.csc_packed, cb_q, ex.bounds, idx, val, bias_q, fp.shift, True, saturate,
-                             out)
+        _q16.scatter_fixed16(ex.colptr, ex.csc_packed, cb_q, ex.bounds, x_q[0], bias_q, fp.shift, True, saturate, out)
         np.testing.assert_array_equal(out, ref[0])
     # a bias at the int16 edge leaves no room: never provably safe
     assert _q16.safe_amax(row_abs, ex.rowptr, np.full(50, 32767, np.int32), fp.shift) == -1
