@@ -74,7 +74,8 @@ def test_float32_scatter_kinds_match_reference(m, n_blocks):
     layer, codes, cb, b = _layer(rng, m, 60, 0.1)
     layer._exec = ex = ExecLayout(layer.matrix, n_blocks=n_blocks)
     assert ex.scatter_by_code == (m <= 2 * BY_CODE_MAX_ROWS)
-    assert np.diff(ex.bounds).max() <= 4096
+    assert np.diff(ex.bounds).max() <= 4096 and (len(ex.bounds) - 1) % n_blocks == 0  # same count per thread
+    assert len(ex.row_bounds) == n_blocks + 1  # gathers: one block per thread, any height
     x = _acts(rng, 60, 0.3)
     np.testing.assert_allclose(layer(x), float32_layer(cb[codes], x, b, relu=True), rtol=1e-5, atol=1e-5)
 
