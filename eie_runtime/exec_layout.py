@@ -34,6 +34,7 @@ from .format import InterleavedCSC
 from .kernels import fast_f32 as _f32
 from .kernels import fast_fixed16 as _q16
 from .kernels import fast_layout as _build
+from .kernels import vector_batch as _vb
 from .kernels import kernel_section
 
 # Above this fraction of non-zero activations a row gather beats the column
@@ -146,9 +147,9 @@ class ExecLayout:
         if x.ndim == 2:
             out = np.empty((x.shape[0], m), dtype=np.float32)
             if x.shape[0]:
-                xt = np.ascontiguousarray(x.T)
+                xt = _vb.padded_transpose(x)
                 with kernel_section():  # serialized only on Numba's thread-unsafe workqueue layer
-                    _f32.csr_block_f32(self.rowptr, self.cols, self.vals, self.row_bounds, xt, bias, relu, out)
+                    _vb.csr_block_f32(self.rowptr, self.cols, self.vals, self.row_bounds, xt, bias, relu, out)
             return out
         out = np.empty(m, dtype=np.float32)
         if k and _f32.count_nonzero(x) >= GATHER_DENSITY * k:

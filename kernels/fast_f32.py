@@ -11,9 +11,10 @@ Why they are shaped this way (measured on the project's 2-core benchmark machine
   algorithm). ``scatter_f32`` gives each row its terms in ascending column
   order, exactly like ``kernels.spmspv``, so its results are bit-identical to
   it; ``scatter_by_code_f32`` (small row blocks) sums per codebook entry first.
-- Dense activations and batches: a row gather over the CSR; its reductions
-  may be reassociated (``fastmath`` reassoc/contract only, so NaN and Inf keep
-  their IEEE meaning), which lets LLVM vectorise them.
+- Dense activations: a row gather over the CSR; its reductions may be
+  reassociated (``fastmath`` reassoc/contract only, so NaN and Inf keep their
+  IEEE meaning), which lets LLVM vectorise them.
+- Batches: ``kernels.vector_batch`` (vector registers written in LLVM IR).
 """
 
 import numpy as np
@@ -125,43 +126,3 @@ def gather_f32(rowptr, cols, vals, bounds, x, bias, relu, out):
             if relu and y < 0:
                 y = np.float32(0.0)
             out[i] = y
-
-
-@njit(cache=True, parallel=True, fastmath=_GATHER_MATH)  # reassoc: 8-10% faster at batch 64
-def csr_block_f32(rowptr, cols, vals, bounds, xt, bias, relu, out):
-    """out (B, M) = act(X W^T + bias) with ``xt`` = X^T (K, B) contiguous.
-
-    Each entry multiplies one contiguous row of ``xt`` (all B samples of its
-    column), so the inner loop is a vectorised multiply-add over the batch.
-    Four entries are combined before touching the accumulator: the
-    accumulator's load-add-store chain, not the arithmetic, limits a one-entry
-    loop.
-    """
-    nblk = bounds.shape[0] - 1
-    nb = xt.shape[1]
-    nbu = np.uint64(nb)
-    four = np.uint64(4)
-    for b in prange(nblk):
-        acc = np.empty(nb, dtype=np.float32)
-        for i in range(np.uint64(bounds[b]), np.uint64(bounds[b + 1])):
-            acc[:] = 0.0
-            e = np.uint64(rowptr[i])
-            e1 = np.uint64(rowptr[i + np.uint64(1)])
-            while e + four <= e1:
-                v0, v1, v2, v3 = vals[e], vals[e + np.uint64(1)], vals[e + np.uint64(2)], vals[e + np.uint64(3)]
-                c0, c1 = np.uint64(cols[e]), np.uint64(cols[e + np.uint64(1)])
-                c2, c3 = np.uint64(cols[e + np.uint64(2)]), np.uint64(cols[e + np.uint64(3)])
-                for s in range(nbu):  # 2-D indexing, no row views: a view costs a refcount per entry
-                    acc[s] += (v0 * xt[c0, s] + v1 * xt[c1, s]) + (v2 * xt[c2, s] + v3 * xt[c3, s])
-                e += four
-            while e < e1:
-                v0, c0 = vals[e], np.uint64(cols[e])
-                for s in range(nbu):
-                    acc[s] += v0 * xt[c0, s]
-                e += np.uint64(1)
-            bi = bias[i]
-            for s in range(nb):
-                y = acc[s] + bi
-                if relu and y < 0:
-                    y = np.float32(0.0)
-                out[s, i] = y

@@ -80,7 +80,7 @@ def test_float32_scatter_kinds_match_reference(m, n_blocks):
     np.testing.assert_allclose(layer(x), float32_layer(cb[codes], x, b, relu=True), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("batch", [1, 2, 17, 64])
+@pytest.mark.parametrize("batch", [1, 2, 17, 64, 100, 130])  # 100: lanes in 64 + 32 + 16 (+ padding); 130: 2 x 64 + 16
 def test_float32_batch_matches_reference(batch):
     rng = np.random.default_rng(batch)
     layer, codes, cb, b = _layer(rng, 130, 77, 0.25)
@@ -89,6 +89,16 @@ def test_float32_batch_matches_reference(batch):
     assert y.shape == (batch, 130)
     np.testing.assert_allclose(y, float32_layer(cb[codes], x, b, relu=True), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(layer(x[:0]), np.zeros((0, 130), np.float32))
+
+
+def test_float32_wide_input_uses_int32_columns_everywhere():
+    # K > 65536: column indices no longer fit uint16; every kernel reads int32 ones
+    rng = np.random.default_rng(3)
+    layer, codes, cb, b = _layer(rng, 24, 70_000, 0.002, relu=False)
+    assert layer.execution_layout().cols.dtype == np.int32
+    for shape, act_density in (((70_000,), 0.2), ((70_000,), 1.0), ((5, 70_000), 0.5)):
+        x = _acts(rng, shape, act_density)
+        np.testing.assert_allclose(layer(x), float32_layer(cb[codes], x, b, relu=False), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("act_density", [0.1, 1.0])
