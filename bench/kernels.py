@@ -128,6 +128,35 @@ def build_methods(layer: EIELinear, w: np.ndarray, x: np.ndarray, ref: np.ndarra
     return methods
 
 
+def _time_case(name, batches, args, use_cuda) -> tuple[dict, list, list]:
+    """Time one layer at the given batch sizes: (memory row, records, rounds info)."""
+    src = make_paper_layer(name, seed=args.seed, activation=None)
+    layer = EIELinear(src.matrix, name=name)  # W x only, like every baseline
+    del src
+    t = time.perf_counter()
+    memory = memory_row(layer)
+    build_s = time.perf_counter() - t
+    w = layer.dense()
+    w64 = w.astype(np.float64)
+    records, rounds_info = [], []
+    for batch in batches:
+        x = make_paper_input(name, seed=args.seed, batch=None if batch == 1 else batch)
+        ref = (w64 @ x.T).T if x.ndim == 2 else w64 @ x
+        methods = build_methods(layer, w, x, ref, use_cuda)
+        for fn in methods.values():  # warm-up: JIT, caches, thread pools
+            for _ in range(3):
+                fn()
+        timings, stats = time_interleaved(methods, rounds=args.rounds, round_s=args.round_ms / 1e3,
+                                          max_foreign=args.max_foreign, max_wait=args.max_wait,
+                                          max_rounds=3 * args.rounds)
+        rounds_info.append({"layer": name, "batch": batch, **stats, "layout_build_s": build_s})
+        for method, tm in timings.items():
+            records.append({"layer": name, "batch": batch, "method": method, "median_us": round(tm.median_us, 2),
+                            "min_us": round(tm.min_us, 2), "repeats": tm.repeats, "rounds": len(tm.samples_us),
+                            "threads": args.threads})
+    return memory, records, rounds_info
+
+
 def run(args) -> dict:
     got = set_threads(args.threads)
     header = machine_header(args.threads)
@@ -136,36 +165,29 @@ def run(args) -> dict:
     import torch
 
     use_cuda = torch.cuda.is_available() and not args.no_cuda
-    records, memory, rounds_info = [], [], []
+    memory, records, rounds_info = {}, {}, {}
     bar = tqdm(total=len(args.layers) * len(args.batch), desc="layers x batches", unit="case", file=sys.stderr)
     for name in args.layers:
-        src = make_paper_layer(name, seed=args.seed, activation=None)
-        layer = EIELinear(src.matrix, name=name)  # W x only, like every baseline
-        del src
-        t = time.perf_counter()
-        memory.append(memory_row(layer))
-        build_s = time.perf_counter() - t
-        w = layer.dense()
-        w64 = w.astype(np.float64)
-        for batch in args.batch:
-            x = make_paper_input(name, seed=args.seed, batch=None if batch == 1 else batch)
-            ref = (w64 @ x.T).T if x.ndim == 2 else w64 @ x
-            methods = build_methods(layer, w, x, ref, use_cuda)
-            for fn in methods.values():  # warm-up: JIT, caches, thread pools
-                for _ in range(3):
-                    fn()
-            timings, stats = time_interleaved(methods, rounds=args.rounds, round_s=args.round_ms / 1e3,
-                                              max_foreign=args.max_foreign, max_wait=args.max_wait,
-                                              max_rounds=3 * args.rounds)
-            rounds_info.append({"layer": name, "batch": batch, **stats, "layout_build_s": build_s})
-            for method, tm in timings.items():
-                records.append({"layer": name, "batch": batch, "method": method, "median_us": round(tm.median_us, 2),
-                                "min_us": round(tm.min_us, 2), "repeats": tm.repeats, "rounds": len(tm.samples_us),
-                                "threads": args.threads})
+        memory[name], recs, infos = _time_case(name, args.batch, args, use_cuda)
+        for info in infos:
+            key = (name, info["batch"])
+            rounds_info[key] = info
+            records[key] = [r for r in recs if r["batch"] == info["batch"]]
             bar.update(1)
-        del w, w64, layer
     bar.close()
-    return {"header": header, "records": records, "memory": memory, "rounds": rounds_info}
+    # A shared host has storms that outlast a case (every method of it 2-15x slower): a case that could
+    # not keep all its rounds quiet is timed once more after the sweep, and the quieter attempt is kept.
+    for (name, batch), info in list(rounds_info.items()):
+        if (info["kept"] >= args.rounds and not info["noisy"]) or info["tried"] == 0:
+            continue
+        _, recs, (again,) = _time_case(name, [batch], args, use_cuda)
+        again["retried"] = True
+        if (not again["noisy"], again["kept"] / again["tried"]) > (not info["noisy"], info["kept"] / info["tried"]):
+            rounds_info[name, batch], records[name, batch] = again, recs
+        else:
+            info["retried"] = True
+    return {"header": header, "records": [r for recs in records.values() for r in recs],
+            "memory": [memory[n] for n in args.layers], "rounds": list(rounds_info.values())}
 
 
 def _median(records, layer, batch, method):
@@ -295,6 +317,9 @@ def main(argv=None) -> int:
         if r["noisy"]:
             print(f"warning: {r['layer']} batch {r['batch']}: only {r['kept']} quiet rounds of {r['tried']}; "
                   "its figures are noisy", file=sys.stderr)
+    retried = [f"{r['layer']}/{r['batch']}" for r in result["rounds"] if r.get("retried")]
+    if retried:
+        print(f"# timed again after the sweep (too few quiet rounds the first time): {', '.join(retried)}")
     kept = sum(r["kept"] for r in result["rounds"])
     tried = sum(r["tried"] for r in result["rounds"])
     print(f"# timing rounds kept {kept} of {tried} "

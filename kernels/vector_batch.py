@@ -14,7 +14,7 @@ project's AVX-512 machine the loop is four ``vfmadd231ps zmm`` with memory
 operands per entry; on narrower targets LLVM splits the vectors.
 
 Measured side by side with the Numba version it replaces (2 threads, batch
-64): 1.1 to 1.9x faster, layer by layer.
+64): 1.0 to 1.9x faster, layer by layer.
 """
 
 import numpy as np
