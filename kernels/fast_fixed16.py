@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit, prange
 
 from .fast_f32 import nonzero_columns
+from .vector_scatter import saturating_column_add
 
 
 @njit(cache=True)
@@ -72,7 +73,7 @@ def scatter_fixed16(colptr, packed, codebook_q, bounds, x_q, bias_q, shift, relu
         acc = np.empty(r1 - r0, dtype=np.int32)
         for r in range(r1 - r0):
             acc[r] = bias_q[r0 + r]
-        tab = np.empty(ncb, dtype=np.int32)
+        tab = np.zeros(16, dtype=np.int32)  # 16 entries whatever the codebook size: the vector path reads any code
         idx, n = nonzero_columns(x_q)  # in each thread: see kernels.fast_f32
         for t in range(n):
             j = np.uint64(idx[t])
@@ -86,11 +87,7 @@ def scatter_fixed16(colptr, packed, codebook_q, bounds, x_q, bias_q, shift, relu
             e0 = np.uint64(colptr[b, j])
             e1 = np.uint64(colptr[b, j + np.uint64(1)])
             if saturate:
-                for e in range(e0, e1):
-                    p = packed[e]
-                    r = p >> four
-                    y = acc[r] + tab[p & mask]
-                    acc[r] = min(max(y, np.int32(-32768)), np.int32(32767))
+                saturating_column_add(acc, packed, tab, e0, e1)
             else:
                 for e in range(e0, e1):
                     p = packed[e]

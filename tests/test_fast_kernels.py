@@ -159,6 +159,21 @@ def test_fixed16_saturation_order_matters_and_is_kept():
     assert fixed16_layer(codes, cb, x_q, in_frac=0, w_frac=0, out_frac=0)[0] == 2767
 
 
+@pytest.mark.parametrize("rows", [1, 16, 40])  # the vector scatter: one partial step, one full, full + tail
+def test_fixed16_scatter_saturates_in_column_order(rows):
+    # half the activations zero: the scatter path; every row clamps at +32767 and then comes back down
+    codes = np.tile(np.array([[1, 0, 1, 0, 2, 0]], dtype=np.uint8), (rows, 1))
+    codes[::3, 2] = 0  # some rows skip the second term: they never clamp
+    cb = np.zeros(16, dtype=np.float32)
+    cb[1], cb[2] = 1.0, -1.0
+    layer = EIELinear(InterleavedCSC.from_codes(codes, cb, 4))
+    layer.fixed = FixedPointParams(in_frac=0, w_frac=0, out_frac=0)
+    x_q = np.array([30000, 0, 30000, 0, 30000, 0], dtype=np.int16)
+    want = fixed16_layer(codes, cb, x_q, in_frac=0, w_frac=0, out_frac=0)
+    assert set(want.tolist()) == {2767, 0} if rows > 1 else want.tolist() == [0]
+    np.testing.assert_array_equal(layer.run_fixed16_int(x_q), want)
+
+
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), m=st.integers(1, 60), k=st.integers(1, 40),
        density=st.sampled_from([0.05, 0.5, 1.0]), act_density=st.sampled_from([0.1, 0.7, 1.0]),
