@@ -4,6 +4,9 @@ Used inside ``numba.extending.intrinsic`` code generators: the vector types
 here are generic LLVM ones, which LLVM lowers to whatever the target has
 (zmm registers and gather/scatter instructions with AVX-512, narrower or
 scalar code elsewhere), so the kernels stay correct on any CPU.
+
+Numba's on-disk cache keys a kernel on its own file only: after editing this
+file or an intrinsic, delete the ``__pycache__`` folders under ``kernels/``.
 """
 
 from llvmlite import ir

@@ -23,18 +23,9 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-LANES = 16  # floats per vector; batches are padded to a multiple of this
+from .llvm_ir import F32, I64, LANES, broadcast, declare, vec
 
-_F32 = ir.FloatType()
-_I32 = ir.IntType(32)
-_I64 = ir.IntType(64)
-_VF = ir.VectorType(_F32, LANES)
-
-
-def _broadcast(builder, value):
-    undef = ir.Constant(_VF, ir.Undefined)
-    one = builder.insert_element(undef, value, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(one, undef, ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
+_VF = vec(F32)
 
 
 def _make_row_dot(nv: int):
@@ -57,33 +48,32 @@ def _make_row_dot(nv: int):
             first, end, lane0_v = args[3], args[4], args[5]
             row_bytes = builder.extract_value(xt_a.strides, 0)
             i8p = ir.IntType(8).as_pointer()
-            base = builder.gep(builder.bitcast(xt_a.data, i8p), [builder.mul(lane0_v, ir.Constant(_I64, 4))])
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VF, [_VF, _VF, _VF]),
-                                                 "llvm.fma.v16f32")
+            base = builder.gep(builder.bitcast(xt_a.data, i8p), [builder.mul(lane0_v, ir.Constant(I64, 4))])
+            fma = declare(builder, "llvm.fma.v16f32", _VF, [_VF, _VF, _VF])
             # two sets of nv accumulators; allocas in the entry block become registers
             accs = [cgutils.alloca_once_value(builder, ir.Constant(_VF, [0.0] * LANES)) for _ in range(2 * nv)]
 
             def add_entry(e, acc_set):
                 col = builder.load(builder.gep(cols_a.data, [e]))
-                col = builder.sext(col, _I64) if signed_cols else builder.zext(col, _I64)
-                weight = _broadcast(builder, builder.load(builder.gep(vals_a.data, [e])))
-                row = builder.bitcast(builder.gep(base, [builder.mul(col, row_bytes)]), _F32.as_pointer())
+                col = builder.sext(col, I64) if signed_cols else builder.zext(col, I64)
+                weight = broadcast(builder, builder.load(builder.gep(vals_a.data, [e])))
+                row = builder.bitcast(builder.gep(base, [builder.mul(col, row_bytes)]), F32.as_pointer())
                 for q in range(nv):
-                    ptr = builder.bitcast(builder.gep(row, [ir.Constant(_I64, LANES * q)]), _VF.as_pointer())
+                    ptr = builder.bitcast(builder.gep(row, [ir.Constant(I64, LANES * q)]), _VF.as_pointer())
                     slot = accs[acc_set * nv + q]
                     builder.store(builder.call(fma, [weight, builder.load(ptr, align=4), builder.load(slot)]), slot)
 
-            two = ir.Constant(_I64, 2)
+            two = ir.Constant(I64, 2)
             pairs_end = builder.add(first, builder.mul(builder.udiv(builder.sub(end, first), two), two))
-            with cgutils.for_range_slice(builder, first, pairs_end, two, intp=_I64) as (e, _):
+            with cgutils.for_range_slice(builder, first, pairs_end, two, intp=I64) as (e, _):
                 add_entry(e, 0)
-                add_entry(builder.add(e, ir.Constant(_I64, 1)), 1)
-            with cgutils.for_range_slice(builder, pairs_end, end, ir.Constant(_I64, 1), intp=_I64) as (e, _):
+                add_entry(builder.add(e, ir.Constant(I64, 1)), 1)
+            with cgutils.for_range_slice(builder, pairs_end, end, ir.Constant(I64, 1), intp=I64) as (e, _):
                 add_entry(e, 0)
             out = builder.gep(acc_a.data, [lane0_v])
             for q in range(nv):
                 total = builder.fadd(builder.load(accs[q]), builder.load(accs[nv + q]))
-                ptr = builder.bitcast(builder.gep(out, [ir.Constant(_I64, LANES * q)]), _VF.as_pointer())
+                ptr = builder.bitcast(builder.gep(out, [ir.Constant(I64, LANES * q)]), _VF.as_pointer())
                 builder.store(total, ptr, align=4)
             return context.get_dummy_value()
 
