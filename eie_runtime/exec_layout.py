@@ -2,25 +2,28 @@
 
 The stored format is what the hardware reads (1 byte per entry, relative row
 indices, padding entries). Decoding it on every call costs more than the
-multiply-adds, so a layer builds, once, two layouts of its non-zeros:
+multiply-adds, so a layer builds, once, these layouts of its non-zeros:
 
 - a blocked CSC for EIE's column scatter (sparse activations): per row block
   (contiguous, balanced by non-zeros, aligned to 16 rows; one block per
   thread, at most 4096 rows) column pointers and one uint16 per entry packing
   the block-local row and the 4-bit codebook index, 2 bytes per entry;
-- a CSR (columns ascending in each row) for row gathers (dense activations)
-  and for batches: a uint16 (int32 if K > 65536) column and a float32 value
-  per entry, 6 bytes per entry; fixed16 adds, on first use, the int16
-  quantized value per entry and every row's sum of |weight|, to prove when
-  saturation cannot happen.
+- a CSR (columns ascending in each row) for row gathers and for batches: a
+  uint16 (int32 if K > 65536) column and a uint8 codebook index per entry,
+  3 bytes per entry; fixed16 adds, on first use, the int16 quantized value
+  per entry and every row's sum of |weight|, to prove when saturation cannot
+  happen;
+- on AVX-512 hosts, the sliced ELL of ``kernels.sliced_ell`` for float32
+  vectors with many non-zeros (2-4 bytes per entry).
 
 Calls then pick a kernel from the input: batch (>1 vector) -> CSR times the
-dense batch block; one vector -> gather when at least ``GATHER_DENSITY`` of
-its activations are non-zero, else scatter over its non-zeros (per (row,
-code) accumulators when blocks have at most ``BY_CODE_MAX_ROWS`` rows). The
-exact fixed16 paths and the table scatter give the same numbers as
-``kernels.spmspv``; the other float32 kernels may round differently (they
-reassociate sums).
+dense batch block; one float32 vector -> whichever of the sliced ELL and the
+scatter over its non-zeros (per (row, code) accumulators when blocks have at
+most ``BY_CODE_MAX_ROWS`` rows) the measured costs below make cheaper; without
+the sliced ELL, and for fixed16, the gather when at least ``GATHER_DENSITY``
+of the activations are non-zero, else the scatter. The exact fixed16 paths
+and the table scatter give the same numbers as ``kernels.spmspv``; the other
+float32 kernels may round differently (they reassociate sums).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from .format import InterleavedCSC
 from .kernels import fast_f32 as _f32
 from .kernels import fast_fixed16 as _q16
 from .kernels import fast_layout as _build
+from .kernels import sliced_ell as _ell
 from .kernels import vector_batch as _vb
 from .kernels import kernel_section
 
@@ -48,6 +52,14 @@ _MAX_BLOCK_ROWS = 1 << 12  # block-local row << 4 | code fits a uint16
 # Blocks of at most this many rows keep their 16 accumulators per row (64 B) in
 # a 48 KiB L1, where the per-(row, code) scatter is 1.3x faster than the table one.
 BY_CODE_MAX_ROWS = 768
+# Per-call choice between the sliced ELL and the scatter (float32, one vector), from costs measured
+# per thread on the paper's layers: a sliced-ELL step about 1.0 ns whatever the input, the row gather
+# about 0.22 ns per entry, the scatter about 0.6 ns (table) or 0.45 ns (per (row, code)) per entry in
+# a non-zero column.
+SLICED_ELL_NS_PER_STEP = 1.0
+GATHER_NS_PER_ENTRY = 0.22
+SCATTER_NS_PER_ENTRY = 0.6
+SCATTER_BY_CODE_NS_PER_ENTRY = 0.45
 
 
 def _default_blocks() -> int:
@@ -94,9 +106,14 @@ class ExecLayout:
         layer can tell when its matrix was replaced.
     n_blocks : int, optional
         Row blocks (parallel tasks); default: Numba's thread count.
+    sliced_ell : bool, optional
+        Build the sliced ELL: None (default) where the host has AVX-512 and
+        the layer's rows fill its slots well enough to beat the gather; True
+        always (AVX-512 hosts only); False never (float32 vectors then take
+        the scatter and the gather).
     """
 
-    def __init__(self, matrix: InterleavedCSC, n_blocks: int | None = None):
+    def __init__(self, matrix: InterleavedCSC, n_blocks: int | None = None, sliced_ell: bool | None = None):
         self.matrix = matrix
         m, k = matrix.shape
         self.shape = (m, k)
@@ -108,7 +125,7 @@ class ExecLayout:
         self.cols = np.empty(nnz, dtype=np.uint16 if k <= 1 << 16 else np.int32)
         codes = np.empty(nnz, dtype=np.uint8)
         _build.fill_csr(matrix.entries, matrix.ptr, matrix.n_pe, self.rowptr, self.cols, codes)
-        self.vals = matrix.codebook[codes]
+        self.codes = codes
         n_blocks = n_blocks or _default_blocks()
         self.bounds = _balanced_bounds(row_nnz, n_blocks)  # scatter blocks: packed rows, at most 4096
         # gathers and batches: one block per thread whatever the height (5% faster on NT-Wd than 2 each)
@@ -121,6 +138,15 @@ class ExecLayout:
         self.csc_packed = np.empty(nnz, dtype=np.uint16)
         _build.fill_blocked_csc(self.rowptr, self.cols, codes, self.bounds, self.colptr, self.csc_packed)
         self.scatter_by_code = int(np.diff(self.bounds).max(initial=0)) <= BY_CODE_MAX_ROWS
+        self.ell, self.ell_min_nonzero = None, None  # (gptr, slots, segs, codebook16); when to take it
+        if sliced_ell and not _ell.AVAILABLE:
+            raise ValueError("sliced_ell=True needs Numba compiling for an AVX-512 host")
+        if (_ell.AVAILABLE if sliced_ell is None else sliced_ell) and nnz:
+            ell = self._sliced_ell(codes)
+            ell_ns = SLICED_ELL_NS_PER_STEP * int(ell[0][-1])
+            if sliced_ell or ell_ns < GATHER_NS_PER_ENTRY * nnz:  # else too few entries per slot: not kept
+                scatter_ns = SCATTER_BY_CODE_NS_PER_ENTRY if self.scatter_by_code else SCATTER_NS_PER_ENTRY
+                self.ell, self.ell_min_nonzero = ell, k * ell_ns / (scatter_ns * nnz)
         self.nnz = nnz
         self.max_row = int(row_nnz.max(initial=0))
         self._q16 = None  # (w_frac, codebook_q, w_q per entry, row sums of |w_q|, max |codebook_q|), on first use
@@ -128,10 +154,24 @@ class ExecLayout:
         self._bias_i32 = None  # (bias object given, its int32 copy) of the last fixed16 call
         self._lock = threading.Lock()
 
+    def _sliced_ell(self, codes: np.ndarray):
+        m, k = self.shape
+        steps = _build.sliced_ell_group_steps(self.rowptr, self.cols, m, k, _ell.STEP_UNROLL)
+        gptr = np.zeros(steps.shape[0] + 1, dtype=np.int64)
+        np.cumsum(steps, out=gptr[1:])
+        slots = np.zeros(int(gptr[-1]) * 16, dtype=np.uint8)
+        segs = np.zeros(int(gptr[-1]), dtype=np.uint16 if k <= 16 << 16 else np.uint32)
+        _build.fill_sliced_ell(self.rowptr, self.cols, codes, m, k, gptr, slots, segs)
+        codebook16 = np.zeros(16, dtype=np.float32)
+        codebook16[: self.matrix.codebook.shape[0]] = self.matrix.codebook
+        return gptr, slots, segs, codebook16
+
     # ---------------------------------------------------------------- memory
     def nbytes(self) -> int:
         """Bytes of every run-time array built so far (fixed16's only after its first use)."""
-        arrays = [self.rowptr, self.cols, self.vals, self.bounds, self.row_bounds, self.colptr, self.csc_packed]
+        arrays = [self.rowptr, self.cols, self.codes, self.bounds, self.row_bounds, self.colptr, self.csc_packed]
+        if self.ell is not None:
+            arrays += list(self.ell)
         if self._q16 is not None:
             arrays += [self._q16[2], self._q16[3]]  # w_q per entry, row sums
         return int(sum(a.nbytes for a in arrays))
@@ -152,12 +192,19 @@ class ExecLayout:
             if x.shape[0]:
                 xt = _vb.padded_transpose(x)
                 with kernel_section():  # serialized only on Numba's thread-unsafe workqueue layer
-                    _vb.csr_block_f32(self.rowptr, self.cols, self.vals, self.row_bounds, xt, bias, relu, out)
+                    _vb.csr_block_f32(self.rowptr, self.cols, self.codes, self.matrix.codebook, self.row_bounds, xt,
+                                      bias, relu, out)
             return out
         out = np.empty(m, dtype=np.float32)
-        if k and _f32.count_nonzero(x) >= GATHER_DENSITY * k:
+        n_nz, finite = _f32.count_nonzero_finite(x)
+        if k and self.ell is not None and finite and n_nz >= self.ell_min_nonzero:
+            gptr, slots, segs, codebook16 = self.ell
             with kernel_section():
-                _f32.gather_f32(self.rowptr, self.cols, self.vals, self.row_bounds, x, bias, relu, out)
+                _ell.sliced_ell_f32(gptr, slots, segs, codebook16, self.row_bounds, x, bias, relu, out)
+        elif k and n_nz >= GATHER_DENSITY * k:  # no sliced ELL, or NaN/Inf (its padding would spread them)
+            with kernel_section():
+                _f32.gather_f32(self.rowptr, self.cols, self.codes, self.matrix.codebook, self.row_bounds, x, bias,
+                                relu, out)
         else:
             scatter = _f32.scatter_by_code_f32 if self.scatter_by_code else _f32.scatter_f32
             with kernel_section():
@@ -172,7 +219,7 @@ class ExecLayout:
                 q = self._q16
                 if q is None or q[0] != w_frac:
                     codebook_q = to_fixed(self.matrix.codebook, w_frac).astype(np.int32)
-                    w_q = to_fixed(self.vals, w_frac)  # == codebook_q[code] entry by entry
+                    w_q = to_fixed(self.matrix.codebook, w_frac)[self.codes]  # int16 per entry
                     row_abs = _build.row_abs_sums(self.rowptr, w_q)
                     wmax = int(np.abs(codebook_q).max(initial=0))
                     q = (w_frac, codebook_q, w_q, row_abs, wmax)

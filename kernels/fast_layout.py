@@ -99,3 +99,60 @@ def row_abs_sums(rowptr, w_q):
             s += abs(np.int64(w_q[e]))
         out[i] = s
     return out
+
+
+@njit(cache=True)
+def _segment_steps(rowptr, cols, r0, r1, seg_steps):
+    """For rows r0..r1-1 (one group), ``seg_steps[s]`` = the most entries any row has in column segment s."""
+    for i in range(r0, r1):
+        e = rowptr[i]
+        while e < rowptr[i + 1]:  # columns ascend: a segment's entries are consecutive
+            s = cols[e] >> 4
+            f = e
+            while f < rowptr[i + 1] and cols[f] >> 4 == s:
+                f += 1
+            seg_steps[s] = max(seg_steps[s], f - e)
+            e = f
+
+
+@njit(cache=True)
+def sliced_ell_group_steps(rowptr, cols, m, k, unroll):
+    """Steps of every 16-row group of the sliced ELL (``kernels.sliced_ell``), padded to ``unroll``."""
+    ngrp = (m + 15) // 16
+    seg_steps = np.zeros((k + 15) // 16, dtype=np.int64)
+    out = np.zeros(ngrp, dtype=np.int64)
+    for g in range(ngrp):
+        seg_steps[:] = 0
+        _segment_steps(rowptr, cols, g * 16, min(m, g * 16 + 16), seg_steps)
+        n = seg_steps.sum()
+        out[g] = (n + unroll - 1) // unroll * unroll
+    return out
+
+
+@njit(cache=True)
+def fill_sliced_ell(rowptr, cols, codes, m, k, gptr, slots, segs):
+    """Steps of each group in segment order; lane l of a step holds ``col & 15 | code << 4`` of row
+    ``16 g + l``'s next entry in that segment, or 0; padding steps (segment 0) are all 0."""
+    nseg = (k + 15) // 16
+    seg_steps = np.zeros(nseg, dtype=np.int64)
+    first = np.zeros(nseg, dtype=np.int64)  # first step of each segment in the group
+    for g in range((m + 15) // 16):
+        r0, r1 = g * 16, min(m, g * 16 + 16)
+        seg_steps[:] = 0
+        _segment_steps(rowptr, cols, r0, r1, seg_steps)
+        t = gptr[g]
+        for s in range(nseg):
+            first[s] = t
+            for _ in range(seg_steps[s]):
+                segs[t] = s
+                t += 1
+        for i in range(r0, r1):
+            lane = i - r0
+            rank = 0
+            for e in range(rowptr[i], rowptr[i + 1]):
+                s = cols[e] >> 4
+                if e > rowptr[i] and cols[e - 1] >> 4 == s:
+                    rank += 1
+                else:
+                    rank = 0
+                slots[(first[s] + rank) * 16 + lane] = (cols[e] & 15) | (codes[e] << 4)

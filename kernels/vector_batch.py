@@ -29,23 +29,23 @@ _VF = vec(F32)
 
 
 def _make_row_dot(nv: int):
-    """An intrinsic ``f(xt, cols, vals, e0, e1, lane0, acc)``: for the entries
-    ``e0 <= e < e1``, ``acc[lane0 : lane0 + 16 nv] = sum_e vals[e] * xt[cols[e], lane0 : lane0 + 16 nv]``.
+    """An intrinsic ``f(xt, cols, codes, codebook, e0, e1, lane0, acc)``: for the entries ``e0 <= e < e1``,
+    ``acc[lane0 : lane0 + 16 nv] = sum_e codebook[codes[e]] * xt[cols[e], lane0 : lane0 + 16 nv]``.
 
     ``xt`` is a C-contiguous (K, B') float32 array, ``lane0 + 16 nv <= B'``;
     ``e0, e1, lane0`` are int64; nothing is bounds-checked.
     """
 
     @intrinsic
-    def row_dot(typingctx, xt, cols, vals, e0, e1, lane0, acc):
-        sig = types.void(xt, cols, vals, e0, e1, lane0, acc)
+    def row_dot(typingctx, xt, cols, codes, codebook, e0, e1, lane0, acc):
+        sig = types.void(xt, cols, codes, codebook, e0, e1, lane0, acc)
         signed_cols = cols.dtype.signed
 
         def codegen(context, builder, signature, args):
-            xt_a, cols_a, vals_a = (context.make_array(t)(context, builder, a)
-                                    for t, a in zip(signature.args[:3], args[:3]))
-            acc_a = context.make_array(signature.args[6])(context, builder, args[6])
-            first, end, lane0_v = args[3], args[4], args[5]
+            xt_a, cols_a, codes_a, cb_a = (context.make_array(t)(context, builder, a)
+                                           for t, a in zip(signature.args[:4], args[:4]))
+            acc_a = context.make_array(signature.args[7])(context, builder, args[7])
+            first, end, lane0_v = args[4], args[5], args[6]
             row_bytes = builder.extract_value(xt_a.strides, 0)
             i8p = ir.IntType(8).as_pointer()
             base = builder.gep(builder.bitcast(xt_a.data, i8p), [builder.mul(lane0_v, ir.Constant(I64, 4))])
@@ -56,7 +56,8 @@ def _make_row_dot(nv: int):
             def add_entry(e, acc_set):
                 col = builder.load(builder.gep(cols_a.data, [e]))
                 col = builder.sext(col, I64) if signed_cols else builder.zext(col, I64)
-                weight = broadcast(builder, builder.load(builder.gep(vals_a.data, [e])))
+                code = builder.zext(builder.load(builder.gep(codes_a.data, [e])), I64)
+                weight = broadcast(builder, builder.load(builder.gep(cb_a.data, [code])))
                 row = builder.bitcast(builder.gep(base, [builder.mul(col, row_bytes)]), F32.as_pointer())
                 for q in range(nv):
                     ptr = builder.bitcast(builder.gep(row, [ir.Constant(I64, LANES * q)]), _VF.as_pointer())
@@ -96,7 +97,7 @@ def padded_transpose(x: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, parallel=True)
-def csr_block_f32(rowptr, cols, vals, bounds, xt, bias, relu, out):
+def csr_block_f32(rowptr, cols, codes, codebook, bounds, xt, bias, relu, out):
     """out (B, M) = act(X W^T + bias) from the CSR, with ``xt`` = ``padded_transpose(X)``."""
     nblk = bounds.shape[0] - 1
     width = xt.shape[1]
@@ -108,13 +109,13 @@ def csr_block_f32(rowptr, cols, vals, bounds, xt, bias, relu, out):
             e1 = np.int64(rowptr[i + 1])
             lane = 0
             while lane + 64 <= width:
-                _row_dot_64(xt, cols, vals, e0, e1, np.int64(lane), acc)
+                _row_dot_64(xt, cols, codes, codebook, e0, e1, np.int64(lane), acc)
                 lane += 64
             if lane + 32 <= width:
-                _row_dot_32(xt, cols, vals, e0, e1, np.int64(lane), acc)
+                _row_dot_32(xt, cols, codes, codebook, e0, e1, np.int64(lane), acc)
                 lane += 32
             if lane + 16 <= width:
-                _row_dot_16(xt, cols, vals, e0, e1, np.int64(lane), acc)
+                _row_dot_16(xt, cols, codes, codebook, e0, e1, np.int64(lane), acc)
             bi = bias[i]
             for s in range(nb):
                 y = acc[s] + bi

@@ -11,6 +11,7 @@ from eie_runtime.exec_layout import BY_CODE_MAX_ROWS, GATHER_DENSITY, ExecLayout
 from eie_runtime.fixed_point import FixedPointParams, to_fixed
 from eie_runtime.format import InterleavedCSC
 from eie_runtime.kernels import fast_fixed16 as _q16
+from eie_runtime.kernels import sliced_ell
 from eie_runtime.kernels import spmspv
 from eie_runtime.layer import EIELinear
 
@@ -57,7 +58,7 @@ def test_float32_single_vector_matches_reference(act_density, n_blocks):
 def test_float32_table_scatter_is_bit_identical_to_stored_format_kernel():
     rng = np.random.default_rng(1)
     layer, codes, cb, b = _layer(rng, 1900, 90, 0.2)
-    layer._exec = ex = ExecLayout(layer.matrix, n_blocks=2)
+    layer._exec = ex = ExecLayout(layer.matrix, n_blocks=2, sliced_ell=False)
     assert not ex.scatter_by_code  # blocks above BY_CODE_MAX_ROWS: the table scatter
     x = _acts(rng, 90, 0.3)
     idx, val = spmspv.nonzero_activations(x)
@@ -101,16 +102,71 @@ def test_float32_wide_input_uses_int32_columns_everywhere():
         np.testing.assert_allclose(layer(x), float32_layer(cb[codes], x, b, relu=False), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
 @pytest.mark.parametrize("act_density", [0.1, 1.0])
-def test_float32_nan_reaches_exactly_the_rows_with_a_weight_in_its_column(act_density):
+def test_float32_nan_reaches_exactly_the_rows_with_a_weight_in_its_column(act_density, bad):
+    # dense inputs would take the sliced ELL, whose zero-weight padding slots would spread NaN/Inf
     rng = np.random.default_rng(7)
     layer, codes, cb, b = _layer(rng, 64, 40, 0.3, relu=False)
     x = _acts(rng, 40, act_density)
-    x[5] = np.nan
+    x[5] = bad
     y = layer(x)
-    np.testing.assert_array_equal(np.isnan(y), codes[:, 5] != 0)
+    np.testing.assert_array_equal(~np.isfinite(y), codes[:, 5] != 0)
+    if bad != bad:
+        np.testing.assert_array_equal(np.isnan(y), codes[:, 5] != 0)
     yb = layer(np.stack([x, x]))
-    np.testing.assert_array_equal(np.isnan(yb), np.stack([codes[:, 5] != 0] * 2))
+    np.testing.assert_array_equal(~np.isfinite(yb), np.stack([codes[:, 5] != 0] * 2))
+
+
+needs_avx512 = pytest.mark.skipif(not sliced_ell.AVAILABLE, reason="the sliced ELL kernel needs an AVX-512 host")
+
+
+def _decode_sliced_ell(ex):
+    """The dense (M, K) matrix of codes that the sliced ELL's steps hold."""
+    gptr, slots, segs, _ = ex.ell
+    m, k = ex.shape
+    out = np.zeros((-(-m // 16) * 16, -(-k // 16) * 16), dtype=np.uint8)
+    for g in range(len(gptr) - 1):
+        for t in range(gptr[g], gptr[g + 1]):
+            lanes = slots[16 * t:16 * t + 16]
+            for lane in np.flatnonzero(lanes):
+                nib = int(lanes[lane])
+                row, col = 16 * g + int(lane), 16 * int(segs[t]) + (nib & 15)
+                assert out[row, col] == 0, "an entry stored twice"
+                out[row, col] = nib >> 4
+    assert (np.diff(gptr) % sliced_ell.STEP_UNROLL == 0).all()
+    return out[:m, :k]
+
+
+@needs_avx512
+@pytest.mark.parametrize("m, k, n_blocks", [(1, 2, 1), (17, 33, 2), (203, 70, 3), (600, 1201, 2), (40, 300, 1)])
+def test_sliced_ell_holds_every_entry_once_and_matches_reference(m, k, n_blocks, monkeypatch):
+    rng = np.random.default_rng(m + k)
+    layer, codes, cb, b = _layer(rng, m, k, 0.3, relu=True)
+    layer._exec = ex = ExecLayout(layer.matrix, n_blocks=n_blocks, sliced_ell=True)
+    assert ex.ell is not None
+    np.testing.assert_array_equal(_decode_sliced_ell(ex), codes)
+    calls = []
+    kernel = sliced_ell.sliced_ell_f32
+    monkeypatch.setattr(sliced_ell, "sliced_ell_f32", lambda *a: calls.append(1) or kernel(*a))
+    chosen = 0
+    for act_density in (1.0, 0.6):
+        x = _acts(rng, k, act_density)
+        np.testing.assert_allclose(layer(x), float32_layer(cb[codes], x, b, relu=True), rtol=1e-5, atol=1e-5)
+        chosen += np.count_nonzero(x) >= ex.ell_min_nonzero
+    assert len(calls) == chosen
+    assert chosen == 2 or m * k < 100  # a 1 x 2 layer's padded steps cost more than its scatter
+
+
+@needs_avx512
+def test_sliced_ell_is_chosen_by_cost():
+    rng = np.random.default_rng(11)
+    layer, codes, cb, b = _layer(rng, 256, 512, 0.1)
+    ex = ExecLayout(layer.matrix, n_blocks=2)
+    assert ex.ell is not None and 0 < ex.ell_min_nonzero < 512
+    # rows far sparser than 16 columns per entry leave the slots nearly empty: not worth keeping
+    sparse, *_ = _layer(rng, 256, 4096, 0.002)
+    assert ExecLayout(sparse.matrix, n_blocks=2).ell is None
 
 
 @settings(max_examples=40, deadline=None)
