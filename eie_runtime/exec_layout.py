@@ -60,6 +60,9 @@ SLICED_ELL_NS_PER_STEP = 1.0
 GATHER_NS_PER_ENTRY = 0.22
 SCATTER_NS_PER_ENTRY = 0.6
 SCATTER_BY_CODE_NS_PER_ENTRY = 0.45
+# the same for fixed16: a sliced-ELL step about 1.6 ns, the saturating scatter about 0.6 ns per entry
+SLICED_ELL_FIXED16_NS_PER_STEP = 1.6
+SCATTER_FIXED16_NS_PER_ENTRY = 0.6
 
 
 def _default_blocks() -> int:
@@ -138,7 +141,8 @@ class ExecLayout:
         self.csc_packed = np.empty(nnz, dtype=np.uint16)
         _build.fill_blocked_csc(self.rowptr, self.cols, codes, self.bounds, self.colptr, self.csc_packed)
         self.scatter_by_code = int(np.diff(self.bounds).max(initial=0)) <= BY_CODE_MAX_ROWS
-        self.ell, self.ell_min_nonzero = None, None  # (gptr, slots, segs, codebook16); when to take it
+        self.ell = None  # (gptr, slots, segs, codebook16)
+        self.ell_min_nonzero = self.ell_min_nonzero_fixed16 = None  # from how many non-zeros to take it
         if sliced_ell and not _ell.AVAILABLE:
             raise ValueError("sliced_ell=True needs Numba compiling for an AVX-512 host")
         if (_ell.AVAILABLE if sliced_ell is None else sliced_ell) and nnz:
@@ -147,6 +151,9 @@ class ExecLayout:
             if sliced_ell or ell_ns < GATHER_NS_PER_ENTRY * nnz:  # else too few entries per slot: not kept
                 scatter_ns = SCATTER_BY_CODE_NS_PER_ENTRY if self.scatter_by_code else SCATTER_NS_PER_ENTRY
                 self.ell, self.ell_min_nonzero = ell, k * ell_ns / (scatter_ns * nnz)
+                steps = int(ell[0][-1])
+                self.ell_min_nonzero_fixed16 = (k * SLICED_ELL_FIXED16_NS_PER_STEP * steps
+                                                / (SCATTER_FIXED16_NS_PER_ENTRY * nnz))
         self.nnz = nnz
         self.max_row = int(row_nnz.max(initial=0))
         self._q16 = None  # (w_frac, codebook_q, w_q per entry, row sums of |w_q|, max |codebook_q|), on first use
@@ -261,10 +268,17 @@ class ExecLayout:
             return out
         for s in range(x_q.shape[0]):
             n_nz, amax = _q16.count_and_amax(x_q[s])
-            if shift <= 30 and k and n_nz >= GATHER_DENSITY * k:  # the gather checks its own rows
-                # |term| <= (|w| amax + 2**29) >> shift, + 1 for safety; int32 sums if a full row fits
-                term = ((wmax * int(amax) + (1 << 29)) >> shift) + 1
-                gather = _q16.gather_fixed16_narrow if self.max_row * term < 2**31 - 2**15 else _q16.gather_fixed16
+            # |term| <= (|w| amax + 2**29) >> shift, + 1 for safety; int32 sums if a full row fits
+            narrow = shift <= 30 and self.max_row * (((wmax * int(amax) + (1 << 29)) >> shift) + 1) < 2**31 - 2**15
+            if k and shift <= 29 and self.ell is not None and n_nz >= self.ell_min_nonzero_fixed16:
+                gptr, slots, segs, _ = self.ell
+                x_hi, w_hi = _ell.rounding_halves(shift)
+                fit16 = (wmax * int(amax) + (1 << 29)) >> shift < 32767  # every rounded product fits int16
+                with kernel_section():  # saturating in the hardware's order: exact for any input
+                    _ell.sliced_ell_fixed16(gptr, slots, segs, codebook_q, self.row_bounds, x_q[s], bias_q, shift,
+                                            x_hi, w_hi, fit16, relu, out[s])
+            elif shift <= 30 and k and n_nz >= GATHER_DENSITY * k:  # the gather checks its own rows
+                gather = _q16.gather_fixed16_narrow if narrow else _q16.gather_fixed16
                 with kernel_section():
                     gather(self.rowptr, self.cols, w_q, self.row_bounds, x_q[s], bias_q, shift, relu, out[s])
             else:

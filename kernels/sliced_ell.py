@@ -33,7 +33,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .llvm_ir import F32, I32, I64, LANES, declare, vec
+from .llvm_ir import F32, I16, I32, I64, LANES, broadcast, declare, vec
 
 STEP_UNROLL = 4  # steps per loop iteration, one accumulator each (FMA latency); groups pad to a multiple
 _I8 = ir.IntType(8)
@@ -112,3 +112,116 @@ def sliced_ell_f32(gptr, slots, segs, codebook16, bounds, x, bias, relu, out):
                 if relu and y < 0:
                     y = np.float32(0.0)
                 out[r0 + lane] = y
+
+
+def _make_group_dot_fixed16(word_add: bool):
+    """An intrinsic ``f(slots, segs, xp, codebook16, shift, t0, t1, acc)``: per lane over steps
+    ``t0 <= t < t1``, ``acc = clamp(acc + ((a w + half) >> shift), int16)``, ``a`` the lane's activation
+    and ``w`` its weight, each the low int16 of an int32 of ``xp`` / ``codebook16`` whose high int16s
+    multiply to ``half`` (``vpmaddwd``: one instruction for the product and the rounding constant).
+
+    With ``word_add`` (every term known to fit int16), the add and clamp are one saturating add of
+    the low int16s (``vpaddsw``); the high halves of ``acc`` then hold nothing meaningful.
+    Nothing is bounds-checked.
+    """
+
+    @intrinsic
+    def group_dot(typingctx, slots, segs, xp, codebook16, shift, t0, t1, acc):
+        sig = types.void(slots, segs, xp, codebook16, shift, t0, t1, acc)
+
+        def codegen(context, builder, signature, args):
+            tys = signature.args
+            slots_a, segs_a, xp_a, cb_a = (context.make_array(t)(context, builder, a)
+                                           for t, a in zip(tys[:4], args[:4]))
+            acc_a = context.make_array(tys[7])(context, builder, args[7])
+            vi, vw = vec(I32), vec(I16, 2 * LANES)
+            permute = declare(builder, "llvm.x86.avx512.permvar.si.512", vi, [vi, vi])
+            madd = declare(builder, "llvm.x86.avx512.pmaddw.d.512", vi, [vw, vw])
+            smin = declare(builder, "llvm.smin.v16i32", vi, [vi, vi])
+            smax = declare(builder, "llvm.smax.v16i32", vi, [vi, vi])
+            add_sat = declare(builder, "llvm.sadd.sat.v32i16", vw, [vw, vw])
+            cbv = builder.load(builder.bitcast(cb_a.data, vi.as_pointer()), align=4)
+            shift_v = broadcast(builder, args[4])
+            lo, hi = ir.Constant(vi, [-32768] * LANES), ir.Constant(vi, [32767] * LANES)
+            four = ir.Constant(vi, [4] * LANES)
+            lanes = ir.Constant(I64, LANES)
+            out_ptr = builder.bitcast(acc_a.data, vi.as_pointer())
+            total = cgutils.alloca_once_value(builder, builder.load(out_ptr, align=4))
+            with cgutils.for_range_slice(builder, args[5], args[6], ir.Constant(I64, 1), intp=I64) as (t, _):
+                seg = builder.zext(builder.load(builder.gep(segs_a.data, [t])), I64)
+                xv = builder.load(builder.bitcast(builder.gep(xp_a.data, [builder.mul(seg, lanes)]), vi.as_pointer()),
+                                  align=4)
+                nibbles = builder.zext(builder.load(builder.bitcast(builder.gep(slots_a.data, [builder.mul(t, lanes)]),
+                                                                    vec(_I8).as_pointer()), align=1), vi)
+                a = builder.call(permute, [xv, nibbles])  # vpermd reads the low 4 bits: the column
+                w = builder.call(permute, [cbv, builder.lshr(nibbles, four)])
+                term = builder.ashr(builder.call(madd, [builder.bitcast(a, vw), builder.bitcast(w, vw)]), shift_v)
+                if word_add:
+                    summed = builder.call(add_sat, [builder.bitcast(builder.load(total), vw), builder.bitcast(term, vw)])
+                    builder.store(builder.bitcast(summed, vi), total)
+                else:
+                    summed = builder.add(builder.load(total), term)
+                    builder.store(builder.call(smin, [builder.call(smax, [summed, lo]), hi]), total)
+            builder.store(builder.load(total), out_ptr, align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return group_dot
+
+
+_group_dot_fixed16 = _make_group_dot_fixed16(word_add=False)
+_group_dot_fixed16_words = _make_group_dot_fixed16(word_add=True)
+
+
+def rounding_halves(shift: int) -> tuple[int, int]:
+    """int16s ``(x_hi, w_hi)`` with ``x_hi * w_hi == 2**(shift-1)`` (0 for shift 0); shift <= 29."""
+    if shift == 0:
+        return 0, 0
+    if shift <= 15:
+        return 1, 1 << (shift - 1)
+    return 1 << (shift - 15), 1 << 14
+
+
+@njit(cache=True, parallel=True)
+def sliced_ell_fixed16(gptr, slots, segs, codebook_q, bounds, x_q, bias_q, shift, x_hi, w_hi, terms_fit16, relu,
+                       out):
+    """int16 out = act(W x + b), bit-exact, for the int16 ``x_q``; ``shift <= 29``,
+    ``(x_hi, w_hi) = rounding_halves(shift)``; ``terms_fit16`` when the caller proved every
+    rounded product fits int16 (then one saturating int16 add per step).
+
+    Each lane (row) receives its terms in ascending column order (segments in
+    order, columns in order within one) and padding slots add 0, so clamping
+    after every add is exactly the hardware's saturating sum. Every term fits
+    int32: ``|a w| + half <= 2**30 + 2**28``.
+    """
+    m = out.shape[0]
+    k = x_q.shape[0]
+    nseg = (k + LANES - 1) // LANES
+    nblk = bounds.shape[0] - 1
+    cb = np.zeros(LANES, dtype=np.int32)  # code 0 (padding, and codes past the codebook) weighs 0
+    for v in range(LANES):
+        w = np.int32(codebook_q[v]) if v < codebook_q.shape[0] else np.int32(0)
+        cb[v] = (w & 0xFFFF) | (np.int32(w_hi) << 16)
+    for b in prange(nblk):
+        xp = np.zeros(nseg * LANES, dtype=np.int32)
+        hi = np.int32(x_hi) << 16
+        for j in range(nseg * LANES):
+            xp[j] = ((np.int32(x_q[j]) & 0xFFFF) if j < k else 0) | hi
+        acc = np.empty(LANES, dtype=np.int32)
+        for g in range(bounds[b] // LANES, (bounds[b + 1] + LANES - 1) // LANES):
+            r0 = g * LANES
+            n = min(LANES, m - r0)
+            for lane in range(LANES):
+                acc[lane] = bias_q[r0 + lane] if lane < n else 0
+            if terms_fit16:
+                _group_dot_fixed16_words(slots, segs, xp, cb, np.int32(shift), np.int64(gptr[g]),
+                                         np.int64(gptr[g + 1]), acc)
+            else:
+                _group_dot_fixed16(slots, segs, xp, cb, np.int32(shift), np.int64(gptr[g]), np.int64(gptr[g + 1]), acc)
+            for lane in range(n):
+                y = np.int16(acc[lane])  # the low int16 (all of it without terms_fit16)
+                if relu and y < 0:
+                    y = 0
+                out[r0 + lane] = y
+

@@ -169,6 +169,33 @@ def test_sliced_ell_is_chosen_by_cost():
     assert ExecLayout(sparse.matrix, n_blocks=2).ell is None
 
 
+@needs_avx512
+@pytest.mark.parametrize("shift", [0, 1, 12, 15, 16, 29])
+@pytest.mark.parametrize("amax", [3, 32767])  # terms that fit int16 (one saturating add per step) and that do not
+def test_sliced_ell_fixed16_is_bit_identical_to_stored_format_kernel(shift, amax):
+    rng = np.random.default_rng(shift * 7 + amax)
+    m, k = 75, 300
+    codes = _codes(rng, m, k, 0.3)
+    cb_q = np.zeros(16, dtype=np.int32)
+    cb_q[1:] = rng.integers(-32768, 32768, 15)
+    mat = InterleavedCSC.from_codes(codes, _codebook(rng), 4)
+    ex = ExecLayout(mat, n_blocks=2, sliced_ell=True)
+    x_q = rng.integers(-amax, amax + 1, (1, k)).astype(np.int16)
+    bias = rng.integers(-32768, 32768, m).astype(np.int32)
+    ref = np.empty((1, m), dtype=np.int16)
+    spmspv.spmspv_fixed16(mat.entries, mat.ptr, cb_q, mat.n_pe, m, x_q, bias, shift, False, ref)
+    fits = (32768 * amax + (1 << 29)) >> shift < 32767
+    x_hi, w_hi = sliced_ell.rounding_halves(shift)
+    gptr, slots, segs, _ = ex.ell
+    for word_add in {False, fits}:
+        out = np.empty(m, dtype=np.int16)
+        sliced_ell.sliced_ell_fixed16(gptr, slots, segs, cb_q, ex.row_bounds, x_q[0], bias, shift, x_hi, w_hi,
+                                      word_add, False, out)
+        np.testing.assert_array_equal(out, ref[0])
+    if amax == 32767 and shift < 16:
+        assert ((ref == 32767) | (ref == -32768)).any()  # the big case does reach the clamps
+
+
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), m=st.integers(1, 90), k=st.integers(1, 50),
        density=st.sampled_from([0.0, 0.05, 0.4, 1.0]), act_density=st.sampled_from([0.0, 0.3, 0.8, 1.0]),
