@@ -13,15 +13,15 @@ multiply-adds, so a layer builds, once, these layouts of its non-zeros:
   3 bytes per entry; fixed16 adds, on first use, the int16 quantized value
   per entry and every row's sum of |weight|, to prove when saturation cannot
   happen;
-- on AVX-512 hosts, the sliced ELL of ``kernels.sliced_ell`` for float32
-  vectors with many non-zeros (2-4 bytes per entry).
+- on AVX-512 hosts, the sliced ELL of ``kernels.sliced_ell`` for single
+  vectors with many non-zeros, float32 and fixed16 (2-3 bytes per entry).
 
 Calls then pick a kernel from the input: batch (>1 vector) -> CSR times the
-dense batch block; one float32 vector -> whichever of the sliced ELL and the
-scatter over its non-zeros (per (row, code) accumulators when blocks have at
-most ``BY_CODE_MAX_ROWS`` rows) the measured costs below make cheaper; without
-the sliced ELL, and for fixed16, the gather when at least ``GATHER_DENSITY``
-of the activations are non-zero, else the scatter. The exact fixed16 paths
+dense batch block; one vector -> the sliced ELL when the measured costs below
+make it cheaper than the scatter over the vector's non-zeros (per (row, code)
+accumulators when blocks have at most ``BY_CODE_MAX_ROWS`` rows); without the
+sliced ELL (and for float32 inputs with NaN or Inf), the gather when at least
+``GATHER_DENSITY`` of the activations are non-zero, else the scatter. The exact fixed16 paths
 and the table scatter give the same numbers as ``kernels.spmspv``; the other
 float32 kernels may round differently (they reassociate sums).
 """
@@ -147,13 +147,14 @@ class ExecLayout:
             raise ValueError("sliced_ell=True needs Numba compiling for an AVX-512 host")
         if (_ell.AVAILABLE if sliced_ell is None else sliced_ell) and nnz:
             ell = self._sliced_ell(codes)
-            ell_ns = SLICED_ELL_NS_PER_STEP * int(ell[0][-1])
-            if sliced_ell or ell_ns < GATHER_NS_PER_ENTRY * nnz:  # else too few entries per slot: not kept
+            steps = int(ell[0][-1])
+            if sliced_ell or SLICED_ELL_NS_PER_STEP * steps < GATHER_NS_PER_ENTRY * nnz:  # else: slots too empty
+                self.ell = ell
+                # cost of the sliced ELL == the scatter's at this many non-zero activations
                 scatter_ns = SCATTER_BY_CODE_NS_PER_ENTRY if self.scatter_by_code else SCATTER_NS_PER_ENTRY
-                self.ell, self.ell_min_nonzero = ell, k * ell_ns / (scatter_ns * nnz)
-                steps = int(ell[0][-1])
-                self.ell_min_nonzero_fixed16 = (k * SLICED_ELL_FIXED16_NS_PER_STEP * steps
-                                                / (SCATTER_FIXED16_NS_PER_ENTRY * nnz))
+                self.ell_min_nonzero = k * SLICED_ELL_NS_PER_STEP * steps / (scatter_ns * nnz)
+                self.ell_min_nonzero_fixed16 = k * SLICED_ELL_FIXED16_NS_PER_STEP * steps / (
+                    SCATTER_FIXED16_NS_PER_ENTRY * nnz)
         self.nnz = nnz
         self.max_row = int(row_nnz.max(initial=0))
         self._q16 = None  # (w_frac, codebook_q, w_q per entry, row sums of |w_q|, max |codebook_q|), on first use

@@ -43,13 +43,16 @@ def nonzero_columns(x):
 
 @njit(cache=True)
 def count_nonzero_finite(x):
-    """Non-zeros of a float vector (NaN counts) and whether all are finite; one vectorised pass
-    (numpy's float ``count_nonzero`` alone took 2.6 us at K=4096)."""
+    """Non-zeros of a float32 vector (NaN counts) and whether all are finite, in one
+    vectorised pass over the bit patterns (numpy's float ``count_nonzero`` alone took 2.6 us
+    at K=4096; float compares for the finiteness test kept LLVM from vectorising)."""
+    bits = x.view(np.uint32)
     n = 0
     bad = 0
-    for j in range(np.uint64(x.shape[0])):
-        n += x[j] != 0
-        bad += (x[j] - x[j]) != 0  # NaN for NaN and +-Inf
+    for j in range(np.uint64(bits.shape[0])):
+        b = bits[j]
+        n += (b & np.uint32(0x7FFFFFFF)) != 0  # -0.0 is zero
+        bad += (b & np.uint32(0x7F800000)) == np.uint32(0x7F800000)  # exponent all ones: Inf or NaN
     return n, bad == 0
 
 
