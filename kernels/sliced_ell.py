@@ -1,4 +1,4 @@
-"""float32 layer for dense-enough activations: a sliced ELL whose input segment sits in a register.
+"""Single vectors with many non-zeros: a sliced ELL whose input segment sits in a register.
 
 A row gather over a CSR (``fast_f32.gather_f32``) costs one hardware gather
 per 16 entries, and gathers are what bound it (about 0.21 ns per entry and
@@ -17,12 +17,14 @@ About 40% of the slots hold entries on the paper's layers (28-55%), so a
 step holds 4-9 entries and costs about 1 ns per thread: 1.2-1.6x faster than
 the gather on the NeuralTalk layers, and faster than EIE's column scatter
 once about a third of the activations are non-zero (it does not skip zeros,
-but it never scatters). The per-call choice is ``ExecLayout.run_float32``'s.
+but it never scatters). ``sliced_ell_fixed16`` walks the same steps with
+int16 arithmetic, bit-exact (see its docstring). The per-call choice is
+``ExecLayout``'s.
 
 The permute is an AVX-512 instruction with no generic LLVM equivalent, so
 the kernel exists only where Numba compiles for an AVX-512 host
-(``AVAILABLE``). Padding slots multiply ``x[16 s]`` by a zero weight, so an
-input with NaN or Inf must take the gather instead.
+(``AVAILABLE``). Padding slots multiply ``x[16 s]`` by a zero weight, so a
+float32 input with NaN or Inf must take the gather instead.
 """
 
 import os
