@@ -12,8 +12,8 @@ Why they are shaped this way (measured on the project's 2-core benchmark machine
   order, exactly like ``kernels.spmspv``, so its results are bit-identical to
   it; ``scatter_by_code_f32`` (small row blocks) sums per codebook entry first.
 - Dense activations: ``kernels.sliced_ell`` where the host has AVX-512,
-  else (and for inputs with NaN or Inf) a row gather over the CSR; its reductions may be
-  reassociated (``fastmath`` reassoc/contract only, so NaN and Inf keep their
+  else (and for inputs with NaN or Inf) a row gather over the CSR; its
+  reductions may be reassociated (``fastmath`` reassoc/contract only, so NaN and Inf keep their
   IEEE meaning), which lets LLVM vectorise them.
 - Batches: ``kernels.vector_batch`` (vector registers written in LLVM IR).
 """
@@ -43,9 +43,8 @@ def nonzero_columns(x):
 
 @njit(cache=True)
 def count_nonzero_finite(x):
-    """Non-zeros of a float32 vector (NaN counts) and whether all are finite, in one
-    vectorised pass over the bit patterns (numpy's float ``count_nonzero`` alone took 2.6 us
-    at K=4096; float compares for the finiteness test kept LLVM from vectorising)."""
+    """Non-zeros of a float32 vector (NaN counts) and whether all are finite, in one pass over
+    the bit patterns (about 1 us at K=4096; numpy's float ``count_nonzero`` alone took 2.6 us)."""
     bits = x.view(np.uint32)
     n = 0
     bad = 0

@@ -57,6 +57,18 @@ def _host_has_avx512() -> bool:
 AVAILABLE = _host_has_avx512()
 
 
+def _step(builder, slots_a, segs_a, xp_a, t, vtype):
+    """Step ``t``'s operands: the 16 values of ``xp`` in its column segment (as ``vtype``) and its
+    two permute indices, column and code. ``vpermps``/``vpermd`` read only the low 4 bits of an
+    index, so the slot byte itself indexes the column, and ``byte >> 4`` the code."""
+    lanes = ir.Constant(I64, LANES)
+    seg = builder.zext(builder.load(builder.gep(segs_a.data, [t])), I64)
+    xv = builder.load(builder.bitcast(builder.gep(xp_a.data, [builder.mul(seg, lanes)]), vtype.as_pointer()), align=4)
+    ptr = builder.bitcast(builder.gep(slots_a.data, [builder.mul(t, lanes)]), vec(_I8).as_pointer())
+    nibbles = builder.zext(builder.load(ptr, align=1), vec(I32))
+    return xv, nibbles, builder.lshr(nibbles, ir.Constant(vec(I32), [4] * LANES))
+
+
 @intrinsic
 def _group_dot(typingctx, slots, segs, xp, codebook16, t0, t1, res):
     """``res[0:16] = sum over steps t0 <= t < t1`` of ``xp[16 segs[t] + col] * codebook16[code]``
@@ -72,19 +84,11 @@ def _group_dot(typingctx, slots, segs, xp, codebook16, t0, t1, res):
         fma = declare(builder, "llvm.fma.v16f32", _VF, [_VF, _VF, _VF])
         cbv = builder.load(builder.bitcast(cb_a.data, _VF.as_pointer()), align=4)
         accs = [cgutils.alloca_once_value(builder, ir.Constant(_VF, [0.0] * LANES)) for _ in range(STEP_UNROLL)]
-        four = ir.Constant(vec(I32), [4] * LANES)
-        lanes = ir.Constant(I64, LANES)
         with cgutils.for_range_slice(builder, args[4], args[5], ir.Constant(I64, STEP_UNROLL), intp=I64) as (t, _):
             for u in range(STEP_UNROLL):
-                step = builder.add(t, ir.Constant(I64, u))
-                seg = builder.zext(builder.load(builder.gep(segs_a.data, [step])), I64)
-                xv = builder.load(builder.bitcast(builder.gep(xp_a.data, [builder.mul(seg, lanes)]), _VF.as_pointer()),
-                                  align=4)
-                nibbles = builder.load(builder.bitcast(builder.gep(slots_a.data, [builder.mul(step, lanes)]),
-                                                       vec(_I8).as_pointer()), align=1)
-                nibbles = builder.zext(nibbles, vec(I32))
-                a = builder.call(permute, [xv, nibbles])  # vpermps reads the low 4 bits: the column
-                w = builder.call(permute, [cbv, builder.lshr(nibbles, four)])
+                xv, col, code = _step(builder, slots_a, segs_a, xp_a, builder.add(t, ir.Constant(I64, u)), _VF)
+                a = builder.call(permute, [xv, col])
+                w = builder.call(permute, [cbv, code])
                 builder.store(builder.call(fma, [a, w, builder.load(accs[u])]), accs[u])
         total = builder.load(accs[0])
         for acc in accs[1:]:
@@ -154,18 +158,12 @@ def _make_group_dot_fixed16(word_add: bool):
             cbv = builder.load(builder.bitcast(cb_a.data, vi.as_pointer()), align=4)
             shift_v = broadcast(builder, args[4])
             lo, hi = ir.Constant(vi, [-32768] * LANES), ir.Constant(vi, [32767] * LANES)
-            four = ir.Constant(vi, [4] * LANES)
-            lanes = ir.Constant(I64, LANES)
             out_ptr = builder.bitcast(acc_a.data, vi.as_pointer())
             total = cgutils.alloca_once_value(builder, builder.load(out_ptr, align=4))
             with cgutils.for_range_slice(builder, args[5], args[6], ir.Constant(I64, 1), intp=I64) as (t, _):
-                seg = builder.zext(builder.load(builder.gep(segs_a.data, [t])), I64)
-                xv = builder.load(builder.bitcast(builder.gep(xp_a.data, [builder.mul(seg, lanes)]), vi.as_pointer()),
-                                  align=4)
-                nibbles = builder.zext(builder.load(builder.bitcast(builder.gep(slots_a.data, [builder.mul(t, lanes)]),
-                                                                    vec(_I8).as_pointer()), align=1), vi)
-                a = builder.call(permute, [xv, nibbles])  # vpermd reads the low 4 bits: the column
-                w = builder.call(permute, [cbv, builder.lshr(nibbles, four)])
+                xv, col, code = _step(builder, slots_a, segs_a, xp_a, t, vi)
+                a = builder.call(permute, [xv, col])
+                w = builder.call(permute, [cbv, code])
                 term = builder.ashr(builder.call(madd, [builder.bitcast(a, vw), builder.bitcast(w, vw)]), shift_v)
                 if word_add:
                     summed = builder.call(add_sat, [builder.bitcast(builder.load(total), vw), builder.bitcast(term, vw)])
