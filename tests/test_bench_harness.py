@@ -1,0 +1,40 @@
+"""The benchmark harness (bench/, not installed): a smoke run's outputs and its round sizing.
+Nothing here times anything; speed is measured by ``python -m bench.kernels`` itself."""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ lives beside the package
+
+from bench.common import calls_for  # noqa: E402
+from bench.kernels import main  # noqa: E402
+
+
+def test_smoke_run_writes_every_record_and_the_plot(tmp_path, capsys):
+    out_json, out_png = tmp_path / "k.json", tmp_path / "k.png"
+    assert main(["--quick", "--layers", "ntwe", "--batch", "1,2", "--rounds", "1", "--round-ms", "20",
+                 "--threads", "1", "--no-cuda", "--json", str(out_json), "--plot", str(out_png)]) == 0
+    result = json.loads(out_json.read_text())
+    methods = {"eie_float32", "eie_fixed16", "torch_dense", "torch_csr", "scipy_csr", "numpy_dense"}
+    for batch in (1, 2):
+        recs = {r["method"]: r for r in result["records"] if r["batch"] == batch}
+        assert set(recs) == methods
+        for r in recs.values():
+            assert r["layer"] == "ntwe" and r["threads"] == 1 and r["repeats"] >= 1
+            assert 0 < r["min_us"] <= r["median_us"]
+    assert result["header"]["threads_set"]["numba"] == 1 and result["memory"][0]["stored_B_per_entry"] < 1.1
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "eie_float32 speedup vs best" in capsys.readouterr().out
+
+
+def test_round_size_comes_from_the_fastest_call():
+    # a first call slowed by waking thread pools must not shrink a round to one call
+    state = {"calls": 0}
+
+    def fn():
+        state["calls"] += 1
+        time.sleep(0.2 if state["calls"] == 1 else 0.001)
+
+    assert calls_for(fn, 0.05) >= 10
