@@ -205,11 +205,13 @@ class ExecLayout:
             return out
         out = np.empty(m, dtype=np.float32)
         n_nz, finite = _f32.count_nonzero_finite(x)
-        if k and self.ell is not None and finite and n_nz >= self.ell_min_nonzero:
+        dense = k and n_nz >= GATHER_DENSITY * k
+        # a kept sliced ELL is cheaper than the gather whatever the input, so it takes the gather's calls too
+        if k and self.ell is not None and finite and (dense or n_nz >= self.ell_min_nonzero):
             gptr, slots, segs, codebook16 = self.ell
             with kernel_section():
                 _ell.sliced_ell_f32(gptr, slots, segs, codebook16, self.row_bounds, x, bias, relu, out)
-        elif k and n_nz >= GATHER_DENSITY * k:  # no sliced ELL, or NaN/Inf (its padding would spread them)
+        elif dense:  # no sliced ELL, or NaN/Inf (its padding would spread them)
             with kernel_section():
                 _f32.gather_f32(self.rowptr, self.cols, self.codes, self.matrix.codebook, self.row_bounds, x, bias,
                                 relu, out)
