@@ -21,9 +21,10 @@ dense batch block; one vector -> the sliced ELL when the measured costs below
 make it cheaper than the scatter over the vector's non-zeros (per (row, code)
 accumulators when blocks have at most ``BY_CODE_MAX_ROWS`` rows); without the
 sliced ELL (and for float32 inputs with NaN or Inf), the gather when at least
-``GATHER_DENSITY`` of the activations are non-zero, else the scatter. The exact fixed16 paths
-and the table scatter give the same numbers as ``kernels.spmspv``; the other
-float32 kernels may round differently (they reassociate sums).
+``GATHER_DENSITY`` of the activations are non-zero, else the scatter. The
+exact fixed16 paths and the table scatter give the same numbers as
+``kernels.spmspv``; the other float32 kernels may round differently (they
+reassociate sums).
 """
 
 from __future__ import annotations
@@ -41,28 +42,24 @@ from .kernels import sliced_ell as _ell
 from .kernels import vector_batch as _vb
 from .kernels import kernel_section
 
-# At or above this fraction of non-zero activations a call takes the row gather
-# instead of EIE's column scatter. Measured per entry and thread: gather
-# 0.22-0.25 ns over all entries, scatter 0.55-0.6 ns (table) or about 0.45 ns
-# (per (row, code)) over the touched ones, so the crossover lies near 40-50%;
-# the paper layers sit at 18-41% or 100%, where either threshold picks the same.
-GATHER_DENSITY = 0.6
 ROW_ALIGN = 16  # rows per 64-byte cache line of float32 outputs
 _MAX_BLOCK_ROWS = 1 << 12  # block-local row << 4 | code fits a uint16
 # Blocks of at most this many rows keep their 16 accumulators per row (64 B) in
 # a 48 KiB L1, where the per-(row, code) scatter is 1.3x faster than the table one.
 BY_CODE_MAX_ROWS = 768
-# Per-call choice between the sliced ELL and the scatter (float32, one vector), from costs measured
-# per thread on the paper's layers: a sliced-ELL step about 1.0 ns whatever the input, the row gather
-# about 0.22 ns per entry, the scatter about 0.6 ns (table) or 0.45 ns (per (row, code)) per entry in
-# a non-zero column.
+# Per-thread costs measured on the paper's layers (2-core benchmark machine), from which a call
+# picks its kernel: a sliced-ELL step whatever the input, the row gather per entry, the scatter per
+# entry in a non-zero column (table, or per (row, code)); then the same for fixed16.
 SLICED_ELL_NS_PER_STEP = 1.0
 GATHER_NS_PER_ENTRY = 0.22
 SCATTER_NS_PER_ENTRY = 0.6
 SCATTER_BY_CODE_NS_PER_ENTRY = 0.45
-# the same for fixed16: a sliced-ELL step about 1.6 ns, the saturating scatter about 0.6 ns per entry
 SLICED_ELL_FIXED16_NS_PER_STEP = 1.6
 SCATTER_FIXED16_NS_PER_ENTRY = 0.6
+# Without the sliced ELL, at or above this fraction of non-zero activations a call gathers instead
+# of scattering. By the costs above the crossover lies near 40-50%; the paper layers sit at 18-41%
+# or 100%, where either threshold picks the same.
+GATHER_DENSITY = 0.6
 
 
 def _default_blocks() -> int:
@@ -207,7 +204,7 @@ class ExecLayout:
         n_nz, finite = _f32.count_nonzero_finite(x)
         dense = k and n_nz >= GATHER_DENSITY * k
         # a kept sliced ELL is cheaper than the gather whatever the input, so it takes the gather's calls too
-        if k and self.ell is not None and finite and (dense or n_nz >= self.ell_min_nonzero):
+        if self.ell is not None and finite and (dense or n_nz >= self.ell_min_nonzero):  # (no ell when K = 0)
             gptr, slots, segs, codebook16 = self.ell
             with kernel_section():
                 _ell.sliced_ell_f32(gptr, slots, segs, codebook16, self.row_bounds, x, bias, relu, out)
@@ -271,12 +268,12 @@ class ExecLayout:
             return out
         for s in range(x_q.shape[0]):
             n_nz, amax = _q16.count_and_amax(x_q[s])
-            # |term| <= (|w| amax + 2**29) >> shift, + 1 for safety; int32 sums if a full row fits
-            narrow = shift <= 30 and self.max_row * (((wmax * int(amax) + (1 << 29)) >> shift) + 1) < 2**31 - 2**15
-            if k and shift <= 29 and self.ell is not None and n_nz >= self.ell_min_nonzero_fixed16:
+            term = (wmax * int(amax) + (1 << 29)) >> shift  # bounds every rounded product |(w a + half) >> shift|
+            narrow = shift <= 30 and self.max_row * (term + 1) < 2**31 - 2**15  # int32 sums if a full row fits
+            if shift <= 29 and self.ell is not None and n_nz >= self.ell_min_nonzero_fixed16:
                 gptr, slots, segs, _ = self.ell
                 x_hi, w_hi = _ell.rounding_halves(shift)
-                fit16 = (wmax * int(amax) + (1 << 29)) >> shift < 32767  # every rounded product fits int16
+                fit16 = term < 32767  # every rounded product fits int16
                 with kernel_section():  # saturating in the hardware's order: exact for any input
                     _ell.sliced_ell_fixed16(gptr, slots, segs, codebook_q, self.row_bounds, x_q[s], bias_q, shift,
                                             x_hi, w_hi, fit16, relu, out[s])

@@ -13,8 +13,8 @@ Why they are shaped this way (measured on the project's 2-core benchmark machine
   it; ``scatter_by_code_f32`` (small row blocks) sums per codebook entry first.
 - Dense activations: ``kernels.sliced_ell`` where the host has AVX-512,
   else (and for inputs with NaN or Inf) a row gather over the CSR; its
-  reductions may be reassociated (``fastmath`` reassoc/contract only, so NaN and Inf keep their
-  IEEE meaning), which lets LLVM vectorise them.
+  reductions may be reassociated (``fastmath`` reassoc/contract only, so NaN
+  and Inf keep their IEEE meaning), which lets LLVM vectorise them.
 - Batches: ``kernels.vector_batch`` (vector registers written in LLVM IR).
 """
 
