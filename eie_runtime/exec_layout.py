@@ -8,16 +8,17 @@ multiply-adds, so a layer builds, once, these layouts of its non-zeros:
   (contiguous, balanced by non-zeros, aligned to 16 rows; one block per
   thread, at most 4096 rows) column pointers and one uint16 per entry packing
   the block-local row and the 4-bit codebook index, 2 bytes per entry;
-- a CSR (columns ascending in each row) for row gathers and for batches: a
-  uint16 (int32 if K > 65536) column and a uint8 codebook index per entry,
-  3 bytes per entry; fixed16 adds, on first use, the int16 quantized value
-  per entry and every row's sum of |weight|, to prove when saturation cannot
-  happen;
+- a CSR (columns ascending in each row) for row gathers and fixed16 batches:
+  a uint16 (int32 if K > 65536) column and a uint8 codebook index per entry,
+  3 bytes per entry; fixed16 adds, on first use, every row's sum of |weight|,
+  to prove when saturation cannot happen;
+- the panel-major entries of ``kernels.panel_batch`` for float32 batches
+  (2 bytes per entry plus an int32 per (256-column panel, row) pair);
 - on AVX-512 hosts, the sliced ELL of ``kernels.sliced_ell`` for single
   vectors with many non-zeros, float32 and fixed16 (2-3 bytes per entry).
 
-Calls then pick a kernel from the input: batch (>1 vector) -> CSR times the
-dense batch block; one vector -> the sliced ELL when the measured costs below
+Calls then pick a kernel from the input: batch (>1 vector) -> the panel
+kernel (float32) or CSR times the batch block (fixed16); one vector -> the sliced ELL when the measured costs below
 make it cheaper than the scatter over the vector's non-zeros (per (row, code)
 accumulators when blocks have at most ``BY_CODE_MAX_ROWS`` rows); without the
 sliced ELL (and for float32 inputs with NaN or Inf), the gather when at least
@@ -39,7 +40,7 @@ from .kernels import fast_f32 as _f32
 from .kernels import fast_fixed16 as _q16
 from .kernels import fast_layout as _build
 from .kernels import sliced_ell as _ell
-from .kernels import vector_batch as _vb
+from .kernels import panel_batch as _pb
 from .kernels import kernel_section
 
 ROW_ALIGN = 16  # rows per 64-byte cache line of float32 outputs
@@ -137,6 +138,10 @@ class ExecLayout:
         self.colptr[:, 0] = np.concatenate(([0], np.cumsum(counts.sum(axis=1))[:-1]))
         self.csc_packed = np.empty(nnz, dtype=np.uint16)
         _build.fill_blocked_csc(self.rowptr, self.cols, codes, self.bounds, self.colptr, self.csc_packed)
+        n_pairs = -(-k // _pb.PANEL) * m
+        self.panel_ptr = np.empty(n_pairs + 1, dtype=ptr_t)
+        self.panel_entries = np.empty(nnz, dtype=np.uint16)
+        _build.fill_panels(self.rowptr, self.cols, codes, m, _pb.PANEL, self.panel_ptr, self.panel_entries)
         self.scatter_by_code = int(np.diff(self.bounds).max(initial=0)) <= BY_CODE_MAX_ROWS
         self.ell = None  # (gptr, slots, segs, codebook16)
         self.ell_min_nonzero = self.ell_min_nonzero_fixed16 = None  # from how many non-zeros to take it
@@ -154,7 +159,7 @@ class ExecLayout:
                     SCATTER_FIXED16_NS_PER_ENTRY * nnz)
         self.nnz = nnz
         self.max_row = int(row_nnz.max(initial=0))
-        self._q16 = None  # (w_frac, codebook_q, w_q per entry, row sums of |w_q|, max |codebook_q|), on first use
+        self._q16 = None  # (w_frac, codebook_q, row sums of |weight_q|, max |codebook_q|), on first use
         self._safe = None  # ((w_frac, shift), int32 bias, safe_amax) of the last scatter fixed16 call
         self._bias_i32 = None  # (bias object given, its int32 copy) of the last fixed16 call
         self._lock = threading.Lock()
@@ -174,16 +179,17 @@ class ExecLayout:
     # ---------------------------------------------------------------- memory
     def nbytes(self) -> int:
         """Bytes of every run-time array built so far (fixed16's only after its first use)."""
-        arrays = [self.rowptr, self.cols, self.codes, self.bounds, self.row_bounds, self.colptr, self.csc_packed]
+        arrays = [self.rowptr, self.cols, self.codes, self.bounds, self.row_bounds, self.colptr, self.csc_packed,
+                  self.panel_ptr, self.panel_entries]
         if self.ell is not None:
             arrays += list(self.ell)
         if self._q16 is not None:
-            arrays += [self._q16[2], self._q16[3]]  # w_q per entry, row sums
+            arrays += [self._q16[2]]  # row sums
         return int(sum(a.nbytes for a in arrays))
 
     def nbytes_with_fixed16(self) -> int:
-        """Bytes once fixed16 has been used too (int16 per entry, int64 per row)."""
-        extra = 0 if self._q16 is not None else 2 * self.nnz + 8 * self.shape[0]
+        """Bytes once fixed16 has been used too (an int64 per row)."""
+        extra = 0 if self._q16 is not None else 8 * self.shape[0]
         return self.nbytes() + extra
 
     # --------------------------------------------------------------- float32
@@ -194,11 +200,9 @@ class ExecLayout:
             return self.run_float32(x[0], bias, relu)[None, :]
         if x.ndim == 2:
             out = np.empty((x.shape[0], m), dtype=np.float32)
-            if x.shape[0]:
-                xt = _vb.padded_transpose(x)
-                with kernel_section():  # serialized only on Numba's thread-unsafe workqueue layer
-                    _vb.csr_block_f32(self.rowptr, self.cols, self.codes, self.matrix.codebook, self.row_bounds, xt,
-                                      bias, relu, out)
+            with kernel_section():  # serialized only on Numba's thread-unsafe workqueue layer
+                _pb.panel_batch_f32(self.panel_ptr, self.panel_entries, self.matrix.codebook, self.row_bounds, x, bias,
+                                    relu, out)
             return out
         out = np.empty(m, dtype=np.float32)
         n_nz, finite = _f32.count_nonzero_finite(x)
@@ -226,10 +230,9 @@ class ExecLayout:
                 q = self._q16
                 if q is None or q[0] != w_frac:
                     codebook_q = to_fixed(self.matrix.codebook, w_frac).astype(np.int32)
-                    w_q = to_fixed(self.matrix.codebook, w_frac)[self.codes]  # int16 per entry
-                    row_abs = _build.row_abs_sums(self.rowptr, w_q)
+                    row_abs = _build.row_abs_sums(self.rowptr, codebook_q[self.codes])  # (temporary per entry)
                     wmax = int(np.abs(codebook_q).max(initial=0))
-                    q = (w_frac, codebook_q, w_q, row_abs, wmax)
+                    q = (w_frac, codebook_q, row_abs, wmax)
                     self._q16 = q
         return q
 
@@ -260,11 +263,11 @@ class ExecLayout:
             # |w a| <= 2**30, so every rounded product is 0: only the bias remains
             out[:] = np.maximum(bias_q, 0) if relu else bias_q
             return out
-        _, codebook_q, w_q, row_abs, wmax = self._fixed16_tables(w_frac)
+        _, codebook_q, row_abs, wmax = self._fixed16_tables(w_frac)
         if x_q.shape[0] > 1 and shift <= 30:
             xt = np.ascontiguousarray(x_q.T, dtype=np.int32)
             with kernel_section():
-                _q16.csr_block_fixed16(self.rowptr, self.cols, w_q, self.row_bounds, xt, bias_q, shift, relu, out)
+                _q16.csr_block_fixed16(self.rowptr, self.cols, self.codes, codebook_q, self.row_bounds, xt, bias_q, shift, relu, out)
             return out
         for s in range(x_q.shape[0]):
             n_nz, amax = _q16.count_and_amax(x_q[s])
@@ -280,7 +283,8 @@ class ExecLayout:
             elif shift <= 30 and k and n_nz >= GATHER_DENSITY * k:  # the gather checks its own rows
                 gather = _q16.gather_fixed16_narrow if narrow else _q16.gather_fixed16
                 with kernel_section():
-                    gather(self.rowptr, self.cols, w_q, self.row_bounds, x_q[s], bias_q, shift, relu, out[s])
+                    gather(self.rowptr, self.cols, self.codes, codebook_q, self.row_bounds, x_q[s], bias_q, shift, relu,
+                           out[s])
             else:
                 saturate = amax > self._safe_amax(w_frac, row_abs, bias_q, shift)
                 with kernel_section():

@@ -15,7 +15,7 @@ Why they are shaped this way (measured on the project's 2-core benchmark machine
   else (and for inputs with NaN or Inf) a row gather over the CSR; its
   reductions may be reassociated (``fastmath`` reassoc/contract only, so NaN
   and Inf keep their IEEE meaning), which lets LLVM vectorise them.
-- Batches: ``kernels.vector_batch`` (vector registers written in LLVM IR).
+- Batches: ``kernels.panel_batch`` (column panels, vector registers written in LLVM IR).
 """
 
 import numpy as np

@@ -110,7 +110,7 @@ def _widen(x_q):
 
 
 @njit(cache=True, parallel=True)
-def gather_fixed16(rowptr, cols, w_q, bounds, x_q, bias_q, shift, relu, out):
+def gather_fixed16(rowptr, cols, codes, codebook_q, bounds, x_q, bias_q, shift, relu, out):
     """int16 out = act(W x + b) by row gathers over the int16 input ``x_q``.
 
     Per row, one vectorised pass sums the rounded products and their absolute
@@ -131,7 +131,7 @@ def gather_fixed16(rowptr, cols, w_q, bounds, x_q, bias_q, shift, relu, out):
             total = np.int64(0)
             mag = np.int64(0)
             for e in range(e0, e1):
-                t = np.int64((np.int32(w_q[e]) * x32[cols[e]] + half) >> sh)
+                t = np.int64((np.int32(codebook_q[codes[e]]) * x32[cols[e]] + half) >> sh)
                 total += t
                 mag += abs(t)
             if abs(bi) + mag <= 32767:
@@ -139,7 +139,7 @@ def gather_fixed16(rowptr, cols, w_q, bounds, x_q, bias_q, shift, relu, out):
             else:
                 acc = bi
                 for e in range(e0, e1):
-                    acc += (np.int32(w_q[e]) * x32[cols[e]] + half) >> sh
+                    acc += (np.int32(codebook_q[codes[e]]) * x32[cols[e]] + half) >> sh
                     acc = min(max(acc, np.int64(-32768)), np.int64(32767))
             if relu and acc < 0:
                 acc = 0
@@ -147,7 +147,7 @@ def gather_fixed16(rowptr, cols, w_q, bounds, x_q, bias_q, shift, relu, out):
 
 
 @njit(cache=True, parallel=True)
-def gather_fixed16_narrow(rowptr, cols, w_q, bounds, x_q, bias_q, shift, relu, out):
+def gather_fixed16_narrow(rowptr, cols, codes, codebook_q, bounds, x_q, bias_q, shift, relu, out):
     """``gather_fixed16`` with int32 sums (twice the vector lanes; Numba widens int32
     arithmetic to int64 unless every step is cast back). Only for calls where the
     caller bounded every row's ``sum|term|`` below 2**31 - 2**15."""
@@ -164,7 +164,7 @@ def gather_fixed16_narrow(rowptr, cols, w_q, bounds, x_q, bias_q, shift, relu, o
             mag = np.int32(0)
             for e in range(e0, e1):
                 xv = np.int32(np.int16(x32[cols[e]]))  # int16 -> int32 known: one 16-bit multiply
-                t = np.int32(np.int32(np.int32(np.int32(w_q[e]) * xv) + half) >> sh)
+                t = np.int32(np.int32(np.int32(np.int32(codebook_q[codes[e]]) * xv) + half) >> sh)
                 total = np.int32(total + t)
                 mag = np.int32(mag + np.int32(abs(t)))
             if abs(np.int64(bi)) + mag <= 32767:
@@ -172,7 +172,7 @@ def gather_fixed16_narrow(rowptr, cols, w_q, bounds, x_q, bias_q, shift, relu, o
             else:
                 acc = np.int64(bi)
                 for e in range(e0, e1):
-                    acc += (np.int32(w_q[e]) * x32[cols[e]] + half) >> sh
+                    acc += (np.int32(codebook_q[codes[e]]) * x32[cols[e]] + half) >> sh
                     acc = min(max(acc, np.int64(-32768)), np.int64(32767))
             if relu and acc < 0:
                 acc = 0
@@ -180,7 +180,7 @@ def gather_fixed16_narrow(rowptr, cols, w_q, bounds, x_q, bias_q, shift, relu, o
 
 
 @njit(cache=True, parallel=True)
-def csr_block_fixed16(rowptr, cols, w_q, bounds, xt, bias_q, shift, relu, out):
+def csr_block_fixed16(rowptr, cols, codes, codebook_q, bounds, xt, bias_q, shift, relu, out):
     """int16 out (B, M) for a batch given as ``xt`` = X^T (K, B) int32, saturating.
 
     Vectorised over the batch: each row's entries come in ascending column
@@ -198,7 +198,7 @@ def csr_block_fixed16(rowptr, cols, w_q, bounds, xt, bias_q, shift, relu, out):
         for i in range(np.uint64(bounds[b]), np.uint64(bounds[b + 1])):
             acc[:] = np.int32(bias_q[i])
             for e in range(np.uint64(rowptr[i]), np.uint64(rowptr[i + np.uint64(1)])):
-                w = np.int32(w_q[e])
+                w = np.int32(codebook_q[codes[e]])
                 xr = xt[np.uint64(cols[e])]
                 for s in range(nb):
                     acc[s] = min(max(acc[s] + ((w * xr[s] + half) >> sh), lo), hi)

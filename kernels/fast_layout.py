@@ -1,15 +1,17 @@
 """Build the load-time execution layouts from the stored interleaved CSC.
 
-Two layouts of the same non-zeros (padding dropped), derived once per layer:
+Layouts of the same non-zeros (padding dropped), derived once per layer:
 
-- a row-major CSR (``rowptr``, ``cols``, ``vals``): columns ascending within
-  each row, for the gather kernels (dense activations, batches);
+- a row-major CSR (``rowptr``, ``cols``, ``codes``): columns ascending within
+  each row, for the gather kernels (dense activations) and fixed16 batches;
 - a blocked CSC for the column scatter: rows cut into a few contiguous blocks
   balanced by non-zero count and aligned to 16 rows (so two threads never
   share a cache line of the output), each block with its own column pointers
   ``colptr[b, j]`` and one uint16 per entry packing the block-local row and
   the 4-bit codebook index (2 bytes per entry; the value comes from a
-  16-entry per-column table, which serves float32 and fixed16 alike).
+  16-entry per-column table, which serves float32 and fixed16 alike);
+- the sliced ELL of ``kernels.sliced_ell`` (single vectors, AVX-512 hosts);
+- panel-major entries for the float32 batch kernel (``kernels.panel_batch``).
 
 Pure functions over validated arrays (see ``kernels/__init__``).
 """
@@ -156,3 +158,26 @@ def fill_sliced_ell(rowptr, cols, codes, m, k, gptr, slots, segs):
                 else:
                     rank = 0
                 slots[(first[s] + rank) * 16 + lane] = (cols[e] & 15) | (codes[e] << 4)
+
+
+@njit(cache=True)
+def fill_panels(rowptr, cols, codes, m, panel, pptr, packed):
+    """Panel-major entries for ``kernels.panel_batch``: for every panel of ``panel`` columns, every
+    row's entries there, columns ascending, as ``column within the panel << 4 | code``.
+
+    ``pptr`` (n_panels * m + 1) receives where each (panel, row) pair starts.
+    """
+    n_pairs = pptr.shape[0] - 1
+    counts = np.zeros(n_pairs, dtype=np.int64)
+    for i in range(m):
+        for e in range(rowptr[i], rowptr[i + 1]):
+            counts[cols[e] // panel * m + i] += 1
+    pptr[0] = 0
+    for q in range(n_pairs):
+        pptr[q + 1] = pptr[q] + counts[q]
+    for i in range(m):
+        for e in range(rowptr[i], rowptr[i + 1]):  # columns ascend: a pair's entries in order
+            q = cols[e] // panel * m + i
+            c = counts[q]  # reused as the pair's fill position, counting down from its end
+            packed[pptr[q + 1] - c] = ((cols[e] % panel) << 4) | codes[e]
+            counts[q] = c - 1

@@ -11,6 +11,7 @@ from eie_runtime.exec_layout import BY_CODE_MAX_ROWS, GATHER_DENSITY, ExecLayout
 from eie_runtime.fixed_point import FixedPointParams, to_fixed
 from eie_runtime.format import InterleavedCSC
 from eie_runtime.kernels import fast_fixed16 as _q16
+from eie_runtime.kernels import panel_batch
 from eie_runtime.kernels import sliced_ell
 from eie_runtime.kernels import spmspv
 from eie_runtime.layer import EIELinear
@@ -81,15 +82,33 @@ def test_float32_scatter_kinds_match_reference(m, n_blocks):
     np.testing.assert_allclose(layer(x), float32_layer(cb[codes], x, b, relu=True), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("batch", [1, 2, 17, 64, 100, 130])  # 100: lanes in 64 + 32 + 16 (+ padding); 130: 2 x 64 + 16
+@pytest.mark.parametrize("batch", [1, 2, 17, 33, 48, 64, 100, 130])  # chunks of 16, 32, 48, 64 lanes; 130: 64 + 64 + 16
 def test_float32_batch_matches_reference(batch):
     rng = np.random.default_rng(batch)
-    layer, codes, cb, b = _layer(rng, 130, 77, 0.25)
-    x = _acts(rng, (batch, 77), 0.4)
+    # K = 600: three column panels, the last partial, and a transpose tail (600 % 16 = 8); M = 130 likewise
+    layer, codes, cb, b = _layer(rng, 130, 600, 0.25)
+    x = _acts(rng, (batch, 600), 0.4)
     y = layer(x)
     assert y.shape == (batch, 130)
     np.testing.assert_allclose(y, float32_layer(cb[codes], x, b, relu=True), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(layer(x[:0]), np.zeros((0, 130), np.float32))
+
+
+def test_panel_entries_hold_every_entry_once_in_panel_order():
+    rng = np.random.default_rng(4)
+    m, k = 40, 700
+    codes = _codes(rng, m, k, 0.2)
+    ex = ExecLayout(InterleavedCSC.from_codes(codes, _codebook(rng), 4))
+    decoded = np.zeros_like(codes)
+    for p in range(-(-k // panel_batch.PANEL)):
+        for i in range(m):
+            q = p * m + i
+            entries = ex.panel_entries[ex.panel_ptr[q]:ex.panel_ptr[q + 1]]
+            cols = p * panel_batch.PANEL + (entries >> 4)
+            assert np.all(np.diff(cols) > 0)  # columns ascend within a pair
+            decoded[i, cols] = entries & 15
+    np.testing.assert_array_equal(decoded, codes)
+    assert ex.panel_ptr[-1] == ex.nnz
 
 
 def test_float32_wide_input_uses_int32_columns_everywhere():
@@ -277,7 +296,7 @@ def test_fixed16_unclamped_path_only_when_proven_safe():
     fp = FixedPointParams(in_frac=8, w_frac=12, out_frac=8)
     layer, x_q, ref = _fixed_case(rng, 50, 40, 0.5, 0.5, fp, 0.01)
     ex = layer.execution_layout()
-    _, cb_q, w_q, row_abs, _ = ex._fixed16_tables(fp.w_frac)
+    _, cb_q, row_abs, _ = ex._fixed16_tables(fp.w_frac)
     bias_q = layer.quantized_bias().astype(np.int32)
     n_nz, amax = _q16.count_and_amax(x_q[0])
     assert n_nz == np.count_nonzero(x_q[0]) and amax == np.abs(x_q[0].astype(np.int32)).max()
@@ -315,8 +334,11 @@ def test_layout_memory_and_rebuild_on_new_matrix():
     assert layer.execution_layout() is ex
     nnz = int((codes != 0).sum())
     assert ex.nnz == nnz
-    # 2 B (CSC) + 6 B (CSR) per entry, + 2 B after fixed16, plus pointers
-    assert 8 * nnz <= ex.nbytes() <= 8 * nnz + 8 * (256 + 1) + 8 * 4 * (128 + 1) + 64
+    # per entry: 2 B (blocked CSC) + 3 B (CSR) + 2 B (panels), plus the sliced ELL where kept; then pointers
+    per_entry = 7 * nnz + (sum(a.nbytes for a in ex.ell) if ex.ell is not None else 0)
+    pointers = 4 * (256 + 1) + 4 * ex.colptr.size + 4 * ex.panel_ptr.size + 8 * (ex.bounds.size + ex.row_bounds.size)
+    assert ex.nbytes() == per_entry + pointers
+    assert ex.nbytes_with_fixed16() == ex.nbytes() + 8 * 256  # fixed16: an int64 per row
     layer.matrix = InterleavedCSC.from_codes(codes[::-1].copy(), cb, 4)
     assert layer.execution_layout() is not ex
     np.testing.assert_allclose(layer(np.ones(128, np.float32)), float32_layer(cb[codes[::-1]], np.ones(128), b,
