@@ -112,9 +112,13 @@ class ExecLayout:
         the layer's rows fill its slots well enough to beat the gather; True
         always (AVX-512 hosts only); False never (float32 vectors then take
         the scatter and the gather).
+    panel : int, optional
+        Columns per panel of the float32 batch kernel (1 to 4096); default
+        ``kernels.panel_batch.panel_width`` of the layer's shape and density.
     """
 
-    def __init__(self, matrix: InterleavedCSC, n_blocks: int | None = None, sliced_ell: bool | None = None):
+    def __init__(self, matrix: InterleavedCSC, n_blocks: int | None = None, sliced_ell: bool | None = None,
+                 panel: int | None = None):
         self.matrix = matrix
         m, k = matrix.shape
         self.shape = (m, k)
@@ -138,10 +142,13 @@ class ExecLayout:
         self.colptr[:, 0] = np.concatenate(([0], np.cumsum(counts.sum(axis=1))[:-1]))
         self.csc_packed = np.empty(nnz, dtype=np.uint16)
         _build.fill_blocked_csc(self.rowptr, self.cols, codes, self.bounds, self.colptr, self.csc_packed)
-        n_pairs = -(-k // _pb.PANEL) * m
+        if panel is not None and not 1 <= panel <= _pb.MAX_PACKED_PANEL:
+            raise ValueError(f"panel must be 1..{_pb.MAX_PACKED_PANEL} columns, got {panel}")
+        self.panel = panel or _pb.panel_width(m, k, nnz)
+        n_pairs = -(-k // self.panel) * m
         self.panel_ptr = np.empty(n_pairs + 1, dtype=ptr_t)
         self.panel_entries = np.empty(nnz, dtype=np.uint16)
-        _build.fill_panels(self.rowptr, self.cols, codes, m, _pb.PANEL, self.panel_ptr, self.panel_entries)
+        _build.fill_panels(self.rowptr, self.cols, codes, m, self.panel, self.panel_ptr, self.panel_entries)
         self.scatter_by_code = int(np.diff(self.bounds).max(initial=0)) <= BY_CODE_MAX_ROWS
         self.ell = None  # (gptr, slots, segs, codebook16)
         self.ell_min_nonzero = self.ell_min_nonzero_fixed16 = None  # from how many non-zeros to take it
@@ -201,8 +208,8 @@ class ExecLayout:
         if x.ndim == 2:
             out = np.empty((x.shape[0], m), dtype=np.float32)
             with kernel_section():  # serialized only on Numba's thread-unsafe workqueue layer
-                _pb.panel_batch_f32(self.panel_ptr, self.panel_entries, self.matrix.codebook, self.row_bounds, x, bias,
-                                    relu, out)
+                _pb.panel_batch_f32(self.panel_ptr, self.panel_entries, self.matrix.codebook, self.row_bounds,
+                                    self.panel, x, bias, relu, out)
             return out
         out = np.empty(m, dtype=np.float32)
         n_nz, finite = _f32.count_nonzero_finite(x)

@@ -39,8 +39,10 @@ from numba.extending import intrinsic
 
 from .llvm_ir import F32, I64, LANES, broadcast, declare, vec
 
-PANEL = 256  # columns per panel: entries keep 8 bits of column; 256 x 64 lanes x 4 B = 64 KB of X^T
 CHUNK = 64  # samples per pass: four zmm accumulators per row
+PAIR_ENTRIES = 32  # panels are as wide as gives a (row, panel) pair about this many entries...
+MIN_PANEL, MAX_PANEL = 128, 1024  # ...within these bounds
+MAX_PACKED_PANEL = 4096  # a packed entry keeps 12 bits of column
 
 _VF = vec(F32)
 _I8P = ir.IntType(8).as_pointer()
@@ -53,9 +55,9 @@ def _row_pointer(builder, arr, row):
 
 
 def _make_pair_dot(nv: int):
-    """An intrinsic ``f(xt, packed, codebook, e0, e1, col0, yt, row, first)``: for the entries
-    ``e0 <= e < e1`` of one (row, panel) pair,
-    ``yt[row, :16 nv] = (0 if first else yt[row, :16 nv]) + sum_e codebook[packed[e] & 15] * xt[col0 + (packed[e] >> 4), :16 nv]``.
+    """An intrinsic ``f(xp, packed, codebook, e0, e1, yt, row, first)``: for the entries
+    ``e0 <= e < e1`` of one (row, panel) pair, with ``xp`` the panel's ``X^T``,
+    ``yt[row, :16 nv] = (0 if first else yt[row, :16 nv]) + sum_e codebook[packed[e] & 15] * xp[packed[e] >> 4, :16 nv]``.
 
     Two entries per step into two sets of ``nv`` accumulators (a fused
     multiply-add's 4-cycle latency would otherwise bound the loop); int64
@@ -63,16 +65,16 @@ def _make_pair_dot(nv: int):
     """
 
     @intrinsic
-    def pair_dot(typingctx, xt, packed, codebook, e0, e1, col0, yt, row, first):
-        sig = types.void(xt, packed, codebook, e0, e1, col0, yt, row, first)
+    def pair_dot(typingctx, xp, packed, codebook, e0, e1, yt, row, first):
+        sig = types.void(xp, packed, codebook, e0, e1, yt, row, first)
 
         def codegen(context, builder, signature, args):
-            xt_a, pk_a, cb_a = (context.make_array(t)(context, builder, a)
+            xp_a, pk_a, cb_a = (context.make_array(t)(context, builder, a)
                                 for t, a in zip(signature.args[:3], args[:3]))
-            yt_a = context.make_array(signature.args[6])(context, builder, args[6])
-            start, end, col0, row, first = args[3], args[4], args[5], args[7], args[8]
-            row_bytes = builder.extract_value(xt_a.strides, 0)
-            panel_base = builder.gep(builder.bitcast(xt_a.data, _I8P), [builder.mul(col0, row_bytes)])
+            yt_a = context.make_array(signature.args[5])(context, builder, args[5])
+            start, end, row, first = args[3], args[4], args[6], args[7]
+            row_bytes = builder.extract_value(xp_a.strides, 0)
+            panel_base = builder.bitcast(xp_a.data, _I8P)
             out = _row_pointer(builder, yt_a, row)
             fma = declare(builder, "llvm.fma.v16f32", _VF, [_VF, _VF, _VF])
             zero = ir.Constant(_VF, [0.0] * LANES)
@@ -110,6 +112,21 @@ def _make_pair_dot(nv: int):
 
 
 _pair_dot_1, _pair_dot_2, _pair_dot_3, _pair_dot_4 = (_make_pair_dot(nv) for nv in (1, 2, 3, 4))
+
+
+def panel_width(m: int, k: int, nnz: int) -> int:
+    """Columns per panel for an (m, k) matrix with ``nnz`` non-zeros, a multiple of 16.
+
+    Measured on the paper layers (2 threads, batch 64): a pair's fixed cost
+    (load and store of its row's partial sums, loop exit) wants long pairs,
+    a small panel (L1) wants narrow ones. 128 columns were best at 23-25%
+    density (Alex-8, VGG-8) and 1.5x slower than 512 at 4% (VGG-6, VGG-7);
+    256-600 were level at 9-11%. About 32 entries per pair fits all of them.
+    """
+    density = nnz / max(1, m * k)
+    width = min(MAX_PANEL, max(MIN_PANEL, PAIR_ENTRIES / density if density else MAX_PANEL))
+    n_panels = max(1, -(-k // int(width)))
+    return max(LANES, -(-k // (n_panels * LANES)) * LANES)  # even panels
 
 
 def _transpose_masks():
@@ -164,60 +181,59 @@ def aligned_empty(rows, cols):
     return raw[off:off + rows * cols].reshape((rows, cols))
 
 
-@njit(cache=True, parallel=True)
-def transpose_chunk(x, s0, xt):
-    """``xt[k, l] = x[s0 + l, k]`` for the chunk's samples; lanes past the batch's end are zero."""
+@njit(cache=True)
+def _transpose_panel(x, s0, c0, xp):
+    """``xp[c, l] = x[s0 + l, c0 + c]`` for the panel's columns and the chunk's samples; lanes past
+    the batch's end are zero."""
     nb, k = x.shape
-    width = xt.shape[1]
+    width = xp.shape[1]
+    ncols = min(xp.shape[0], k - c0)
     n = min(width, nb - s0)
-    full = n // LANES * LANES
-    for t in prange((k + LANES - 1) // LANES):
-        k0 = t * LANES
-        k1 = min(k, k0 + LANES)
-        if k1 - k0 == LANES:
-            for l0 in range(0, full, LANES):
-                _transpose16(x, np.int64(s0 + l0), np.int64(k0), xt, np.int64(k0), np.int64(l0))
-        else:
-            for kk in range(k0, k1):
-                for lane in range(full):
-                    xt[kk, lane] = x[s0 + lane, kk]
-        for kk in range(k0, k1):
-            for lane in range(full, n):
-                xt[kk, lane] = x[s0 + lane, kk]
-            for lane in range(n, width):
-                xt[kk, lane] = np.float32(0.0)
+    full_lanes = n // LANES * LANES
+    full_cols = ncols // LANES * LANES
+    for c in range(0, full_cols, LANES):
+        for lane in range(0, full_lanes, LANES):
+            _transpose16(x, np.int64(s0 + lane), np.int64(c0 + c), xp, np.int64(c), np.int64(lane))
+    for c in range(ncols):
+        for lane in range(full_lanes if c < full_cols else 0, n):
+            xp[c, lane] = x[s0 + lane, c0 + c]
+        for lane in range(n, width):
+            xp[c, lane] = np.float32(0.0)
 
 
 @njit(cache=True, parallel=True)
-def panel_block_f32(pptr, packed, codebook, bounds, xt, yt, bias, relu, s0, out):
-    """``out[s0 : s0 + n, :] = act(X W^T + bias)`` for one chunk: ``xt`` = its samples' ``X^T``
-    (K, 16 nv), 64-byte aligned, from ``transpose_chunk``; ``yt`` an aligned (M, 16 nv) scratch.
+def panel_block_f32(pptr, packed, codebook, bounds, panel, x, bias, relu, s0, width, yt, out):
+    """``out[s0 : s0 + n, :] = act(X W^T + bias)`` for one chunk of ``width`` (16, 32, 48 or 64)
+    lanes: samples ``s0 <= s < s0 + n``, the rest zero padding; ``yt`` an aligned (M, width) scratch.
 
     ``pptr[p M + i] : pptr[p M + i + 1]`` are row ``i``'s entries in panel ``p`` (panel-major);
-    ``bounds`` row blocks, one per thread, at multiples of 16 rows (the last may end at M).
+    ``bounds`` row blocks, one per thread, at multiples of 16 rows (the last may end at M). Every
+    thread transposes each panel of ``X`` into its own buffer: one shared ``X^T`` written by both
+    threads cost each a cross-core transfer of the other's half (NT-We: 90 us of 370).
     """
     m = yt.shape[0]
-    k = xt.shape[0]
-    nv = xt.shape[1] // LANES
-    n = min(xt.shape[1], out.shape[0] - s0)
-    n_panels = (k + PANEL - 1) // PANEL
+    k = x.shape[1]
+    nv = width // LANES
+    n = min(width, out.shape[0] - s0)
+    n_panels = (k + panel - 1) // panel
     for b in prange(bounds.shape[0] - 1):
         r0 = bounds[b]
         r1 = bounds[b + 1]
+        xt = aligned_empty(panel, width)
         for p in range(n_panels):
-            col0 = np.int64(p * PANEL)
+            _transpose_panel(x, s0, p * panel, xt)
             first = p == 0
             for i in range(r0, r1):
                 e0 = np.int64(pptr[p * m + i])
                 e1 = np.int64(pptr[p * m + i + 1])
                 if nv == 4:
-                    _pair_dot_4(xt, packed, codebook, e0, e1, col0, yt, np.int64(i), first)
+                    _pair_dot_4(xt, packed, codebook, e0, e1, yt, np.int64(i), first)
                 elif nv == 3:
-                    _pair_dot_3(xt, packed, codebook, e0, e1, col0, yt, np.int64(i), first)
+                    _pair_dot_3(xt, packed, codebook, e0, e1, yt, np.int64(i), first)
                 elif nv == 2:
-                    _pair_dot_2(xt, packed, codebook, e0, e1, col0, yt, np.int64(i), first)
+                    _pair_dot_2(xt, packed, codebook, e0, e1, yt, np.int64(i), first)
                 else:
-                    _pair_dot_1(xt, packed, codebook, e0, e1, col0, yt, np.int64(i), first)
+                    _pair_dot_1(xt, packed, codebook, e0, e1, yt, np.int64(i), first)
         if n_panels == 0:  # K = 0: only the bias
             yt[r0:r1, :] = 0.0
         for i in range(r0, r1):
@@ -237,13 +253,10 @@ def panel_block_f32(pptr, packed, codebook, bounds, xt, yt, bias, relu, s0, out)
                 out[s0 + lane, i] = yt[i, lane]
 
 
-def panel_batch_f32(pptr, packed, codebook, bounds, x, bias, relu, out):
+def panel_batch_f32(pptr, packed, codebook, bounds, panel, x, bias, relu, out):
     """``out`` (B, M) = act(X W^T + bias) for ``x`` (B, K) float32 C-contiguous, in chunks of 64 samples."""
-    nb, k = x.shape
+    nb = x.shape[0]
     m = out.shape[1]
     for s0 in range(0, nb, CHUNK):
         width = min(CHUNK, -(-(nb - s0) // LANES) * LANES)
-        xt = aligned_empty(k, width)
-        yt = aligned_empty(m, width)
-        transpose_chunk(x, s0, xt)
-        panel_block_f32(pptr, packed, codebook, bounds, xt, yt, bias, relu, s0, out)
+        panel_block_f32(pptr, packed, codebook, bounds, panel, x, bias, relu, s0, width, aligned_empty(m, width), out)

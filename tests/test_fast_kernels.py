@@ -100,11 +100,11 @@ def test_panel_entries_hold_every_entry_once_in_panel_order():
     codes = _codes(rng, m, k, 0.2)
     ex = ExecLayout(InterleavedCSC.from_codes(codes, _codebook(rng), 4))
     decoded = np.zeros_like(codes)
-    for p in range(-(-k // panel_batch.PANEL)):
+    for p in range(-(-k // ex.panel)):
         for i in range(m):
             q = p * m + i
             entries = ex.panel_entries[ex.panel_ptr[q]:ex.panel_ptr[q + 1]]
-            cols = p * panel_batch.PANEL + (entries >> 4)
+            cols = p * ex.panel + (entries >> 4)
             assert np.all(np.diff(cols) > 0)  # columns ascend within a pair
             decoded[i, cols] = entries & 15
     np.testing.assert_array_equal(decoded, codes)
