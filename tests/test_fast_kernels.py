@@ -111,6 +111,30 @@ def test_panel_entries_hold_every_entry_once_in_panel_order():
     assert ex.panel_ptr[-1] == ex.nnz
 
 
+@pytest.mark.parametrize("panel", [1, 17, 300, 4096])
+def test_float32_batch_any_panel_width(panel):
+    rng = np.random.default_rng(panel)
+    layer, codes, cb, b = _layer(rng, 50, 333, 0.2)
+    layer._exec = ExecLayout(layer.matrix, panel=panel)
+    x = _acts(rng, (20, 333), 0.5)
+    np.testing.assert_allclose(layer(x), float32_layer(cb[codes], x, b, relu=True), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("panel", [0, -3, 4097])
+def test_panel_width_out_of_range_is_refused(panel):
+    rng = np.random.default_rng(0)
+    layer, *_ = _layer(rng, 10, 20, 0.3)
+    with pytest.raises(ValueError, match="panel must be 1..4096"):
+        ExecLayout(layer.matrix, panel=panel)
+
+
+def test_panel_width_follows_density():
+    widths = [panel_batch.panel_width(1000, 4096, int(d * 1000 * 4096)) for d in (0.5, 0.25, 0.1, 0.04, 0.001)]
+    assert all(w % 16 == 0 for w in widths)
+    assert widths == sorted(widths) and widths[0] == widths[1] == 128 and widths[-1] <= 1024
+    assert panel_batch.panel_width(10, 40, 100) == 48  # K below the minimum: one panel, lanes of 16
+
+
 def test_float32_wide_input_uses_int32_columns_everywhere():
     # K > 65536: column indices no longer fit uint16; every kernel reads int32 ones
     rng = np.random.default_rng(3)
