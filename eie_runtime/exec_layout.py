@@ -13,15 +13,17 @@ multiply-adds, so a layer builds, once, these layouts of its non-zeros:
   3 bytes per entry; fixed16 adds, on first use, every row's sum of |weight|,
   to prove when saturation cannot happen;
 - the panel-major entries of ``kernels.panel_batch`` for float32 batches
-  (2 bytes per entry plus an int32 per (256-column panel, row) pair);
+  (2 bytes per entry plus an int32 per (column panel, row) pair);
 - on AVX-512 hosts, the sliced ELL of ``kernels.sliced_ell`` for single
   vectors with many non-zeros, float32 and fixed16 (2-3 bytes per entry).
 
-Calls then pick a kernel from the input: batch (>1 vector) -> the panel
-kernel (float32) or CSR times the batch block (fixed16); one vector -> the sliced ELL when the measured costs below
-make it cheaper than the scatter over the vector's non-zeros (per (row, code)
-accumulators when blocks have at most ``BY_CODE_MAX_ROWS`` rows); without the
-sliced ELL (and for float32 inputs with NaN or Inf), the gather when at least
+Calls then pick a kernel from the input: float32 batches of more than
+``SINGLE_VECTOR_MAX_BATCH`` vectors -> the panel kernel; fixed16 batches ->
+the CSR times the batch block; one vector (and each vector of a small float32
+batch) -> the sliced ELL when the measured costs below make it cheaper than
+the scatter over the vector's non-zeros (per (row, code) accumulators when
+blocks have at most ``BY_CODE_MAX_ROWS`` rows); without the sliced ELL (and
+for float32 inputs with NaN or Inf), the gather when at least
 ``GATHER_DENSITY`` of the activations are non-zero, else the scatter. The
 exact fixed16 paths and the table scatter give the same numbers as
 ``kernels.spmspv``; the other float32 kernels may round differently (they
@@ -57,6 +59,10 @@ SCATTER_NS_PER_ENTRY = 0.6
 SCATTER_BY_CODE_NS_PER_ENTRY = 0.45
 SLICED_ELL_FIXED16_NS_PER_STEP = 1.6
 SCATTER_FIXED16_NS_PER_ENTRY = 0.6
+# Batches of at most this many vectors run one vector at a time: the batch kernel's 16 lanes cost
+# the same from 2 to 16 samples, and per vector the kernels also skip zero activations (measured at
+# 4 samples: 1.0-1.6x faster one at a time, at 8 samples 1.3-2.5x slower).
+SINGLE_VECTOR_MAX_BATCH = 4
 # Without the sliced ELL, at or above this fraction of non-zero activations a call gathers instead
 # of scattering. By the costs above the crossover lies near 40-50%; the paper layers sit at 18-41%
 # or 100%, where either threshold picks the same.
@@ -203,10 +209,12 @@ class ExecLayout:
     def run_float32(self, x: np.ndarray, bias: np.ndarray, relu: bool) -> np.ndarray:
         """act(W x + bias) for validated float32 C-contiguous ``x`` of shape (K,) or (B, K)."""
         m, k = self.shape
-        if x.ndim == 2 and x.shape[0] == 1:
-            return self.run_float32(x[0], bias, relu)[None, :]
         if x.ndim == 2:
             out = np.empty((x.shape[0], m), dtype=np.float32)
+            if x.shape[0] <= SINGLE_VECTOR_MAX_BATCH:
+                for s in range(x.shape[0]):
+                    out[s] = self.run_float32(x[s], bias, relu)
+                return out
             with kernel_section():  # serialized only on Numba's thread-unsafe workqueue layer
                 _pb.panel_batch_f32(self.panel_ptr, self.panel_entries, self.matrix.codebook, self.row_bounds,
                                     self.panel, x, bias, relu, out)
