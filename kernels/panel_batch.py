@@ -7,25 +7,25 @@ For a batch, each stored entry ``(row i, column c, code v)`` adds
 reads a random row of the whole ``X^T``, which lives in L2 or beyond: about
 4.5 ns per entry and thread here, slower than MKL's CSR x dense.
 
-Instead the columns are cut into panels of ``PANEL`` = 256 and, per thread
-and lane chunk of up to 64 samples, the kernel walks panel by panel, and in
-each panel every row of its block: the panel's 256 rows of ``X^T`` (64 KB at
-64 lanes) are all that the entries read, so they stay in L1 or close; each
-(row, panel) pair loads and stores the row's partial sums once. The entries
-are stored panel-major (panel ``p``, then rows in order, then columns), as one
-uint16 each (column within the panel << 4 | code), with one int32 pointer per
-(panel, row) pair, so the entry stream is read sequentially.
+Instead the columns are cut into panels (``panel_width``: 128 to 1024
+columns) and, per lane chunk of up to 64 samples, each thread walks panel by
+panel, and in each panel every row of its block: the entries read only the
+panel's rows of ``X^T``, which stay in L1 or close; each (row, panel) pair
+loads and stores the row's partial sums once. Each thread transposes each
+panel of ``X`` into its own 64-byte aligned buffer. The entries are stored
+panel-major (panel ``p``, then rows in order, then columns), as one uint16
+each (column within the panel << 4 | code), with one pointer per (panel,
+row) pair, so the entry stream is read sequentially.
 
 Measured side by side with the row-by-row kernel it replaces (2 threads,
-batch 64): 1.6 to 6x faster (NT-LSTM to VGG-6). Two details carry much of
-that: ``X^T`` and the partial sums ``Y^T`` are 64-byte aligned (otherwise
-every zmm load spans two cache lines: 1.3-1.6x slower), and the entries are
-panel-major (read in row-major CSR order they cost a cache miss per pair:
-1.2-1.5x slower).
-
-The transposes in (``X`` to ``X^T``) and out (``Y^T`` to ``Y``) use 16 x 16
-register tiles (``_transpose16``): numpy's strided ``x.T`` copy took 230 us
-for NT-We's 64 x 4096 input, about half the layer's time.
+batch 64): 1.5 to 6x faster (VGG-7 to VGG-6). What carried it besides the
+panels: aligned ``X^T`` and ``Y^T`` (unaligned, every zmm load spans two
+cache lines: 1.3-1.6x slower), panel-major entries (read in row-major CSR
+order they cost a cache miss per pair: 1.2-1.5x slower), private panel
+buffers (a shared ``X^T`` written half by each thread cost a cross-core
+transfer of the other half), and 16 x 16 register-tile transposes in and out
+(``_make_transpose16``; numpy's strided ``x.T`` copy took 230 us for NT-We's
+64 x 4096 input). docs/speed.md has the figures.
 
 Numba has no vector types, so the loops are LLVM IR intrinsics (see
 ``llvm_ir``); on targets without AVX-512 LLVM splits the vectors.
