@@ -260,7 +260,7 @@ def panel_block_f32(pptr, packed, codebook, bounds, panel, x, bias, relu, s0, wi
         if n_panels == 0:  # K = 0: only the bias
             yt[r0:r1, :] = 0.0
         # act(Y^T + bias) -> Y by 16 x 16 tiles, 16 output rows at a time (16 write streams: with
-        # the two loops the other way round, 64 streams ran 1-2x slower); partial tiles one by one
+        # the two loops the other way round, 64 streams ran up to 2x slower); partial tiles one by one
         full_rows = r0 + (r1 - r0) // LANES * LANES
         full_lanes = n // LANES * LANES
         for l0 in range(0, full_lanes, LANES):
