@@ -37,6 +37,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .aligned import aligned_empty
 from .llvm_ir import F32, I64, LANES, broadcast, declare, vec
 
 CHUNK = 64  # samples per pass: four zmm accumulators per row
@@ -197,11 +198,9 @@ _transpose16_bias = _make_transpose16(True)
 
 
 @njit(cache=True)
-def aligned_empty(rows, cols):
-    """An uninitialised (rows, cols) float32 array whose start is 64-byte aligned."""
-    raw = np.empty(rows * cols + 16, dtype=np.float32)
-    off = (64 - raw.ctypes.data % 64) % 64 // 4
-    return raw[off:off + rows * cols].reshape((rows, cols))
+def _aligned_f32(rows, cols):
+    """An uninitialised (rows, cols) float32 array whose rows start on 64-byte boundaries (cols % 16 == 0)."""
+    return aligned_empty(rows * cols, np.float32).reshape((rows, cols))
 
 
 @njit(cache=True)
@@ -242,7 +241,7 @@ def panel_block_f32(pptr, packed, codebook, bounds, panel, x, bias, relu, s0, wi
     for b in prange(bounds.shape[0] - 1):
         r0 = bounds[b]
         r1 = bounds[b + 1]
-        xt = aligned_empty(panel, width)
+        xt = _aligned_f32(panel, width)
         for p in range(n_panels):
             _transpose_panel(x, s0, p * panel, xt)
             first = p == 0
@@ -278,4 +277,4 @@ def panel_batch_f32(pptr, packed, codebook, bounds, panel, x, bias, relu, out):
     m = out.shape[1]
     for s0 in range(0, nb, CHUNK):
         width = min(CHUNK, -(-(nb - s0) // LANES) * LANES)
-        panel_block_f32(pptr, packed, codebook, bounds, panel, x, bias, relu, s0, width, aligned_empty(m, width), out)
+        panel_block_f32(pptr, packed, codebook, bounds, panel, x, bias, relu, s0, width, _aligned_f32(m, width), out)

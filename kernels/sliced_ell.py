@@ -35,6 +35,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .aligned import aligned_empty
 from .llvm_ir import F32, I16, I32, I64, LANES, broadcast, declare, vec
 
 STEP_UNROLL = 4  # steps per loop iteration, one accumulator each (FMA latency); groups pad to a multiple
@@ -99,15 +100,6 @@ def _group_dot(typingctx, slots, segs, xp, codebook16, t0, t1, res):
     return sig, codegen
 
 
-@njit(cache=True)
-def _segment_buffer(nseg, dtype):
-    """Zeros for ``nseg`` whole segments of 4-byte values, 64-byte aligned: each segment's load is one
-    cache line (measured: up to 8% faster on NT-LSTM than an unaligned copy)."""
-    raw = np.zeros(nseg * LANES + LANES, dtype=dtype)
-    off = (64 - raw.ctypes.data % 64) % 64 // 4
-    return raw[off:off + nseg * LANES]
-
-
 @njit(cache=True, parallel=True)
 def sliced_ell_f32(gptr, slots, segs, codebook16, bounds, x, bias, relu, out):
     """out = act(W x + bias); ``bounds`` row blocks at multiples of 16 rows (the last may end at M)."""
@@ -116,8 +108,9 @@ def sliced_ell_f32(gptr, slots, segs, codebook16, bounds, x, bias, relu, out):
     nseg = (k + LANES - 1) // LANES
     nblk = bounds.shape[0] - 1
     for b in prange(nblk):
-        xp = _segment_buffer(nseg, np.float32)  # each thread its own copy
+        xp = aligned_empty(nseg * LANES, np.float32)  # each thread its own copy, whole segments
         xp[:k] = x
+        xp[k:] = 0.0
         res = np.empty(LANES, dtype=np.float32)
         for g in range(bounds[b] // LANES, (bounds[b + 1] + LANES - 1) // LANES):
             _group_dot(slots, segs, xp, codebook16, np.int64(gptr[g]), np.int64(gptr[g + 1]), res)
@@ -213,7 +206,7 @@ def sliced_ell_fixed16(gptr, slots, segs, codebook_q, bounds, x_q, bias_q, shift
         w = np.int32(codebook_q[v]) if v < codebook_q.shape[0] else np.int32(0)
         cb[v] = (w & 0xFFFF) | (np.int32(w_hi) << 16)
     for b in prange(nblk):
-        xp = _segment_buffer(nseg, np.int32)
+        xp = aligned_empty(nseg * LANES, np.int32)  # every lane written below
         hi = np.int32(x_hi) << 16
         for j in range(nseg * LANES):
             xp[j] = ((np.int32(x_q[j]) & 0xFFFF) if j < k else 0) | hi
