@@ -18,8 +18,9 @@ multiply-adds, so a layer builds, once, these layouts of its non-zeros:
   vectors with many non-zeros, float32 and fixed16 (2-3 bytes per entry).
 
 Calls then pick a kernel from the input: float32 batches of more than
-``SINGLE_VECTOR_MAX_BATCH`` vectors -> the panel kernel; fixed16 batches ->
-the CSR times the batch block; one vector (and each vector of a small float32
+``SINGLE_VECTOR_MAX_BATCH`` vectors -> the sliced ELL walked for 8 vectors at
+once (up to ``SLICED_ELL_MAX_BATCH`` finite vectors, where the layer keeps
+it), else the panel kernel; fixed16 batches -> the CSR times the batch block; one vector (and each vector of a small float32
 batch) -> the sliced ELL when the measured costs below make it cheaper than
 the scatter over the vector's non-zeros (per (row, code) accumulators when
 blocks have at most ``BY_CODE_MAX_ROWS`` rows); without the sliced ELL (and
@@ -63,6 +64,10 @@ SCATTER_FIXED16_NS_PER_ENTRY = 0.6
 # the same from 2 to 16 samples, and per vector the kernels also skip zero activations (measured at
 # 4 samples: 1.0-1.6x faster one at a time, at 8 samples 1.3-2.5x slower).
 SINGLE_VECTOR_MAX_BATCH = 4
+# Up to this many (finite) vectors walk the sliced ELL together, where a layer keeps it: a step's
+# decoding serves 8 vectors. Measured against the panel kernel's 16 lanes: 1.1-2.5x faster at 5-12
+# vectors, slower at 16.
+SLICED_ELL_MAX_BATCH = 12
 # Without the sliced ELL, at or above this fraction of non-zero activations a call gathers instead
 # of scattering. By the costs above the crossover lies near 40-50%; the paper layers sit at 18-41%
 # or 100%, where either threshold picks the same.
@@ -214,6 +219,12 @@ class ExecLayout:
             if x.shape[0] <= SINGLE_VECTOR_MAX_BATCH:
                 for s in range(x.shape[0]):
                     out[s] = self.run_float32(x[s], bias, relu)
+                return out
+            if (self.ell is not None and x.shape[0] <= SLICED_ELL_MAX_BATCH
+                    and _f32.count_nonzero_finite(x.reshape(-1))[1]):
+                gptr, slots, segs, codebook16 = self.ell
+                with kernel_section():
+                    _ell.sliced_ell_batch_f32(gptr, slots, segs, codebook16, self.row_bounds, x, bias, relu, out)
                 return out
             with kernel_section():  # serialized only on Numba's thread-unsafe workqueue layer
                 _pb.panel_batch_f32(self.panel_ptr, self.panel_entries, self.matrix.codebook, self.row_bounds,

@@ -100,6 +100,96 @@ def _group_dot(typingctx, slots, segs, xp, codebook16, t0, t1, res):
     return sig, codegen
 
 
+def _make_group_dot_multi(ns: int):
+    """An intrinsic ``f(slots, segs, xp, codebook16, t0, t1, res)``: ``_group_dot`` for ``ns`` vectors
+    at once, ``xp`` (ns, segments x 16) and ``res`` (ns, 16). A step's slot widening and codebook
+    permute serve all of them; each vector adds its own permute and FMA."""
+    sets = max(1, 8 // ns)  # at least 8 independent FMA chains (4-cycle latency, 2 pipes)
+
+    @intrinsic
+    def group_dot_multi(typingctx, slots, segs, xp, codebook16, t0, t1, res):
+        sig = types.void(slots, segs, xp, codebook16, t0, t1, res)
+
+        def codegen(context, builder, signature, args):
+            tys = signature.args
+            slots_a, segs_a, xp_a, cb_a = (context.make_array(t)(context, builder, a)
+                                           for t, a in zip(tys[:4], args[:4]))
+            res_a = context.make_array(tys[6])(context, builder, args[6])
+            permute = declare(builder, "llvm.x86.avx512.permvar.sf.512", _VF, [_VF, vec(I32)])
+            fma = declare(builder, "llvm.fma.v16f32", _VF, [_VF, _VF, _VF])
+            cbv = builder.load(builder.bitcast(cb_a.data, _VF.as_pointer()), align=4)
+            xp_row = builder.extract_value(xp_a.strides, 0)  # bytes between the vectors' copies
+            i8p = _I8.as_pointer()
+            zero = ir.Constant(_VF, [0.0] * LANES)
+            accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(ns)] for _ in range(sets)]
+            with cgutils.for_range_slice(builder, args[4], args[5], ir.Constant(I64, STEP_UNROLL), intp=I64) as (t, _):
+                for u in range(STEP_UNROLL):
+                    step = builder.add(t, ir.Constant(I64, u))
+                    x0, col, code = _step(builder, slots_a, segs_a, xp_a, step, _VF)
+                    w = builder.call(permute, [cbv, code])
+                    seg_ptr = builder.bitcast(builder.gep(xp_a.data, [builder.mul(
+                        builder.zext(builder.load(builder.gep(segs_a.data, [step])), I64), ir.Constant(I64, LANES))]), i8p)
+                    for v in range(ns):
+                        xv = x0 if v == 0 else builder.load(builder.bitcast(builder.gep(
+                            seg_ptr, [builder.mul(ir.Constant(I64, v), xp_row)]), _VF.as_pointer()), align=64)
+                        acc = accs[u % sets][v]
+                        builder.store(builder.call(fma, [builder.call(permute, [xv, col]), w, builder.load(acc)]), acc)
+            out = builder.bitcast(res_a.data, _VF.as_pointer())
+            for v in range(ns):
+                total = builder.load(accs[0][v])
+                for j in range(1, sets):
+                    total = builder.fadd(total, builder.load(accs[j][v]))
+                builder.store(total, builder.gep(out, [ir.Constant(I64, v)]), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return group_dot_multi
+
+
+MULTI_WIDTHS = (8, 4)  # vectors per pass of sliced_ell_multi_f32
+_group_dot_8, _group_dot_4 = (_make_group_dot_multi(ns) for ns in MULTI_WIDTHS)
+
+
+@njit(cache=True, parallel=True)
+def sliced_ell_multi_f32(gptr, slots, segs, codebook16, bounds, x, s0, ns, bias, relu, out):
+    """``out[s0 + v] = act(W x[s0 + v] + bias)`` for ``v < ns`` (8 or 4; vectors past the batch's end
+    are zeros, their results dropped): the steps walked once for all of them."""
+    m = out.shape[1]
+    nb, k = x.shape
+    n = min(ns, nb - s0)
+    width = (k + LANES - 1) // LANES * LANES
+    for b in prange(bounds.shape[0] - 1):
+        xp = aligned_empty(ns * width, np.float32).reshape((ns, width))  # each thread its own copy
+        xp[:, k:] = 0.0
+        xp[n:, :] = 0.0
+        xp[:n, :k] = x[s0:s0 + n]
+        res = np.empty((ns, LANES), dtype=np.float32)
+        for g in range(bounds[b] // LANES, (bounds[b + 1] + LANES - 1) // LANES):
+            if ns == 8:
+                _group_dot_8(slots, segs, xp, codebook16, np.int64(gptr[g]), np.int64(gptr[g + 1]), res)
+            else:
+                _group_dot_4(slots, segs, xp, codebook16, np.int64(gptr[g]), np.int64(gptr[g + 1]), res)
+            r0 = g * LANES
+            for v in range(n):
+                for lane in range(min(LANES, m - r0)):
+                    y = res[v, lane] + bias[r0 + lane]
+                    if relu and y < 0:
+                        y = np.float32(0.0)
+                    out[s0 + v, r0 + lane] = y
+
+
+def sliced_ell_batch_f32(gptr, slots, segs, codebook16, bounds, x, bias, relu, out):
+    """``out`` (B, M) = act(X W^T + bias) for a finite float32 ``x`` (B, K), 8 vectors per pass (4
+    for a remainder of at most 4)."""
+    nb = x.shape[0]
+    s0 = 0
+    while s0 < nb:
+        ns = MULTI_WIDTHS[0] if nb - s0 > MULTI_WIDTHS[1] else MULTI_WIDTHS[1]
+        sliced_ell_multi_f32(gptr, slots, segs, codebook16, bounds, x, s0, ns, bias, relu, out)
+        s0 += ns
+
+
 @njit(cache=True, parallel=True)
 def sliced_ell_f32(gptr, slots, segs, codebook16, bounds, x, bias, relu, out):
     """out = act(W x + bias); ``bounds`` row blocks at multiples of 16 rows (the last may end at M)."""

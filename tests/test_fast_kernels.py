@@ -203,6 +203,24 @@ def test_sliced_ell_holds_every_entry_once_and_matches_reference(m, k, n_blocks,
 
 
 @needs_avx512
+@pytest.mark.parametrize("batch", [5, 8, 9, 12, 13])  # one pass of 8 (3 padded); 8; 8 + 4; 8 + 4; panels
+def test_small_batches_walk_the_sliced_ell_together(batch, monkeypatch):
+    rng = np.random.default_rng(batch)
+    layer, codes, cb, b = _layer(rng, 203, 333, 0.3)
+    layer._exec = ex = ExecLayout(layer.matrix, n_blocks=2, sliced_ell=True)
+    calls = []
+    kernel = sliced_ell.sliced_ell_multi_f32
+    monkeypatch.setattr(sliced_ell, "sliced_ell_multi_f32", lambda *a: calls.append(a[7]) or kernel(*a))
+    x = _acts(rng, (batch, 333), 0.5)
+    np.testing.assert_allclose(layer(x), float32_layer(cb[codes], x, b, relu=True), rtol=1e-5, atol=1e-5)
+    assert sum(calls) == (0 if batch > 12 else -(-batch // 4) * 4) and all(n in (4, 8) for n in calls)
+    x[2, 7] = np.nan  # NaN: the panel kernel, which has no padding to spread it
+    calls.clear()
+    y = layer(x)
+    assert not calls and np.isnan(y[2]).sum() == (codes[:, 7] != 0).sum() and not np.isnan(np.delete(y, 2, 0)).any()
+
+
+@needs_avx512
 def test_sliced_ell_is_chosen_by_cost():
     rng = np.random.default_rng(11)
     layer, codes, cb, b = _layer(rng, 256, 512, 0.1)
