@@ -20,7 +20,8 @@ multiply-adds, so a layer builds, once, these layouts of its non-zeros:
 Calls then pick a kernel from the input: float32 batches of more than
 ``SINGLE_VECTOR_MAX_BATCH`` vectors -> the sliced ELL walked for 8 vectors at
 once (up to ``SLICED_ELL_MAX_BATCH`` finite vectors, where the layer keeps
-it), else the panel kernel; fixed16 batches -> the CSR times the batch block; one vector (and each vector of a small float32
+it), else the panel kernel; fixed16 batches of more than
+``FIXED16_SINGLE_MAX_BATCH`` vectors -> the CSR times the batch block; one vector (and each vector of a small float32
 batch) -> the sliced ELL when the measured costs below make it cheaper than
 the scatter over the vector's non-zeros (per (row, code) accumulators when
 blocks have at most ``BY_CODE_MAX_ROWS`` rows); without the sliced ELL (and
@@ -64,6 +65,10 @@ SCATTER_FIXED16_NS_PER_ENTRY = 0.6
 # the same from 2 to 16 samples, and per vector the kernels also skip zero activations (measured at
 # 4 samples: 1.0-1.6x faster one at a time, at 8 samples 1.3-2.5x slower).
 SINGLE_VECTOR_MAX_BATCH = 4
+# fixed16 batches of at most this many vectors run one vector at a time: the batch kernel reads a row
+# of X^T from L2 per entry, the single-vector kernels skip zeros or walk the sliced ELL (measured on
+# NT-We, Alex-7, VGG-7: 1.05-3.6x faster at 2-16 vectors, level to 1.5x slower at 32-64).
+FIXED16_SINGLE_MAX_BATCH = 16
 # Up to this many (finite) vectors walk the sliced ELL together, where a layer keeps it: a step's
 # decoding serves 8 vectors. Measured against the panel kernel's 16 lanes: 1.1-2.5x faster at 5-12
 # vectors, slower at 16.
@@ -290,7 +295,7 @@ class ExecLayout:
             out[:] = np.maximum(bias_q, 0) if relu else bias_q
             return out
         _, codebook_q, row_abs, wmax = self._fixed16_tables(w_frac)
-        if x_q.shape[0] > 1 and shift <= 30:
+        if x_q.shape[0] > FIXED16_SINGLE_MAX_BATCH and shift <= 30:
             xt = np.ascontiguousarray(x_q.T, dtype=np.int32)
             with kernel_section():
                 _q16.csr_block_fixed16(self.rowptr, self.cols, self.codes, codebook_q, self.row_bounds, xt, bias_q, shift, relu, out)

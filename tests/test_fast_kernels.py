@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from eie_runtime.exec_layout import BY_CODE_MAX_ROWS, GATHER_DENSITY, ExecLayout, _balanced_bounds
+from eie_runtime.exec_layout import BY_CODE_MAX_ROWS, FIXED16_SINGLE_MAX_BATCH, GATHER_DENSITY, ExecLayout, _balanced_bounds
 from eie_runtime.fixed_point import FixedPointParams, to_fixed
 from eie_runtime.format import InterleavedCSC
 from eie_runtime.kernels import fast_fixed16 as _q16
@@ -274,7 +274,7 @@ def test_float32_property(seed, m, k, density, act_density, n_pe, n_blocks):
 def _fixed_case(rng, m, k, density, act_density, fp, act_scale, relu=True, n_pe=4):
     layer, codes, cb, b = _layer(rng, m, k, density, n_pe=n_pe, relu=relu)
     layer.fixed = fp
-    x_q = to_fixed(_acts(rng, (2, k), act_density) * act_scale, fp.in_frac)
+    x_q = to_fixed(_acts(rng, (FIXED16_SINGLE_MAX_BATCH + 1, k), act_density) * act_scale, fp.in_frac)  # batch kernel
     ref = np.stack([fixed16_layer(codes, cb, xr, in_frac=fp.in_frac, w_frac=fp.w_frac, out_frac=fp.out_frac,
                                   bias=b, relu=relu) for xr in x_q])
     return layer, x_q, ref
@@ -287,7 +287,8 @@ def test_fixed16_bit_exact(act_density, act_scale, fracs):
     rng = np.random.default_rng(3)
     fp = FixedPointParams(*fracs)
     layer, x_q, ref = _fixed_case(rng, 70, 60, 0.5, act_density, fp, act_scale)
-    np.testing.assert_array_equal(layer.run_fixed16_int(x_q), ref)
+    np.testing.assert_array_equal(layer.run_fixed16_int(x_q), ref)  # batch kernel
+    np.testing.assert_array_equal(layer.run_fixed16_int(x_q[:5]), ref[:5])  # a small batch: vector by vector
     np.testing.assert_array_equal(layer.run_fixed16_int(x_q[1]), ref[1])
 
 
@@ -300,7 +301,7 @@ def test_fixed16_saturation_order_matters_and_is_kept():
     layer.fixed = FixedPointParams(in_frac=0, w_frac=0, out_frac=0)
     x_q = np.array([30000, 30000, 30000], dtype=np.int16)
     assert layer.run_fixed16_int(x_q)[0] == 2767  # single vector (gather)
-    assert layer.run_fixed16_int(np.stack([x_q, x_q]))[0, 0] == 2767  # batch kernel
+    assert (layer.run_fixed16_int(np.stack([x_q] * (FIXED16_SINGLE_MAX_BATCH + 1)))[:, 0] == 2767).all()  # batch kernel
     assert fixed16_layer(codes, cb, x_q, in_frac=0, w_frac=0, out_frac=0)[0] == 2767
 
 
