@@ -8,12 +8,13 @@ multiply-adds, so a layer builds, once, these layouts of its non-zeros:
   (contiguous, balanced by non-zeros, aligned to 16 rows; one block per
   thread, at most 4096 rows) column pointers and one uint16 per entry packing
   the block-local row and the 4-bit codebook index, 2 bytes per entry;
-- a CSR (columns ascending in each row) for row gathers and fixed16 batches:
+- a CSR (columns ascending in each row) for row gathers (and fixed16 batches
+  on hosts without AVX-512):
   a uint16 (int32 if K > 65536) column and a uint8 codebook index per entry,
   3 bytes per entry; fixed16 adds, on first use, every row's sum of |weight|,
   to prove when saturation cannot happen;
-- the panel-major entries of ``kernels.panel_batch`` for float32 batches
-  (2 bytes per entry plus an int32 per (column panel, row) pair);
+- the panel-major entries of ``kernels.panel_batch`` for batches (2 bytes
+  per entry plus an int32 per (column panel, row) pair);
 - on AVX-512 hosts, the sliced ELL of ``kernels.sliced_ell`` for single
   vectors with many non-zeros, float32 and fixed16 (2-3 bytes per entry).
 
@@ -21,7 +22,9 @@ Calls then pick a kernel from the input: float32 batches of more than
 ``SINGLE_VECTOR_MAX_BATCH`` vectors -> the sliced ELL walked for 8 vectors at
 once (up to ``SLICED_ELL_MAX_BATCH`` finite vectors, where the layer keeps
 it), else the panel kernel; fixed16 batches of more than
-``FIXED16_SINGLE_MAX_BATCH`` vectors -> the CSR times the batch block; one vector (and each vector of a small float32
+``FIXED16_SINGLE_MAX_BATCH`` vectors -> the fixed16 panel kernel (AVX-512
+hosts, shift <= 29), else, past ``FIXED16_CSR_SINGLE_MAX_BATCH``, the CSR
+times the batch block; one vector (and each vector of a small float32
 batch) -> the sliced ELL when the measured costs below make it cheaper than
 the scatter over the vector's non-zeros (per (row, code) accumulators when
 blocks have at most ``BY_CODE_MAX_ROWS`` rows); without the sliced ELL (and
@@ -54,21 +57,24 @@ _MAX_BLOCK_ROWS = 1 << 12  # block-local row << 4 | code fits a uint16
 BY_CODE_MAX_ROWS = 768
 # Per-thread costs measured on the paper's layers (2-core benchmark machine), from which a call
 # picks its kernel: a sliced-ELL step whatever the input, the row gather per entry, the scatter per
-# entry in a non-zero column (table, or per (row, code)); then the same for fixed16.
+# entry in a non-zero column (table, or per (row, code)); then the same for fixed16, whose sliced-ELL
+# step costs 1.3-1.6 ns when every term fits int16 (one saturating int16 add) and 1.7-1.95 ns else.
 SLICED_ELL_NS_PER_STEP = 1.0
 GATHER_NS_PER_ENTRY = 0.22
 SCATTER_NS_PER_ENTRY = 0.6
 SCATTER_BY_CODE_NS_PER_ENTRY = 0.45
-SLICED_ELL_FIXED16_NS_PER_STEP = 1.6
-SCATTER_FIXED16_NS_PER_ENTRY = 0.6
+SLICED_ELL_FIXED16_NS_PER_STEP = (1.8, 1.4)  # (clamped int32 adds, int16 saturating adds)
+SCATTER_FIXED16_NS_PER_ENTRY = 0.65
 # Batches of at most this many vectors run one vector at a time: the batch kernel's 16 lanes cost
 # the same from 2 to 16 samples, and per vector the kernels also skip zero activations (measured at
 # 4 samples: 1.0-1.6x faster one at a time, at 8 samples 1.3-2.5x slower).
 SINGLE_VECTOR_MAX_BATCH = 4
-# fixed16 batches of at most this many vectors run one vector at a time: the batch kernel reads a row
-# of X^T from L2 per entry, the single-vector kernels skip zeros or walk the sliced ELL (measured on
-# NT-We, Alex-7, VGG-7: 1.05-3.6x faster at 2-16 vectors, level to 1.5x slower at 32-64).
-FIXED16_SINGLE_MAX_BATCH = 16
+# fixed16 batches of at most this many vectors run one vector at a time: with the panel kernel
+# (AVX-512 hosts, shift <= 29) as for float32 (at 4 vectors 1.3-3x faster, at 8 level or slower);
+# with the CSR x block kernel, which reads a row of X^T from L2 per entry, up to 16 (1.05-3.6x
+# faster at 2-16 vectors, level to 1.5x slower at 32-64).
+FIXED16_SINGLE_MAX_BATCH = 4
+FIXED16_CSR_SINGLE_MAX_BATCH = 16
 # Up to this many (finite) vectors walk the sliced ELL together, where a layer keeps it: a step's
 # decoding serves 8 vectors. Measured against the panel kernel's 16 lanes: 1.1-2.5x faster at 5-12
 # vectors, slower at 16.
@@ -167,7 +173,8 @@ class ExecLayout:
         _build.fill_panels(self.rowptr, self.cols, codes, m, self.panel, self.panel_ptr, self.panel_entries)
         self.scatter_by_code = int(np.diff(self.bounds).max(initial=0)) <= BY_CODE_MAX_ROWS
         self.ell = None  # (gptr, slots, segs, codebook16)
-        self.ell_min_nonzero = self.ell_min_nonzero_fixed16 = None  # from how many non-zeros to take it
+        self.ell_min_nonzero = None  # from how many non-zero activations to take it
+        self.ell_min_nonzero_fixed16 = (None, None)  # the same for fixed16, without and with int16 terms
         if sliced_ell and not _ell.AVAILABLE:
             raise ValueError("sliced_ell=True needs Numba compiling for an AVX-512 host")
         if (_ell.AVAILABLE if sliced_ell is None else sliced_ell) and nnz:
@@ -178,8 +185,8 @@ class ExecLayout:
                 # cost of the sliced ELL == the scatter's at this many non-zero activations
                 scatter_ns = SCATTER_BY_CODE_NS_PER_ENTRY if self.scatter_by_code else SCATTER_NS_PER_ENTRY
                 self.ell_min_nonzero = k * SLICED_ELL_NS_PER_STEP * steps / (scatter_ns * nnz)
-                self.ell_min_nonzero_fixed16 = k * SLICED_ELL_FIXED16_NS_PER_STEP * steps / (
-                    SCATTER_FIXED16_NS_PER_ENTRY * nnz)
+                self.ell_min_nonzero_fixed16 = tuple(k * step_ns * steps / (SCATTER_FIXED16_NS_PER_ENTRY * nnz)
+                                                     for step_ns in SLICED_ELL_FIXED16_NS_PER_STEP)
         self.nnz = nnz
         self.max_row = int(row_nnz.max(initial=0))
         self._q16 = None  # (w_frac, codebook_q, row sums of |weight_q|, max |codebook_q|), on first use
@@ -295,19 +302,30 @@ class ExecLayout:
             out[:] = np.maximum(bias_q, 0) if relu else bias_q
             return out
         _, codebook_q, row_abs, wmax = self._fixed16_tables(w_frac)
-        if x_q.shape[0] > FIXED16_SINGLE_MAX_BATCH and shift <= 30:
+        if x_q.shape[0] > FIXED16_SINGLE_MAX_BATCH and shift <= 29 and _ell.AVAILABLE and k:  # the panel kernel
+            amax = max(-int(x_q.min()), int(x_q.max()))
+            x_hi, w_hi = _ell.rounding_halves(shift)
+            fit16 = (wmax * amax + (1 << 29)) >> shift < 32767  # every rounded product fits int16
+            codebook_w = np.zeros(16, dtype=np.int32)  # weight | w_hi << 16 per code; codes past the codebook 0
+            codebook_w[:codebook_q.shape[0]] = (codebook_q & 0xFFFF) | (w_hi << 16)
+            with kernel_section():
+                _pb.panel_batch_fixed16(self.panel_ptr, self.panel_entries, codebook_w, self.row_bounds, self.panel,
+                                        x_q, bias_q, shift, x_hi, fit16, relu, out)
+            return out
+        if x_q.shape[0] > FIXED16_CSR_SINGLE_MAX_BATCH and shift <= 30:  # no AVX-512 (vpmaddwd), or shift 30
             xt = np.ascontiguousarray(x_q.T, dtype=np.int32)
             with kernel_section():
-                _q16.csr_block_fixed16(self.rowptr, self.cols, self.codes, codebook_q, self.row_bounds, xt, bias_q, shift, relu, out)
+                _q16.csr_block_fixed16(self.rowptr, self.cols, self.codes, codebook_q, self.row_bounds, xt, bias_q,
+                                       shift, relu, out)
             return out
         for s in range(x_q.shape[0]):
             n_nz, amax = _q16.count_and_amax(x_q[s])
             term = (wmax * int(amax) + (1 << 29)) >> shift  # bounds every rounded product |(w a + half) >> shift|
             narrow = shift <= 30 and self.max_row * (term + 1) < 2**31 - 2**15  # int32 sums if a full row fits
-            if shift <= 29 and self.ell is not None and n_nz >= self.ell_min_nonzero_fixed16:
+            fit16 = term < 32767  # every rounded product fits int16
+            if shift <= 29 and self.ell is not None and n_nz >= self.ell_min_nonzero_fixed16[fit16]:
                 gptr, slots, segs, _ = self.ell
                 x_hi, w_hi = _ell.rounding_halves(shift)
-                fit16 = term < 32767  # every rounded product fits int16
                 with kernel_section():  # saturating in the hardware's order: exact for any input
                     _ell.sliced_ell_fixed16(gptr, slots, segs, codebook_q, self.row_bounds, x_q[s], bias_q, shift,
                                             x_hi, w_hi, fit16, relu, out[s])

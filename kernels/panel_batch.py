@@ -38,7 +38,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .aligned import aligned_empty
-from .llvm_ir import F32, I64, LANES, broadcast, declare, vec
+from .llvm_ir import F32, I32, I64, LANES, broadcast, declare, vec
 
 CHUNK = 64  # samples per pass: four zmm accumulators per row
 PAIR_ENTRIES = 32  # panels are as wide as gives a (row, panel) pair about this many entries...
@@ -278,3 +278,139 @@ def panel_batch_f32(pptr, packed, codebook, bounds, panel, x, bias, relu, out):
     for s0 in range(0, nb, CHUNK):
         width = min(CHUNK, -(-(nb - s0) // LANES) * LANES)
         panel_block_f32(pptr, packed, codebook, bounds, panel, x, bias, relu, s0, width, _aligned_f32(m, width), out)
+
+
+
+def _make_pair_dot_fixed16(nv: int, word_add: bool):
+    """An intrinsic ``f(xp, packed, codebook_w, e0, e1, acc, row, shift)``: for the entries of one
+    (row, panel) pair, in order, ``acc[row, l] = clamp16(acc[row, l] + ((a w + half) >> shift))`` for
+    the ``16 nv`` lanes ``l``, ``a`` from ``xp[packed[e] >> 4, l]`` and ``w`` from
+    ``codebook_w[packed[e] & 15]``: int32 words whose low int16 is the value and whose high int16s
+    multiply to ``half``, so that one ``vpmaddwd`` gives ``a w + half`` (as in the sliced ELL).
+
+    With ``word_add`` (every term known to fit int16) the add and clamp are one ``vpaddsw`` on the
+    low int16s, and the high halves of ``acc`` hold nothing meaningful. Nothing is bounds-checked.
+    """
+
+    @intrinsic
+    def pair_dot_fixed16(typingctx, xp, packed, codebook_w, e0, e1, acc, row, shift):
+        sig = types.void(xp, packed, codebook_w, e0, e1, acc, row, shift)
+
+        def codegen(context, builder, signature, args):
+            xp_a, pk_a, cb_a = (context.make_array(t)(context, builder, a)
+                                for t, a in zip(signature.args[:3], args[:3]))
+            acc_a = context.make_array(signature.args[5])(context, builder, args[5])
+            start, end, row = args[3], args[4], args[6]
+            vi, vw = vec(I32), vec(ir.IntType(16), 2 * LANES)
+            madd = declare(builder, "llvm.x86.avx512.pmaddw.d.512", vi, [vw, vw])
+            smin = declare(builder, "llvm.smin.v16i32", vi, [vi, vi])
+            smax = declare(builder, "llvm.smax.v16i32", vi, [vi, vi])
+            add_sat = declare(builder, "llvm.sadd.sat.v32i16", vw, [vw, vw])
+            lo, hi = ir.Constant(vi, [-32768] * LANES), ir.Constant(vi, [32767] * LANES)
+            shift_v = broadcast(builder, args[7])
+            row_bytes = builder.extract_value(xp_a.strides, 0)
+            panel_base = builder.bitcast(xp_a.data, _I8P)
+            out = builder.bitcast(_row_pointer(builder, acc_a, row), vi.as_pointer())
+            accs = [cgutils.alloca_once_value(builder, builder.load(builder.gep(out, [ir.Constant(I64, q)]), align=64))
+                    for q in range(nv)]
+            with cgutils.for_range_slice(builder, start, end, ir.Constant(I64, 1), intp=I64) as (e, _):
+                v = builder.zext(builder.load(builder.gep(pk_a.data, [e])), I64)
+                w = builder.bitcast(broadcast(builder, builder.load(builder.gep(cb_a.data, [
+                    builder.and_(v, ir.Constant(I64, 15))]))), vw)
+                xrow = builder.bitcast(builder.gep(panel_base, [builder.mul(builder.lshr(v, ir.Constant(I64, 4)),
+                                                                              row_bytes)]), vi.as_pointer())
+                for q in range(nv):
+                    a = builder.load(builder.gep(xrow, [ir.Constant(I64, q)]), align=64)
+                    term = builder.ashr(builder.call(madd, [builder.bitcast(a, vw), w]), shift_v)
+                    if word_add:
+                        summed = builder.call(add_sat, [builder.bitcast(builder.load(accs[q]), vw),
+                                                        builder.bitcast(term, vw)])
+                        builder.store(builder.bitcast(summed, vi), accs[q])
+                    else:
+                        summed = builder.add(builder.load(accs[q]), term)
+                        builder.store(builder.call(smin, [builder.call(smax, [summed, lo]), hi]), accs[q])
+            for q in range(nv):
+                builder.store(builder.load(accs[q]), builder.gep(out, [ir.Constant(I64, q)]), align=64)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return pair_dot_fixed16
+
+
+_pq1, _pq2, _pq3, _pq4 = (_make_pair_dot_fixed16(nv, word_add=False) for nv in (1, 2, 3, 4))
+_pw1, _pw2, _pw3, _pw4 = (_make_pair_dot_fixed16(nv, word_add=True) for nv in (1, 2, 3, 4))
+
+
+@njit(cache=True)
+def _fixed16_words(x_q, s0, n, x_hi):
+    """The chunk's int16 samples as int32 words ``x | x_hi << 16``, (n, K) C-contiguous."""
+    k = x_q.shape[1]
+    hi = np.int32(x_hi) << 16
+    out = np.empty((n, k), dtype=np.int32)
+    for s in range(n):
+        for j in range(k):
+            out[s, j] = (np.int32(x_q[s0 + s, j]) & 0xFFFF) | hi
+    return out
+
+
+@njit(cache=True, parallel=True)
+def panel_block_fixed16(pptr, packed, codebook_w, bounds, panel, x_q, bias_q, shift, x_hi, terms_fit16, relu, s0,
+                        width, out):
+    """int16 ``out[s0 : s0 + n, :] = act(W x + b)`` for one chunk of ``width`` lanes, bit-exact:
+    each sample keeps its own accumulator, clamped to int16 after every add, and receives its row's
+    terms in ascending column order (panels in order, columns in order within a pair): the
+    hardware's order. ``shift <= 29``; ``codebook_w`` and ``x_hi`` as for ``_make_pair_dot_fixed16``;
+    ``terms_fit16`` when the caller proved every rounded product fits int16.
+    """
+    m = out.shape[1]
+    k = x_q.shape[1]
+    n = min(width, x_q.shape[0] - s0)
+    nv = width // LANES
+    n_panels = (k + panel - 1) // panel
+    sh = np.int32(shift)
+    xw = _fixed16_words(x_q, s0, n, x_hi).view(np.float32)  # 4-byte words: the float tile transpose moves them
+    for b in prange(bounds.shape[0] - 1):
+        r0 = bounds[b]
+        r1 = bounds[b + 1]
+        xf = _aligned_f32(panel, width)
+        xp = xf.view(np.int32)
+        acc = aligned_empty((r1 - r0) * width, np.int32).reshape((r1 - r0, width))
+        for i in range(r0, r1):
+            acc[i - r0, :] = np.int32(bias_q[i])
+        for p in range(n_panels):
+            _transpose_panel(xw, 0, p * panel, xf)
+            for i in range(r0, r1):
+                e0 = np.int64(pptr[p * m + i])
+                e1 = np.int64(pptr[p * m + i + 1])
+                row = np.int64(i - r0)
+                if terms_fit16:
+                    if nv == 4:
+                        _pw4(xp, packed, codebook_w, e0, e1, acc, row, sh)
+                    elif nv == 3:
+                        _pw3(xp, packed, codebook_w, e0, e1, acc, row, sh)
+                    elif nv == 2:
+                        _pw2(xp, packed, codebook_w, e0, e1, acc, row, sh)
+                    else:
+                        _pw1(xp, packed, codebook_w, e0, e1, acc, row, sh)
+                elif nv == 4:
+                    _pq4(xp, packed, codebook_w, e0, e1, acc, row, sh)
+                elif nv == 3:
+                    _pq3(xp, packed, codebook_w, e0, e1, acc, row, sh)
+                elif nv == 2:
+                    _pq2(xp, packed, codebook_w, e0, e1, acc, row, sh)
+                else:
+                    _pq1(xp, packed, codebook_w, e0, e1, acc, row, sh)
+        for lane in range(n):
+            for i in range(r0, r1):
+                y = np.int16(acc[i - r0, lane])  # the low int16 (all of it without terms_fit16)
+                out[s0 + lane, i] = 0 if relu and y < 0 else y
+
+
+def panel_batch_fixed16(pptr, packed, codebook_w, bounds, panel, x_q, bias_q, shift, x_hi, terms_fit16, relu, out):
+    """int16 ``out`` (B, M) for int16 ``x_q`` (B, K), bit-exact, in chunks of 64 samples; ``shift <= 29``."""
+    nb = x_q.shape[0]
+    for s0 in range(0, nb, CHUNK):
+        width = min(CHUNK, -(-(nb - s0) // LANES) * LANES)
+        panel_block_fixed16(pptr, packed, codebook_w, bounds, panel, x_q, bias_q, shift, x_hi, terms_fit16, relu,
+                            s0, width, out)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from eie_runtime.exec_layout import BY_CODE_MAX_ROWS, FIXED16_SINGLE_MAX_BATCH, GATHER_DENSITY, ExecLayout, _balanced_bounds
+from eie_runtime.exec_layout import (BY_CODE_MAX_ROWS, FIXED16_CSR_SINGLE_MAX_BATCH, FIXED16_SINGLE_MAX_BATCH,
+                                     GATHER_DENSITY, ExecLayout, _balanced_bounds)
 from eie_runtime.fixed_point import FixedPointParams, to_fixed
 from eie_runtime.format import InterleavedCSC
 from eie_runtime.kernels import fast_fixed16 as _q16
@@ -274,7 +275,8 @@ def test_float32_property(seed, m, k, density, act_density, n_pe, n_blocks):
 def _fixed_case(rng, m, k, density, act_density, fp, act_scale, relu=True, n_pe=4):
     layer, codes, cb, b = _layer(rng, m, k, density, n_pe=n_pe, relu=relu)
     layer.fixed = fp
-    x_q = to_fixed(_acts(rng, (FIXED16_SINGLE_MAX_BATCH + 1, k), act_density) * act_scale, fp.in_frac)  # batch kernel
+    # enough rows for a batch kernel: the panel one on AVX-512 hosts, else the CSR x block one
+    x_q = to_fixed(_acts(rng, (FIXED16_CSR_SINGLE_MAX_BATCH + 1, k), act_density) * act_scale, fp.in_frac)
     ref = np.stack([fixed16_layer(codes, cb, xr, in_frac=fp.in_frac, w_frac=fp.w_frac, out_frac=fp.out_frac,
                                   bias=b, relu=relu) for xr in x_q])
     return layer, x_q, ref
@@ -288,8 +290,23 @@ def test_fixed16_bit_exact(act_density, act_scale, fracs):
     fp = FixedPointParams(*fracs)
     layer, x_q, ref = _fixed_case(rng, 70, 60, 0.5, act_density, fp, act_scale)
     np.testing.assert_array_equal(layer.run_fixed16_int(x_q), ref)  # batch kernel
-    np.testing.assert_array_equal(layer.run_fixed16_int(x_q[:5]), ref[:5])  # a small batch: vector by vector
+    np.testing.assert_array_equal(layer.run_fixed16_int(x_q[:FIXED16_SINGLE_MAX_BATCH]), ref[:FIXED16_SINGLE_MAX_BATCH])
     np.testing.assert_array_equal(layer.run_fixed16_int(x_q[1]), ref[1])
+    with pytest.MonkeyPatch.context() as mp:  # the CSR x block kernel (hosts without AVX-512)
+        mp.setattr(sliced_ell, "AVAILABLE", False)
+        np.testing.assert_array_equal(layer.run_fixed16_int(x_q), ref)
+
+
+@pytest.mark.parametrize("batch", [17, 48, 64, 130])  # chunks of 32, 48, 64 lanes; 130: 64 + 64 + 16
+@pytest.mark.parametrize("act_scale", [0.01, 100.0])  # terms that fit int16 (one saturating add) and not
+def test_fixed16_batch_is_the_single_vector_result(batch, act_scale):
+    rng = np.random.default_rng(batch)
+    layer, codes, cb, b = _layer(rng, 50, 600, 0.25)  # three column panels, the last partial
+    layer.fixed = FixedPointParams(8, 12, 6)
+    x_q = to_fixed(_acts(rng, (batch, 600), 0.5) * act_scale, 8)
+    expected = np.stack([layer.run_fixed16_int(row) for row in x_q])  # the single-vector kernels, exact
+    np.testing.assert_array_equal(layer.run_fixed16_int(x_q), expected)
+    assert act_scale < 1 or (np.abs(expected) == 32767).any()  # the large inputs do saturate
 
 
 def test_fixed16_saturation_order_matters_and_is_kept():
@@ -301,7 +318,11 @@ def test_fixed16_saturation_order_matters_and_is_kept():
     layer.fixed = FixedPointParams(in_frac=0, w_frac=0, out_frac=0)
     x_q = np.array([30000, 30000, 30000], dtype=np.int16)
     assert layer.run_fixed16_int(x_q)[0] == 2767  # single vector (gather)
-    assert (layer.run_fixed16_int(np.stack([x_q] * (FIXED16_SINGLE_MAX_BATCH + 1)))[:, 0] == 2767).all()  # batch kernel
+    batch = np.stack([x_q] * (FIXED16_CSR_SINGLE_MAX_BATCH + 1))
+    assert (layer.run_fixed16_int(batch)[:, 0] == 2767).all()  # batch kernel (panels on AVX-512 hosts)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sliced_ell, "AVAILABLE", False)
+        assert (layer.run_fixed16_int(batch)[:, 0] == 2767).all()  # CSR x block kernel
     assert fixed16_layer(codes, cb, x_q, in_frac=0, w_frac=0, out_frac=0)[0] == 2767
 
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 import eie_runtime as eie
 from eie_runtime import EIEInputError, EIELinear, FixedPointParams, InterleavedCSC
-from eie_runtime.exec_layout import FIXED16_SINGLE_MAX_BATCH
+from eie_runtime.exec_layout import FIXED16_CSR_SINGLE_MAX_BATCH
 from eie_runtime.fixed_point import to_fixed
 
 from reference import fixed16_layer, float32_layer
@@ -94,7 +94,7 @@ def test_fixed16_bit_exact(m, k, wd, n_pe, relu, seed, in_frac, w_frac, out_drop
     got = layer.run_fixed16_int(x_q)
     ref = fixed16_layer(codes, cb, x_q, in_frac=in_frac, w_frac=w_frac, out_frac=out_frac, bias=layer.bias, relu=relu)
     assert np.array_equal(got, ref)
-    for n_zero in (1, FIXED16_SINGLE_MAX_BATCH):  # a small batch (vector by vector), a large one (batch kernel)
+    for n_zero in (1, FIXED16_CSR_SINGLE_MAX_BATCH):  # a small batch (vector by vector), a large one (batch kernel)
         batch = np.stack([x_q, -x_q] + [np.zeros_like(x_q)] * n_zero)
         assert np.array_equal(layer.run_fixed16_int(batch)[0], ref)
 
