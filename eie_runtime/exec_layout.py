@@ -8,11 +8,10 @@ multiply-adds, so a layer builds, once, these layouts of its non-zeros:
   (contiguous, balanced by non-zeros, aligned to 16 rows; one block per
   thread, at most 4096 rows) column pointers and one uint16 per entry packing
   the block-local row and the 4-bit codebook index, 2 bytes per entry;
-- a CSR (columns ascending in each row) for row gathers (and fixed16 batches
-  on hosts without AVX-512):
-  a uint16 (int32 if K > 65536) column and a uint8 codebook index per entry,
-  3 bytes per entry; fixed16 adds, on first use, every row's sum of |weight|,
-  to prove when saturation cannot happen;
+- a CSR (columns ascending in each row) for row gathers (and fixed16
+  batches on hosts without AVX-512): a uint16 (int32 if K > 65536) column and
+  a uint8 codebook index per entry, 3 bytes per entry; fixed16 adds, on first
+  use, every row's sum of |weight|, to prove when saturation cannot happen;
 - the panel-major entries of ``kernels.panel_batch`` for batches (2 bytes
   per entry plus an int32 per (column panel, row) pair);
 - on AVX-512 hosts, the sliced ELL of ``kernels.sliced_ell`` for single
@@ -135,7 +134,7 @@ class ExecLayout:
         always (AVX-512 hosts only); False never (float32 vectors then take
         the scatter and the gather).
     panel : int, optional
-        Columns per panel of the float32 batch kernel (1 to 4096); default
+        Columns per panel of the batch kernels (1 to 4096); default
         ``kernels.panel_batch.panel_width`` of the layer's shape and density.
     """
 

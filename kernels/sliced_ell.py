@@ -18,7 +18,9 @@ step holds 4-9 entries and costs about 1 ns per thread: 1.2-1.6x faster than
 the gather on the NeuralTalk layers, and faster than EIE's column scatter
 once about a third of the activations are non-zero (it does not skip zeros,
 but it never scatters). ``sliced_ell_fixed16`` walks the same steps with
-int16 arithmetic, bit-exact (see its docstring). The per-call choice is
+int16 arithmetic, bit-exact (see its docstring). ``sliced_ell_multi_f32``
+walks them for 8 (or 4) vectors at once, for small batches: one step's slot
+widening and codebook permute serve all of them. The per-call choice is
 ``ExecLayout``'s.
 
 The permute is an AVX-512 instruction with no generic LLVM equivalent, so
