@@ -64,6 +64,15 @@ def _row_pointer(builder, arr, row):
     return builder.bitcast(start, _VF.as_pointer())
 
 
+def _entry_operands(builder, packed, codebook, xp, e, vtype):
+    """Entry ``e``'s weight, broadcast to 16 lanes, and a ``vtype*`` to its row of the panel ``xp``
+    (array structs); ``packed[e]`` is ``column within the panel << 4 | code``."""
+    v = builder.zext(builder.load(builder.gep(packed.data, [e])), I64)
+    weight = broadcast(builder, builder.load(builder.gep(codebook.data, [builder.and_(v, ir.Constant(I64, 15))])))
+    offset = builder.mul(builder.lshr(v, ir.Constant(I64, 4)), builder.extract_value(xp.strides, 0))
+    return weight, builder.bitcast(builder.gep(builder.bitcast(xp.data, _I8P), [offset]), vtype.as_pointer())
+
+
 def _make_pair_dot(nv: int):
     """An intrinsic ``f(xp, packed, codebook, e0, e1, yt, row, first)``: for the entries
     ``e0 <= e < e1`` of one (row, panel) pair, with ``xp`` the panel's ``X^T``,
@@ -83,8 +92,6 @@ def _make_pair_dot(nv: int):
                                 for t, a in zip(signature.args[:3], args[:3]))
             yt_a = context.make_array(signature.args[5])(context, builder, args[5])
             start, end, row, first = args[3], args[4], args[6], args[7]
-            row_bytes = builder.extract_value(xp_a.strides, 0)
-            panel_base = builder.bitcast(xp_a.data, _I8P)
             out = _row_pointer(builder, yt_a, row)
             fma = declare(builder, "llvm.fma.v16f32", _VF, [_VF, _VF, _VF])
             zero = ir.Constant(_VF, [0.0] * LANES)
@@ -95,10 +102,7 @@ def _make_pair_dot(nv: int):
             accs += [cgutils.alloca_once_value(builder, zero) for _ in range(nv)]
 
             def add_entry(e, acc_set):
-                v = builder.zext(builder.load(builder.gep(pk_a.data, [e])), I64)
-                weight = broadcast(builder, builder.load(builder.gep(cb_a.data, [builder.and_(v, ir.Constant(I64, 15))])))
-                col = builder.lshr(v, ir.Constant(I64, 4))
-                xrow = builder.bitcast(builder.gep(panel_base, [builder.mul(col, row_bytes)]), _VF.as_pointer())
+                weight, xrow = _entry_operands(builder, pk_a, cb_a, xp_a, e, _VF)
                 for q in range(nv):
                     slot = accs[acc_set * nv + q]
                     xv = builder.load(builder.gep(xrow, [ir.Constant(I64, q)]), align=64)
@@ -317,17 +321,12 @@ def _make_pair_dot_fixed16(nv: int, word_add: bool):
             add_sat = declare(builder, "llvm.sadd.sat.v32i16", vw, [vw, vw])
             lo, hi = ir.Constant(vi, [-32768] * LANES), ir.Constant(vi, [32767] * LANES)
             shift_v = broadcast(builder, args[7])
-            row_bytes = builder.extract_value(xp_a.strides, 0)
-            panel_base = builder.bitcast(xp_a.data, _I8P)
             out = builder.bitcast(_row_pointer(builder, acc_a, row), vi.as_pointer())
             accs = [cgutils.alloca_once_value(builder, builder.load(builder.gep(out, [ir.Constant(I64, q)]), align=64))
                     for q in range(nv)]
             with cgutils.for_range_slice(builder, start, end, ir.Constant(I64, 1), intp=I64) as (e, _):
-                v = builder.zext(builder.load(builder.gep(pk_a.data, [e])), I64)
-                w = builder.bitcast(broadcast(builder, builder.load(builder.gep(cb_a.data, [
-                    builder.and_(v, ir.Constant(I64, 15))]))), vw)
-                xrow = builder.bitcast(builder.gep(panel_base, [builder.mul(builder.lshr(v, ir.Constant(I64, 4)),
-                                                                              row_bytes)]), vi.as_pointer())
+                w, xrow = _entry_operands(builder, pk_a, cb_a, xp_a, e, vi)
+                w = builder.bitcast(w, vw)
                 for q in range(nv):
                     a = builder.load(builder.gep(xrow, [ir.Constant(I64, q)]), align=64)
                     term = builder.ashr(builder.call(madd, [builder.bitcast(a, vw), w]), shift_v)
