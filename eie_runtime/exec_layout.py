@@ -84,6 +84,11 @@ SLICED_ELL_MAX_BATCH = 12
 GATHER_DENSITY = 0.6
 
 
+def _term_bound(wmax: int, amax: int, shift: int) -> int:
+    """A bound on every rounded product ``|(w a + half) >> shift|`` for ``|w| <= wmax``, ``|a| <= amax``."""
+    return (wmax * int(amax) + (1 << 29)) >> shift
+
+
 def _default_blocks() -> int:
     import numba
 
@@ -302,11 +307,10 @@ class ExecLayout:
             return out
         _, codebook_q, row_abs, wmax = self._fixed16_tables(w_frac)
         if x_q.shape[0] > FIXED16_SINGLE_MAX_BATCH and shift <= 29 and _ell.AVAILABLE and k:  # the panel kernel
-            amax = max(-int(x_q.min()), int(x_q.max()))
+            _, amax = _q16.count_and_amax(x_q.reshape(-1))
             x_hi, w_hi = _ell.rounding_halves(shift)
-            fit16 = (wmax * amax + (1 << 29)) >> shift < 32767  # every rounded product fits int16
-            codebook_w = np.zeros(16, dtype=np.int32)  # weight | w_hi << 16 per code; codes past the codebook 0
-            codebook_w[:codebook_q.shape[0]] = (codebook_q & 0xFFFF) | (w_hi << 16)
+            fit16 = _term_bound(wmax, amax, shift) < 32767  # every rounded product fits int16
+            codebook_w = _ell.codebook_words(codebook_q, w_hi)
             with kernel_section():
                 _pb.panel_batch_fixed16(self.panel_ptr, self.panel_entries, codebook_w, self.row_bounds, self.panel,
                                         x_q, bias_q, shift, x_hi, fit16, relu, out)
@@ -319,7 +323,7 @@ class ExecLayout:
             return out
         for s in range(x_q.shape[0]):
             n_nz, amax = _q16.count_and_amax(x_q[s])
-            term = (wmax * int(amax) + (1 << 29)) >> shift  # bounds every rounded product |(w a + half) >> shift|
+            term = _term_bound(wmax, amax, shift)
             narrow = shift <= 30 and self.max_row * (term + 1) < 2**31 - 2**15  # int32 sums if a full row fits
             fit16 = term < 32767  # every rounded product fits int16
             if shift <= 29 and self.ell is not None and n_nz >= self.ell_min_nonzero_fixed16[fit16]:

@@ -277,6 +277,18 @@ def rounding_halves(shift: int) -> tuple[int, int]:
     return 1 << (shift - 15), 1 << 14
 
 
+@njit(cache=True)
+def codebook_words(codebook_q, w_hi):
+    """The 16 int32 words ``weight | w_hi << 16`` that ``vpmaddwd`` multiplies with activation words
+    ``a | x_hi << 16`` into ``a w + half``; code 0 (padding) and codes past the codebook weigh 0, so
+    they add ``half >> shift == 0``."""
+    cb = np.zeros(LANES, dtype=np.int32)
+    for v in range(LANES):
+        w = np.int32(codebook_q[v]) if v < codebook_q.shape[0] else np.int32(0)
+        cb[v] = (w & 0xFFFF) | (np.int32(w_hi) << 16)
+    return cb
+
+
 @njit(cache=True, parallel=True)
 def sliced_ell_fixed16(gptr, slots, segs, codebook_q, bounds, x_q, bias_q, shift, x_hi, w_hi, terms_fit16, relu,
                        out):
@@ -293,10 +305,7 @@ def sliced_ell_fixed16(gptr, slots, segs, codebook_q, bounds, x_q, bias_q, shift
     k = x_q.shape[0]
     nseg = (k + LANES - 1) // LANES
     nblk = bounds.shape[0] - 1
-    cb = np.zeros(LANES, dtype=np.int32)  # code 0 (padding, and codes past the codebook) weighs 0
-    for v in range(LANES):
-        w = np.int32(codebook_q[v]) if v < codebook_q.shape[0] else np.int32(0)
-        cb[v] = (w & 0xFFFF) | (np.int32(w_hi) << 16)
+    cb = codebook_words(codebook_q, w_hi)
     for b in prange(nblk):
         xp = aligned_empty(nseg * LANES, np.int32)  # every lane written below
         hi = np.int32(x_hi) << 16
