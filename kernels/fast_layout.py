@@ -134,7 +134,10 @@ def sliced_ell_group_steps(rowptr, cols, m, k, unroll):
 @njit(cache=True)
 def fill_sliced_ell(rowptr, cols, codes, m, k, gptr, slots, segs):
     """Steps of each group in segment order; lane l of a step holds ``col & 15 | code << 4`` of row
-    ``16 g + l``'s next entry in that segment, or 0; padding steps (segment 0) are all 0."""
+    ``16 g + l``'s next entry in that segment, or 0; padding steps (segment 0) are all 0.
+
+    ``slots`` (uint32, zeroed) holds 16 words per block of 4 steps: byte ``t % 4`` of word
+    ``16 (t // 4) + l`` is step t's lane l, so one 64-byte load serves 4 steps."""
     nseg = (k + 15) // 16
     seg_steps = np.zeros(nseg, dtype=np.int64)
     first = np.zeros(nseg, dtype=np.int64)  # first step of each segment in the group
@@ -157,7 +160,8 @@ def fill_sliced_ell(rowptr, cols, codes, m, k, gptr, slots, segs):
                     rank += 1
                 else:
                     rank = 0
-                slots[(first[s] + rank) * 16 + lane] = (cols[e] & 15) | (codes[e] << 4)
+                t = first[s] + rank
+                slots[(t >> 2) * 16 + lane] |= np.uint32((cols[e] & 15) | (codes[e] << 4)) << np.uint32(8 * (t & 3))
 
 
 @njit(cache=True)

@@ -6,21 +6,27 @@ thread here). This layout avoids them:
 
 - rows in groups of 16 (one vector lane per row), columns in segments of 16;
 - for each (group, segment), ``n`` *steps*, ``n`` the largest number of
-  entries any of the 16 rows has in that segment; one step is 16 bytes, lane
-  ``l`` holding ``column % 16 | code << 4`` of one of row ``l``'s entries there,
-  or 0 (code 0 has weight 0) where that row has no more;
-- a step loads the segment's 16 activations, permutes them by the column
-  nibbles and the codebook by the code nibbles (``vpermps``, one instruction
-  each, no gather), and adds their product to the group's 16 accumulators.
+  entries any of the 16 rows has in that segment; a step has one byte per
+  lane, lane ``l`` holding ``column % 16 | code << 4`` of one of row ``l``'s
+  entries there, or 0 (code 0 has weight 0) where that row has no more;
+- a step permutes the segment's 16 activations by the column nibbles and the
+  codebook by the code nibbles (``vpermps``, one instruction each, no
+  gather), and adds their product to the group's 16 accumulators.
+
+Steps come in blocks of 4 (``STEP_UNROLL``): ``slots`` holds one uint32 per
+lane and block, byte ``u`` for step ``u``, so one 64-byte load serves four
+steps and two shifts per step extract its nibbles. That leaves the shuffle
+port to the two permutes; widening each step's 16 bytes to dwords
+(``vpmovzxbd``) took a third shuffle and ran 12-15% slower.
 
 About 40% of the slots hold entries on the paper's layers (28-55%), so a
-step holds 4-9 entries and costs about 1 ns per thread: 1.2-1.6x faster than
-the gather on the NeuralTalk layers, and faster than EIE's column scatter
-once about a third of the activations are non-zero (it does not skip zeros,
-but it never scatters). ``sliced_ell_fixed16`` walks the same steps with
-int16 arithmetic, bit-exact (see its docstring). ``sliced_ell_multi_f32``
-walks them for 8 (or 4) vectors at once, for small batches: one step's slot
-widening and codebook permute serve all of them. The per-call choice is
+step holds 4-9 entries and costs about 0.87 ns per thread: 1.4-1.8x faster
+than the gather on the NeuralTalk layers, and faster than EIE's column
+scatter once about a third of the activations are non-zero (it does not skip
+zeros, but it never scatters). ``sliced_ell_fixed16`` walks the same steps
+with int16 arithmetic, bit-exact (see its docstring). ``sliced_ell_multi_f32``
+walks them for 8 (or 4) vectors at once, for small batches: one step's
+nibbles and codebook permute serve all of them. The per-call choice is
 ``ExecLayout``'s.
 
 The permute is an AVX-512 instruction with no generic LLVM equivalent, so
@@ -40,7 +46,7 @@ from numba.extending import intrinsic
 from .aligned import aligned_empty
 from .llvm_ir import F32, I16, I32, I64, LANES, broadcast, declare, vec
 
-STEP_UNROLL = 4  # steps per loop iteration, one accumulator each (FMA latency); groups pad to a multiple
+STEP_UNROLL = 4  # steps per block (one uint32 per lane) and loop iteration; groups pad to a multiple
 _I8 = ir.IntType(8)
 _VF = vec(F32)
 
@@ -60,16 +66,31 @@ def _host_has_avx512() -> bool:
 AVAILABLE = _host_has_avx512()
 
 
-def _step(builder, slots_a, segs_a, xp_a, t, vtype):
-    """Step ``t``'s operands: the 16 values of ``xp`` in its column segment (as ``vtype``) and its
-    two permute indices, column and code. ``vpermps``/``vpermd`` read only the low 4 bits of an
-    index, so the slot byte itself indexes the column, and ``byte >> 4`` the code."""
-    lanes = ir.Constant(I64, LANES)
+def _block_words(builder, slots_a, t):
+    """The 16 uint32 words of the 4-step block that starts at step ``t`` (a multiple of 4)."""
+    ptr = builder.gep(slots_a.data, [builder.mul(t, ir.Constant(I64, LANES // STEP_UNROLL))])
+    return builder.load(builder.bitcast(ptr, vec(I32).as_pointer()), align=64)
+
+
+def _nibbles(builder, words, u):
+    """Step ``u`` (0-3) of a block: its column and code permute indices, the low and high nibbles of
+    byte ``u`` of each lane's word. ``vpermps``/``vpermd`` read only the low 4 bits of an index, so
+    shifts alone extract them (a shift runs beside the permutes; widening bytes would compete)."""
+    col = words if u == 0 else builder.lshr(words, ir.Constant(vec(I32), [8 * u] * LANES))
+    return col, builder.lshr(words, ir.Constant(vec(I32), [8 * u + 4] * LANES))
+
+
+def _segment(builder, segs_a, xp_a, t, vtype):
+    """A pointer to the 16 values of ``xp`` (as ``vtype``) in step ``t``'s column segment."""
     seg = builder.zext(builder.load(builder.gep(segs_a.data, [t])), I64)
-    xv = builder.load(builder.bitcast(builder.gep(xp_a.data, [builder.mul(seg, lanes)]), vtype.as_pointer()), align=4)
-    ptr = builder.bitcast(builder.gep(slots_a.data, [builder.mul(t, lanes)]), vec(_I8).as_pointer())
-    nibbles = builder.zext(builder.load(ptr, align=1), vec(I32))
-    return xv, nibbles, builder.lshr(nibbles, ir.Constant(vec(I32), [4] * LANES))
+    return builder.bitcast(builder.gep(xp_a.data, [builder.mul(seg, ir.Constant(I64, LANES))]), vtype.as_pointer())
+
+
+def _block_operands(builder, slots_a, segs_a, xp_a, t, vtype):
+    """For the steps ``t .. t+3`` of one block: (segment values as ``vtype``, column indices, code indices)."""
+    words = _block_words(builder, slots_a, t)
+    return [(builder.load(_segment(builder, segs_a, xp_a, builder.add(t, ir.Constant(I64, u)), vtype), align=64),)
+            + _nibbles(builder, words, u) for u in range(STEP_UNROLL)]
 
 
 @intrinsic
@@ -88,8 +109,7 @@ def _group_dot(typingctx, slots, segs, xp, codebook16, t0, t1, res):
         cbv = builder.load(builder.bitcast(cb_a.data, _VF.as_pointer()), align=4)
         accs = [cgutils.alloca_once_value(builder, ir.Constant(_VF, [0.0] * LANES)) for _ in range(STEP_UNROLL)]
         with cgutils.for_range_slice(builder, args[4], args[5], ir.Constant(I64, STEP_UNROLL), intp=I64) as (t, _):
-            for u in range(STEP_UNROLL):
-                xv, col, code = _step(builder, slots_a, segs_a, xp_a, builder.add(t, ir.Constant(I64, u)), _VF)
+            for u, (xv, col, code) in enumerate(_block_operands(builder, slots_a, segs_a, xp_a, t, _VF)):
                 a = builder.call(permute, [xv, col])
                 w = builder.call(permute, [cbv, code])
                 builder.store(builder.call(fma, [a, w, builder.load(accs[u])]), accs[u])
@@ -125,15 +145,15 @@ def _make_group_dot_multi(ns: int):
             zero = ir.Constant(_VF, [0.0] * LANES)
             accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(ns)] for _ in range(sets)]
             with cgutils.for_range_slice(builder, args[4], args[5], ir.Constant(I64, STEP_UNROLL), intp=I64) as (t, _):
+                words = _block_words(builder, slots_a, t)
                 for u in range(STEP_UNROLL):
-                    step = builder.add(t, ir.Constant(I64, u))
-                    x0, col, code = _step(builder, slots_a, segs_a, xp_a, step, _VF)
+                    col, code = _nibbles(builder, words, u)
                     w = builder.call(permute, [cbv, code])
-                    seg_ptr = builder.bitcast(builder.gep(xp_a.data, [builder.mul(
-                        builder.zext(builder.load(builder.gep(segs_a.data, [step])), I64), ir.Constant(I64, LANES))]), i8p)
+                    seg_ptr = builder.bitcast(_segment(builder, segs_a, xp_a, builder.add(t, ir.Constant(I64, u)), _VF),
+                                              i8p)
                     for v in range(ns):
-                        xv = x0 if v == 0 else builder.load(builder.bitcast(builder.gep(
-                            seg_ptr, [builder.mul(ir.Constant(I64, v), xp_row)]), _VF.as_pointer()), align=64)
+                        xv = builder.load(builder.bitcast(builder.gep(seg_ptr, [builder.mul(ir.Constant(I64, v), xp_row)]),
+                                                          _VF.as_pointer()), align=64)
                         acc = accs[u % sets][v]
                         builder.store(builder.call(fma, [builder.call(permute, [xv, col]), w, builder.load(acc)]), acc)
             out = builder.bitcast(res_a.data, _VF.as_pointer())
@@ -245,17 +265,18 @@ def _make_group_dot_fixed16(word_add: bool):
             lo, hi = ir.Constant(vi, [-32768] * LANES), ir.Constant(vi, [32767] * LANES)
             out_ptr = builder.bitcast(acc_a.data, vi.as_pointer())
             total = cgutils.alloca_once_value(builder, builder.load(out_ptr, align=4))
-            with cgutils.for_range_slice(builder, args[5], args[6], ir.Constant(I64, 1), intp=I64) as (t, _):
-                xv, col, code = _step(builder, slots_a, segs_a, xp_a, t, vi)
-                a = builder.call(permute, [xv, col])
-                w = builder.call(permute, [cbv, code])
-                term = builder.ashr(builder.call(madd, [builder.bitcast(a, vw), builder.bitcast(w, vw)]), shift_v)
-                if word_add:
-                    summed = builder.call(add_sat, [builder.bitcast(builder.load(total), vw), builder.bitcast(term, vw)])
-                    builder.store(builder.bitcast(summed, vi), total)
-                else:
-                    summed = builder.add(builder.load(total), term)
-                    builder.store(builder.call(smin, [builder.call(smax, [summed, lo]), hi]), total)
+            with cgutils.for_range_slice(builder, args[5], args[6], ir.Constant(I64, STEP_UNROLL), intp=I64) as (t, _):
+                for xv, col, code in _block_operands(builder, slots_a, segs_a, xp_a, t, vi):  # steps in order
+                    a = builder.call(permute, [xv, col])
+                    w = builder.call(permute, [cbv, code])
+                    term = builder.ashr(builder.call(madd, [builder.bitcast(a, vw), builder.bitcast(w, vw)]), shift_v)
+                    if word_add:
+                        summed = builder.call(add_sat, [builder.bitcast(builder.load(total), vw),
+                                                        builder.bitcast(term, vw)])
+                        builder.store(builder.bitcast(summed, vi), total)
+                    else:
+                        summed = builder.add(builder.load(total), term)
+                        builder.store(builder.call(smin, [builder.call(smax, [summed, lo]), hi]), total)
             builder.store(builder.load(total), out_ptr, align=4)
             return context.get_dummy_value()
 

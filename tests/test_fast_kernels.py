@@ -172,7 +172,7 @@ def _decode_sliced_ell(ex):
     out = np.zeros((-(-m // 16) * 16, -(-k // 16) * 16), dtype=np.uint8)
     for g in range(len(gptr) - 1):
         for t in range(gptr[g], gptr[g + 1]):
-            lanes = slots[16 * t:16 * t + 16]
+            lanes = (slots[16 * (t // 4):16 * (t // 4) + 16] >> np.uint32(8 * (t % 4))) & 0xFF  # byte t % 4 of a block
             for lane in np.flatnonzero(lanes):
                 nib = int(lanes[lane])
                 row, col = 16 * g + int(lane), 16 * int(segs[t]) + (nib & 15)
