@@ -37,6 +37,7 @@ reassociate sums).
 from __future__ import annotations
 
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -83,6 +84,19 @@ SLICED_ELL_MAX_BATCH = 12
 # of scattering. By the costs above the crossover lies near 40-50%; the paper layers sit at 18-41%
 # or 100%, where either threshold picks the same.
 GATHER_DENSITY = 0.6
+
+
+class _Fixed16Plan(NamedTuple):
+    """What fixed16 calls derive from (w_frac, shift, bias): built once, reused while they stay the same."""
+
+    key: tuple  # (w_frac, shift)
+    bias_q: np.ndarray  # the caller's bias object, kept alive so that its identity is not reused
+    bias32: np.ndarray  # it as int32
+    codebook_q: np.ndarray  # int32 weights
+    wmax: int  # max |codebook_q|
+    halves: tuple | None  # rounding_halves(shift) for the vpmaddwd kernels (shift <= 29), else None
+    codebook_words: np.ndarray | None  # codebook_words(codebook_q, w_hi) for the panel kernel
+    safe_amax: int  # the scatter needs no saturation check up to this |activation| (fast_fixed16.safe_amax)
 
 
 def _term_bound(wmax: int, amax: int, shift: int) -> int:
@@ -195,8 +209,7 @@ class ExecLayout:
         self.nnz = nnz
         self.max_row = int(row_nnz.max(initial=0))
         self._q16 = None  # (w_frac, codebook_q, row sums of |weight_q|, max |codebook_q|), on first use
-        self._safe = None  # ((w_frac, shift), int32 bias, safe_amax) of the last scatter fixed16 call
-        self._bias_i32 = None  # (bias object given, its int32 copy) of the last fixed16 call
+        self._plan16 = None  # the _Fixed16Plan of the last fixed16 call
         self._lock = threading.Lock()
 
     def _sliced_ell(self, codes: np.ndarray):
@@ -280,68 +293,69 @@ class ExecLayout:
                     self._q16 = q
         return q
 
-    def _bias32(self, bias_q: np.ndarray) -> np.ndarray:
-        """``bias_q`` as int32, converted once per bias object (layers pass the same cached one)."""
-        hit = self._bias_i32
-        if hit is not None and hit[0] is bias_q:  # hit[0] is kept alive, so its identity is not reused
-            return hit[1]
-        b32 = np.ascontiguousarray(bias_q, dtype=np.int32)
-        self._bias_i32 = (bias_q, b32)  # one tuple, replaced atomically: safe under concurrent calls
-        return b32
-
-    def _safe_amax(self, w_frac: int, row_abs: np.ndarray, bias32: np.ndarray, shift: int) -> int:
-        """``safe_amax`` for these parameters and bias (the int32 object from ``_bias32``), remembered."""
-        hit = self._safe
-        if hit is not None and hit[0] == (w_frac, shift) and hit[1] is bias32:  # row_abs follows w_frac
-            return hit[2]
-        value = int(_q16.safe_amax(row_abs, self.rowptr, bias32, shift))
-        self._safe = ((w_frac, shift), bias32, value)  # one tuple, replaced atomically
-        return value
+    def _fixed16_plan(self, w_frac: int, bias_q: np.ndarray, shift: int) -> _Fixed16Plan:
+        """The plan for these parameters and this bias object (layers pass the same cached one), remembered:
+        a single-vector call then costs one count and the kernel (it was 7-10 us of Python before)."""
+        plan = self._plan16
+        if plan is not None and plan.bias_q is bias_q and plan.key == (w_frac, shift):
+            return plan
+        _, codebook_q, row_abs, wmax = self._fixed16_tables(w_frac)
+        bias32 = np.ascontiguousarray(bias_q, dtype=np.int32)
+        halves = _ell.rounding_halves(shift) if shift <= 29 else None
+        plan = _Fixed16Plan(key=(w_frac, shift), bias_q=bias_q, bias32=bias32, codebook_q=codebook_q, wmax=wmax,
+                            halves=halves,
+                            codebook_words=_ell.codebook_words(codebook_q, halves[1]) if halves else None,
+                            safe_amax=int(_q16.safe_amax(row_abs, self.rowptr, bias32, shift)) if shift < 63 else 0)
+        self._plan16 = plan  # one tuple, replaced atomically: safe under concurrent calls
+        return plan
 
     def run_fixed16(self, x_q: np.ndarray, w_frac: int, bias_q: np.ndarray, shift: int, relu: bool) -> np.ndarray:
-        """Bit-exact int16 layer (DESIGN.md) for validated int16 ``x_q`` of shape (B, K)."""
+        """Bit-exact int16 layer (DESIGN.md) for validated C-contiguous int16 ``x_q`` of shape (K,) or (B, K)."""
         m, k = self.shape
-        bias_q = self._bias32(bias_q)
-        out = np.empty((x_q.shape[0], m), dtype=np.int16)
+        plan = self._fixed16_plan(w_frac, bias_q, shift)
+        out = np.empty((m,) if x_q.ndim == 1 else (x_q.shape[0], m), dtype=np.int16)
         if shift >= 63:
             # |w a| <= 2**30, so every rounded product is 0: only the bias remains
-            out[:] = np.maximum(bias_q, 0) if relu else bias_q
+            out[...] = np.maximum(plan.bias32, 0) if relu else plan.bias32
             return out
-        _, codebook_q, row_abs, wmax = self._fixed16_tables(w_frac)
-        if x_q.shape[0] > FIXED16_SINGLE_MAX_BATCH and shift <= 29 and _ell.AVAILABLE and k:  # the panel kernel
+        if x_q.ndim == 1:
+            self._fixed16_vector(x_q, plan, shift, relu, out)
+            return out
+        if x_q.shape[0] > FIXED16_SINGLE_MAX_BATCH and plan.halves and _ell.AVAILABLE and k:  # the panel kernel
             _, amax = _q16.count_and_amax(x_q.reshape(-1))
-            x_hi, w_hi = _ell.rounding_halves(shift)
-            fit16 = _term_bound(wmax, amax, shift) < 32767  # every rounded product fits int16
-            codebook_w = _ell.codebook_words(codebook_q, w_hi)
+            fit16 = _term_bound(plan.wmax, amax, shift) < 32767  # every rounded product fits int16
             with kernel_section():
-                _pb.panel_batch_fixed16(self.panel_ptr, self.panel_entries, codebook_w, self.row_bounds, self.panel,
-                                        x_q, bias_q, shift, x_hi, fit16, relu, out)
+                _pb.panel_batch_fixed16(self.panel_ptr, self.panel_entries, plan.codebook_words, self.row_bounds,
+                                        self.panel, x_q, plan.bias32, shift, plan.halves[0], fit16, relu, out)
             return out
         if x_q.shape[0] > FIXED16_CSR_SINGLE_MAX_BATCH and shift <= 30:  # no AVX-512 (vpmaddwd), or shift 30
             xt = np.ascontiguousarray(x_q.T, dtype=np.int32)
             with kernel_section():
-                _q16.csr_block_fixed16(self.rowptr, self.cols, self.codes, codebook_q, self.row_bounds, xt, bias_q,
-                                       shift, relu, out)
+                _q16.csr_block_fixed16(self.rowptr, self.cols, self.codes, plan.codebook_q, self.row_bounds, xt,
+                                       plan.bias32, shift, relu, out)
             return out
         for s in range(x_q.shape[0]):
-            n_nz, amax = _q16.count_and_amax(x_q[s])
-            term = _term_bound(wmax, amax, shift)
-            narrow = shift <= 30 and self.max_row * (term + 1) < 2**31 - 2**15  # int32 sums if a full row fits
-            fit16 = term < 32767  # every rounded product fits int16
-            if shift <= 29 and self.ell is not None and n_nz >= self.ell_min_nonzero_fixed16[fit16]:
-                gptr, slots, segs, _ = self.ell
-                x_hi, w_hi = _ell.rounding_halves(shift)
-                with kernel_section():  # saturating in the hardware's order: exact for any input
-                    _ell.sliced_ell_fixed16(gptr, slots, segs, codebook_q, self.row_bounds, x_q[s], bias_q, shift,
-                                            x_hi, w_hi, fit16, relu, out[s])
-            elif shift <= 30 and k and n_nz >= GATHER_DENSITY * k:  # the gather checks its own rows
-                gather = _q16.gather_fixed16_narrow if narrow else _q16.gather_fixed16
-                with kernel_section():
-                    gather(self.rowptr, self.cols, self.codes, codebook_q, self.row_bounds, x_q[s], bias_q, shift, relu,
-                           out[s])
-            else:
-                saturate = amax > self._safe_amax(w_frac, row_abs, bias_q, shift)
-                with kernel_section():
-                    _q16.scatter_fixed16(self.colptr, self.csc_packed, codebook_q, self.bounds, x_q[s], bias_q, shift,
-                                         relu, saturate, out[s])
+            self._fixed16_vector(x_q[s], plan, shift, relu, out[s])
         return out
+
+    def _fixed16_vector(self, x: np.ndarray, plan: _Fixed16Plan, shift: int, relu: bool, out: np.ndarray) -> None:
+        """``out`` = the layer on one int16 vector, by the kernel its non-zeros and magnitude call for."""
+        k = self.shape[1]
+        n_nz, amax = _q16.count_and_amax(x)
+        term = _term_bound(plan.wmax, amax, shift)
+        fit16 = term < 32767  # every rounded product fits int16
+        if plan.halves and self.ell is not None and n_nz >= self.ell_min_nonzero_fixed16[fit16]:
+            gptr, slots, segs, _ = self.ell
+            with kernel_section():  # saturating in the hardware's order: exact for any input
+                _ell.sliced_ell_fixed16(gptr, slots, segs, plan.codebook_q, self.row_bounds, x, plan.bias32, shift,
+                                        plan.halves[0], plan.halves[1], fit16, relu, out)
+        elif shift <= 30 and k and n_nz >= GATHER_DENSITY * k:  # the gather checks its own rows
+            narrow = self.max_row * (term + 1) < 2**31 - 2**15  # int32 sums if a full row fits
+            gather = _q16.gather_fixed16_narrow if narrow else _q16.gather_fixed16
+            with kernel_section():
+                gather(self.rowptr, self.cols, self.codes, plan.codebook_q, self.row_bounds, x, plan.bias32, shift,
+                       relu, out)
+        else:
+            with kernel_section():
+                _q16.scatter_fixed16(self.colptr, self.csc_packed, plan.codebook_q, self.bounds, x, plan.bias32, shift,
+                                     relu, amax > plan.safe_amax, out)

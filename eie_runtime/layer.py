@@ -181,10 +181,8 @@ class EIELinear:
             raise EIEInputError(f"{self._where()}fixed16 input must be int16, got {x_q.dtype}")
         if x_q.ndim not in (1, 2) or x_q.shape[-1] != k:
             raise EIEInputError(f"{self._where()}input has shape {x_q.shape}, expected ({k},) or (batch, {k})")
-        batch = np.ascontiguousarray(x_q[None] if x_q.ndim == 1 else x_q)
-        out = self.execution_layout().run_fixed16(batch, fp.w_frac, self.quantized_bias(), fp.shift,
-                                                  self.activation == "relu")
-        return out[0] if x_q.ndim == 1 else out
+        return self.execution_layout().run_fixed16(np.ascontiguousarray(x_q), fp.w_frac, self.quantized_bias(),
+                                                   fp.shift, self.activation == "relu")
 
     def run_fixed16(self, x) -> np.ndarray:
         """Quantize x to int16 (``in_frac``), run the bit-exact kernel, return float32."""
