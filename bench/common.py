@@ -172,10 +172,19 @@ class Timing:
         return len(self.samples_us) * self.calls_per_round
 
 
-def calls_for(fn, target_s: float) -> int:
-    """How many back-to-back calls of ``fn`` last about ``target_s``, from the fastest of three calls:
-    the first call after an idle spell can take milliseconds while a thread pool wakes (seen here:
-    a 40 us kernel took 0.5-8 ms), and sizing rounds by it left quick runs timing one call per round."""
+def calls_for(fn, target_s: float, warm_s: float = 0.02) -> int:
+    """How many back-to-back calls of ``fn`` last about ``target_s``, from the fastest of three calls
+    taken after at least ``warm_s`` (and three calls) of warming up.
+
+    The first calls after an idle spell can take milliseconds while a thread pool (or the VM's
+    second vCPU) wakes: seen here, a 40 us kernel took 0.5-8 ms. Sized by such calls, a method got
+    4-13 calls per round instead of hundreds, and one wake-up within a round then lifted that round's
+    mean 2x (a 100 us median for a 50 us NT-LSTM call; MKL's 556 us NT-LSTM in an earlier run)."""
+    end = time.perf_counter() + warm_s
+    warm = 0
+    while warm < 3 or time.perf_counter() < end:
+        fn()
+        warm += 1
     one = float("inf")
     for _ in range(3):
         t = time.perf_counter()

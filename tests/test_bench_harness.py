@@ -38,3 +38,14 @@ def test_round_size_comes_from_the_fastest_call():
         time.sleep(0.2 if state["calls"] == 1 else 0.001)
 
     assert calls_for(fn, 0.05) >= 10
+
+
+def test_round_size_skips_a_slow_wake_up_spell():
+    # a pool (or vCPU) that takes several calls to wake: the fastest of the first three calls is still slow
+    state = {"calls": 0}
+
+    def fn():
+        state["calls"] += 1
+        time.sleep(0.01 if state["calls"] <= 3 else 0.0005)
+
+    assert calls_for(fn, 0.05) >= 25  # sized by the 0.5 ms calls (about 100), not the 10 ms ones (5)
