@@ -225,7 +225,10 @@ def time_interleaved(fns: dict, *, rounds: int, round_s: float, max_foreign: flo
     3 were kept, the least-disturbed rounds are used and ``noisy`` is set.
     """
     names = list(fns)
-    per_call = {n: calls_for(fns[n], round_s / max(1, len(names))) for n in names}
+    per_call = {}
+    for n in names:  # sized after the same settling as a timed block: another library's spinning
+        time.sleep(settle_s)  # pool had left eie's calls 4 per round (sized by millisecond calls)
+        per_call[n] = calls_for(fns[n], round_s / max(1, len(names)))
     meter = CpuMeter()
     all_rounds = []
     kept = 0
