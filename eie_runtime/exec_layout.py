@@ -24,7 +24,7 @@ it), else the panel kernel; fixed16 batches of more than
 ``FIXED16_SINGLE_MAX_BATCH`` vectors -> the fixed16 panel kernel (AVX-512
 hosts, shift <= 29), else, past ``FIXED16_CSR_SINGLE_MAX_BATCH``, the CSR
 times the batch block; one vector (and each vector of a small float32
-batch) -> the sliced ELL when the measured costs below make it cheaper than
+batch) -> the sliced ELL when the layout's ``kernel_costs.KernelCosts`` make it cheaper than
 the scatter over the vector's non-zeros (per (row, code) accumulators when
 blocks have at most ``BY_CODE_MAX_ROWS`` rows); without the sliced ELL (and
 for float32 inputs with NaN or Inf), the gather when at least
@@ -49,6 +49,7 @@ from .kernels import fast_layout as _build
 from .kernels import sliced_ell as _ell
 from .kernels import panel_batch as _pb
 from .kernels.aligned import aligned_empty as _aligned_empty
+from .kernel_costs import KernelCosts, current as _current_costs
 from .kernels import kernel_section
 
 ROW_ALIGN = 16  # rows per 64-byte cache line of float32 outputs
@@ -56,16 +57,6 @@ _MAX_BLOCK_ROWS = 1 << 12  # block-local row << 4 | code fits a uint16
 # Blocks of at most this many rows keep their 16 accumulators per row (64 B) in
 # a 48 KiB L1, where the per-(row, code) scatter is 1.3x faster than the table one.
 BY_CODE_MAX_ROWS = 768
-# Per-thread costs measured on the paper's layers (2-core benchmark machine), from which a call
-# picks its kernel: a sliced-ELL step whatever the input, the row gather per entry, the scatter per
-# entry in a non-zero column (table, or per (row, code)); then the same for fixed16, whose sliced-ELL
-# step costs 1.3-1.6 ns when every term fits int16 (one saturating int16 add) and 1.7-1.95 ns else.
-SLICED_ELL_NS_PER_STEP = 0.87  # four steps' nibbles from one load (1.0 when each step widened its bytes)
-GATHER_NS_PER_ENTRY = 0.22
-SCATTER_NS_PER_ENTRY = 0.6
-SCATTER_BY_CODE_NS_PER_ENTRY = 0.45
-SLICED_ELL_FIXED16_NS_PER_STEP = (1.8, 1.4)  # (clamped int32 adds, int16 saturating adds)
-SCATTER_FIXED16_NS_PER_ENTRY = 0.65
 # Batches of at most this many vectors run one vector at a time: the batch kernel's 16 lanes cost
 # the same from 2 to 16 samples, and per vector the kernels also skip zero activations (measured at
 # 4 samples: 1.0-1.6x faster one at a time, at 8 samples 1.3-2.5x slower).
@@ -156,10 +147,20 @@ class ExecLayout:
     panel : int, optional
         Columns per panel of the batch kernels (1 to 4096); default
         ``kernels.panel_batch.panel_width`` of the layer's shape and density.
+    costs : KernelCosts, optional
+        The per-thread kernel costs that decide whether the sliced ELL is
+        kept and from how many non-zero activations a call takes it; default
+        ``kernel_costs.current()`` (the measured defaults, or
+        ``$EIE_KERNEL_COSTS``).
     """
 
     def __init__(self, matrix: InterleavedCSC, n_blocks: int | None = None, sliced_ell: bool | None = None,
-                 panel: int | None = None):
+                 panel: int | None = None, costs: KernelCosts | None = None):
+        if costs is None:
+            costs = _current_costs()
+        elif not isinstance(costs, KernelCosts):
+            raise TypeError(f"costs must be a KernelCosts, got {type(costs).__name__}")
+        self.costs = costs
         self.matrix = matrix
         m, k = matrix.shape
         self.shape = (m, k)
@@ -199,13 +200,14 @@ class ExecLayout:
         if (_ell.AVAILABLE if sliced_ell is None else sliced_ell) and nnz:
             ell = self._sliced_ell(codes)
             steps = int(ell[0][-1])
-            if sliced_ell or SLICED_ELL_NS_PER_STEP * steps < GATHER_NS_PER_ENTRY * nnz:  # else: slots too empty
+            if sliced_ell or costs.sliced_ell_ns_per_step * steps < costs.gather_ns_per_entry * nnz:  # else: too empty
                 self.ell = ell
                 # cost of the sliced ELL == the scatter's at this many non-zero activations
-                scatter_ns = SCATTER_BY_CODE_NS_PER_ENTRY if self.scatter_by_code else SCATTER_NS_PER_ENTRY
-                self.ell_min_nonzero = k * SLICED_ELL_NS_PER_STEP * steps / (scatter_ns * nnz)
-                self.ell_min_nonzero_fixed16 = tuple(k * step_ns * steps / (SCATTER_FIXED16_NS_PER_ENTRY * nnz)
-                                                     for step_ns in SLICED_ELL_FIXED16_NS_PER_STEP)
+                scatter_ns = costs.scatter_by_code_ns_per_entry if self.scatter_by_code else costs.scatter_ns_per_entry
+                self.ell_min_nonzero = k * costs.sliced_ell_ns_per_step * steps / (scatter_ns * nnz)
+                self.ell_min_nonzero_fixed16 = tuple(
+                    k * step_ns * steps / (costs.scatter_fixed16_ns_per_entry * nnz)
+                    for step_ns in (costs.sliced_ell_fixed16_ns_per_step, costs.sliced_ell_fixed16_words_ns_per_step))
         self.nnz = nnz
         self.max_row = int(row_nnz.max(initial=0))
         self._q16 = None  # (w_frac, codebook_q, row sums of |weight_q|, max |codebook_q|), on first use

@@ -1,0 +1,153 @@
+"""Measure this machine's per-thread kernel costs, from which execution layouts pick their kernels.
+
+    python -m bench.calibrate                      # print measured vs default costs
+    python -m bench.calibrate --write costs.json   # and write them for EIE_KERNEL_COSTS
+
+The defaults in ``eie_runtime.kernel_costs`` were measured on the 2-core
+benchmark machine. This times each single-vector kernel on two random layers
+(the sizes of the paper's Alex-7 and Alex-8, at their weight and activation
+densities), interleaved round by round, and divides each median call by its
+work per thread: sliced-ELL steps, stored entries (gather), entries in
+non-zero columns (scatters). Use the file with
+``EIE_KERNEL_COSTS=costs.json`` or ``kernel_costs.use(KernelCosts.load(...))``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from bench.common import available_cores, set_threads, time_interleaved
+from eie_runtime.atomic import atomic_open
+from eie_runtime.converters.paper_layers import PAPER_LAYERS, make_paper_input, make_paper_layer
+from eie_runtime.exec_layout import ExecLayout
+from eie_runtime.fixed_point import FixedPointParams, to_fixed
+from eie_runtime.kernel_costs import KernelCosts
+from eie_runtime.kernels import fast_f32 as _f32
+from eie_runtime.kernels import fast_fixed16 as _q16
+from eie_runtime.kernels import sliced_ell as _ell
+
+
+def _layout(name: str, seed: int) -> ExecLayout:
+    layer = make_paper_layer(name, seed=seed)
+    return ExecLayout(layer.matrix, sliced_ell=_ell.AVAILABLE)  # built whatever its cost, to be timed
+
+
+def _fixed_args(ex: ExecLayout, x: np.ndarray):
+    """int16 input, int32 codebook and bias, shift and rounding halves, as ``run_fixed16`` derives them."""
+    fp = FixedPointParams(in_frac=12, w_frac=16, out_frac=10)  # |x| < 8, |w| < 0.5: no saturation here
+    x_q = to_fixed(x, fp.in_frac)
+    codebook_q = to_fixed(ex.matrix.codebook, fp.w_frac).astype(np.int32)
+    return x_q, codebook_q, np.zeros(ex.shape[0], np.int32), fp.shift
+
+
+def _cases(ex: ExecLayout, x: np.ndarray) -> dict:
+    """{cost name: (callable, work units per call)} for the kernels this layout would run."""
+    m, _ = ex.shape
+    bias, out, out_q = np.zeros(m, np.float32), np.empty(m, np.float32), np.empty(m, np.int16)
+    codebook = ex.matrix.codebook
+    touched = int(np.count_nonzero(x[ex.cols] != 0))  # entries in non-zero columns
+    x_q, codebook_q, bias_q, shift = _fixed_args(ex, x)
+    cases = {"gather_ns_per_entry": (
+        lambda: _f32.gather_f32(ex.rowptr, ex.cols, ex.codes, codebook, ex.row_bounds, x, bias, False, out), ex.nnz)}
+    if ex.scatter_by_code:  # short blocks: the per-(row, code) scatter is the one this layer runs
+        cases["scatter_by_code_ns_per_entry"] = (
+            lambda: _f32.scatter_by_code_f32(ex.colptr, ex.csc_packed, codebook, ex.bounds, x, bias, False, out),
+            touched)
+    else:
+        cases["scatter_ns_per_entry"] = (
+            lambda: _f32.scatter_f32(ex.colptr, ex.csc_packed, codebook, ex.bounds, x, bias, False, out), touched)
+    cases["scatter_fixed16_ns_per_entry"] = (
+        lambda: _q16.scatter_fixed16(ex.colptr, ex.csc_packed, codebook_q, ex.bounds, x_q, bias_q, shift, False,
+                                     False, out_q), touched)
+    if ex.ell is not None:
+        gptr, slots, segs, codebook16 = ex.ell
+        steps = int(gptr[-1])
+        x_hi, w_hi = _ell.rounding_halves(shift)
+        cases["sliced_ell_ns_per_step"] = (
+            lambda: _ell.sliced_ell_f32(gptr, slots, segs, codebook16, ex.row_bounds, x, bias, False, out), steps)
+        for name, fit16 in (("sliced_ell_fixed16_ns_per_step", False), ("sliced_ell_fixed16_words_ns_per_step", True)):
+            cases[name] = (lambda fit16=fit16: _ell.sliced_ell_fixed16(
+                gptr, slots, segs, codebook_q, ex.row_bounds, x_q, bias_q, shift, x_hi, w_hi, fit16, False, out_q),
+                steps)
+    return cases
+
+
+QUICK_LAYERS = ("alex8", "ntwe", "ntlstm")  # the smallest paper layers, both scatters among them
+
+
+def measure(threads: int, layers=None, quick: bool = False, seed: int = 0, progress=None) -> tuple[dict, dict]:
+    """Each cost's median over the layers ({name: ns per unit and thread}), and per layer
+    ({layer: {name: ns}} and its timing statistics)."""
+    layers = list(layers or (QUICK_LAYERS if quick else PAPER_LAYERS))
+    per_layer, stats = {}, {}
+    for name in layers:
+        ex = _layout(name, seed)
+        x = make_paper_input(name, seed=seed).astype(np.float32)
+        cases = _cases(ex, x)
+        fns = {cost: fn for cost, (fn, _) in cases.items()}
+        for fn in fns.values():  # compile and warm outside the clock
+            fn()
+        timings, stats[name] = time_interleaved(fns, rounds=3 if quick else 7, round_s=0.06 if quick else 0.2,
+                                                max_foreign=0.25, max_rounds=12 if quick else 30, progress=progress)
+        per_layer[name] = {cost: timings[cost].median_us * 1e3 * threads / max(1, units)
+                           for cost, (_, units) in cases.items()}
+    names = {cost for costs in per_layer.values() for cost in costs}
+    measured = {cost: float(np.median([c[cost] for c in per_layer.values() if cost in c])) for cost in names}
+    return measured, {"per_layer": per_layer, "stats": stats}
+
+
+def table(measured: dict, per_layer: dict, default: KernelCosts) -> str:
+    """Default, median measured and per-layer figures of every cost, one row each."""
+    layers = list(per_layer)
+    rows = ["| cost (ns per unit and thread) | default | median | median / default | " + " | ".join(layers) + " |",
+            "|---" * (4 + len(layers)) + "|"]
+    for name, value in default.to_dict().items():
+        got = measured.get(name)
+        cells = [f"{per_layer[lay][name]:.3g}" if name in per_layer[lay] else "-" for lay in layers]
+        head = f"{got:.3g} | {got / value:.2f}" if got is not None else "not measured: default kept | "
+        rows.append(f"| {name} | {value:.3g} | {head} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--layers", help="comma list of paper layers (default: all nine; quick: "
+                                    + ",".join(QUICK_LAYERS) + ")")
+    p.add_argument("--threads", type=int, default=available_cores(), help="threads (default: all cores)")
+    p.add_argument("--write", metavar="PATH", help="write the costs as JSON for EIE_KERNEL_COSTS")
+    p.add_argument("--quick", action="store_true", help="the three smallest layers, few short rounds (a smoke run)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.threads < 1:
+        p.error(f"--threads must be at least 1, got {args.threads}")
+    layers = None
+    if args.layers:
+        layers = [name.strip() for name in args.layers.split(",") if name.strip()]
+        unknown = [name for name in layers if name not in PAPER_LAYERS]
+        if unknown or not layers:
+            p.error(f"--layers: unknown layer(s) {', '.join(unknown) or '(none given)'}; "
+                    f"choose from {' '.join(PAPER_LAYERS)}")
+    threads = set_threads(args.threads)["numba"]
+    from tqdm import tqdm
+
+    with tqdm(desc="timing rounds", unit="round", file=sys.stderr) as bar:
+        measured, detail = measure(threads, layers, quick=args.quick, seed=args.seed, progress=bar)
+    default = KernelCosts()
+    costs = KernelCosts.from_dict({**default.to_dict(), **measured}, source="measured costs")
+    print(f"# {threads} thread(s); rounds kept: " + ", ".join(f"{name} {s['kept']} of {s['tried']}"
+                                                            for name, s in detail["stats"].items()))
+    print(table(measured, detail["per_layer"], default))
+    if args.write:
+        with atomic_open(args.write, "w") as f:
+            json.dump(costs.to_dict(), f, indent=2)
+            f.write("\n")
+        print(f"wrote {args.write}: use it with EIE_KERNEL_COSTS={args.write}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
