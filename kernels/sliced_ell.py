@@ -67,9 +67,11 @@ AVAILABLE = _host_has_avx512()
 
 
 def _block_words(builder, slots_a, t):
-    """The 16 uint32 words of the 4-step block that starts at step ``t`` (a multiple of 4)."""
+    """The 16 uint32 words of the 4-step block that starts at step ``t`` (a multiple of 4). The layout
+    allocates ``slots`` 64-byte aligned (one line per block), but the load does not rely on it: an
+    aligned-only load would fault on a caller's own unaligned array."""
     ptr = builder.gep(slots_a.data, [builder.mul(t, ir.Constant(I64, LANES // STEP_UNROLL))])
-    return builder.load(builder.bitcast(ptr, vec(I32).as_pointer()), align=64)
+    return builder.load(builder.bitcast(ptr, vec(I32).as_pointer()), align=4)
 
 
 def _nibbles(builder, words, u, shuffle_cols=False):
