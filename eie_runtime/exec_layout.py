@@ -24,8 +24,9 @@ it), else the panel kernel; fixed16 batches of more than
 ``FIXED16_SINGLE_MAX_BATCH`` vectors -> the fixed16 panel kernel (AVX-512
 hosts, shift <= 29), else, past ``FIXED16_CSR_SINGLE_MAX_BATCH``, the CSR
 times the batch block; one vector (and each vector of a small float32
-batch) -> the sliced ELL when the layout's ``kernel_costs.KernelCosts`` make it cheaper than
-the scatter over the vector's non-zeros (per (row, code) accumulators when
+batch) -> the sliced ELL when the layout's kernel costs
+(``kernel_costs.KernelCosts``) make it cheaper than the scatter over the
+vector's non-zeros (per (row, code) accumulators when
 blocks have at most ``BY_CODE_MAX_ROWS`` rows); without the sliced ELL (and
 for float32 inputs with NaN or Inf), the gather when at least
 ``GATHER_DENSITY`` of the activations are non-zero, else the scatter. The
@@ -43,13 +44,13 @@ import numpy as np
 
 from .fixed_point import to_fixed
 from .format import InterleavedCSC
+from .kernel_costs import KernelCosts, current as _current_costs
 from .kernels import fast_f32 as _f32
 from .kernels import fast_fixed16 as _q16
 from .kernels import fast_layout as _build
 from .kernels import sliced_ell as _ell
 from .kernels import panel_batch as _pb
 from .kernels.aligned import aligned_empty as _aligned_empty
-from .kernel_costs import KernelCosts, current as _current_costs
 from .kernels import kernel_section
 
 ROW_ALIGN = 16  # rows per 64-byte cache line of float32 outputs
@@ -297,7 +298,8 @@ class ExecLayout:
 
     def _fixed16_plan(self, w_frac: int, bias_q: np.ndarray, shift: int) -> _Fixed16Plan:
         """The plan for these parameters and this bias object (layers pass the same cached one), remembered:
-        a single-vector call then costs one count and the kernel (it was 7-10 us of Python before)."""
+        a single-vector call then costs a count, a few comparisons and the kernel (deriving these on
+        every call cost about 4 us on NT-We)."""
         plan = self._plan16
         if plan is not None and plan.bias_q is bias_q and plan.key == (w_frac, shift):
             return plan
