@@ -68,11 +68,11 @@ def _cases(ex: ExecLayout, x: np.ndarray) -> dict:
         steps = int(gptr[-1])
         x_hi, w_hi = _ell.rounding_halves(shift)
         cases["sliced_ell_ns_per_step"] = (
-            lambda: _ell.sliced_ell_f32(gptr, slots, segs, codebook16, ex.row_bounds, x, bias, False, out), steps)
-        for name, fit16 in (("sliced_ell_fixed16_ns_per_step", False), ("sliced_ell_fixed16_words_ns_per_step", True)):
-            cases[name] = (lambda fit16=fit16: _ell.sliced_ell_fixed16(
-                gptr, slots, segs, codebook_q, ex.row_bounds, x_q, bias_q, shift, x_hi, w_hi, fit16, False, out_q),
-                steps)
+            lambda: _ell.sliced_ell_f32(gptr, slots, segs, codebook16, ex.row_bounds, x, bias, False, out, 0), steps)
+        for name, fit16_amax in (("sliced_ell_fixed16_ns_per_step", -1), ("sliced_ell_fixed16_words_ns_per_step", 32768)):
+            cases[name] = (lambda fit16_amax=fit16_amax: _ell.sliced_ell_fixed16(
+                gptr, slots, segs, codebook_q, ex.row_bounds, x_q, bias_q, shift, x_hi, w_hi, fit16_amax, (0.0, 0.0),
+                False, out_q), steps)
     return cases
 
 

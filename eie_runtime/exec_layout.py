@@ -86,6 +86,7 @@ class _Fixed16Plan(NamedTuple):
     bias32: np.ndarray  # it as int32
     codebook_q: np.ndarray  # int32 weights
     wmax: int  # max |codebook_q|
+    fit16_amax: int  # every rounded product fits int16 while max |activation| <= this (_fit16_amax)
     halves: tuple | None  # rounding_halves(shift) for the vpmaddwd kernels (shift <= 29), else None
     codebook_words: np.ndarray | None  # codebook_words(codebook_q, w_hi) for the panel kernel
     safe_amax: int  # the scatter needs no saturation check up to this |activation| (fast_fixed16.safe_amax)
@@ -94,6 +95,14 @@ class _Fixed16Plan(NamedTuple):
 def _term_bound(wmax: int, amax: int, shift: int) -> int:
     """A bound on every rounded product ``|(w a + half) >> shift|`` for ``|w| <= wmax``, ``|a| <= amax``."""
     return (wmax * int(amax) + (1 << 29)) >> shift
+
+
+def _fit16_amax(wmax: int, shift: int) -> int:
+    """The largest ``amax`` (-1 for none, capped at 32768) with ``_term_bound(wmax, amax, shift) < 32767``."""
+    room = (32767 << shift) - (1 << 29) - 1  # wmax * amax may reach this
+    if room < 0:
+        return -1
+    return 32768 if wmax == 0 else min(32768, room // wmax)
 
 
 def _default_blocks() -> int:
@@ -194,7 +203,8 @@ class ExecLayout:
         _build.fill_panels(self.rowptr, self.cols, codes, m, self.panel, self.panel_ptr, self.panel_entries)
         self.scatter_by_code = int(np.diff(self.bounds).max(initial=0)) <= BY_CODE_MAX_ROWS
         self.ell = None  # (gptr, slots, segs, codebook16)
-        self.ell_min_nonzero = None  # from how many non-zero activations to take it
+        self.ell_min_nonzero = None  # from how many non-zero activations it beats the scatter
+        self.ell_threshold = None  # from how many a float32 call takes it (also for the gather's calls)
         self.ell_min_nonzero_fixed16 = (None, None)  # the same for fixed16, without and with int16 terms
         if sliced_ell and not _ell.AVAILABLE:
             raise ValueError("sliced_ell=True needs Numba compiling for an AVX-512 host")
@@ -206,6 +216,8 @@ class ExecLayout:
                 # cost of the sliced ELL == the scatter's at this many non-zero activations
                 scatter_ns = costs.scatter_by_code_ns_per_entry if self.scatter_by_code else costs.scatter_ns_per_entry
                 self.ell_min_nonzero = k * costs.sliced_ell_ns_per_step * steps / (scatter_ns * nnz)
+                # a kept sliced ELL beats the gather whatever the input, so it takes the gather's calls too
+                self.ell_threshold = min(self.ell_min_nonzero, GATHER_DENSITY * k)
                 self.ell_min_nonzero_fixed16 = tuple(
                     k * step_ns * steps / (costs.scatter_fixed16_ns_per_entry * nnz)
                     for step_ns in (costs.sliced_ell_fixed16_ns_per_step, costs.sliced_ell_fixed16_words_ns_per_step))
@@ -265,14 +277,17 @@ class ExecLayout:
                                     self.panel, x, bias, relu, out)
             return out
         out = np.empty(m, dtype=np.float32)
-        n_nz, finite = _f32.count_nonzero_finite(x)
-        dense = k and n_nz >= GATHER_DENSITY * k
-        # a kept sliced ELL is cheaper than the gather whatever the input, so it takes the gather's calls too
-        if self.ell is not None and finite and (dense or n_nz >= self.ell_min_nonzero):  # (no ell when K = 0)
+        if self.ell is not None:  # (none when K = 0) it counts the non-zeros itself and runs on enough of them
             gptr, slots, segs, codebook16 = self.ell
             with kernel_section():
-                _ell.sliced_ell_f32(gptr, slots, segs, codebook16, self.row_bounds, x, bias, relu, out)
-        elif dense:  # no sliced ELL, or NaN/Inf (its padding would spread them)
+                found = _ell.sliced_ell_f32(gptr, slots, segs, codebook16, self.row_bounds, x, bias, relu, out,
+                                            self.ell_threshold)
+            if found >= self.ell_threshold:
+                return out
+            n_nz = found if found >= 0 else -1 - found  # too few non-zeros, or NaN/Inf
+        else:
+            n_nz, _ = _f32.count_nonzero_finite(x)
+        if k and n_nz >= GATHER_DENSITY * k:  # no sliced ELL, or NaN/Inf (its padding would spread them)
             with kernel_section():
                 _f32.gather_f32(self.rowptr, self.cols, self.codes, self.matrix.codebook, self.row_bounds, x, bias,
                                 relu, out)
@@ -307,7 +322,7 @@ class ExecLayout:
         bias32 = np.ascontiguousarray(bias_q, dtype=np.int32)
         halves = _ell.rounding_halves(shift) if shift <= 29 else None
         plan = _Fixed16Plan(key=(w_frac, shift), bias_q=bias_q, bias32=bias32, codebook_q=codebook_q, wmax=wmax,
-                            halves=halves,
+                            fit16_amax=_fit16_amax(wmax, shift), halves=halves,
                             codebook_words=_ell.codebook_words(codebook_q, halves[1]) if halves else None,
                             safe_amax=int(_q16.safe_amax(row_abs, self.rowptr, bias32, shift)) if shift < 63 else 0)
         self._plan16 = plan  # one tuple, replaced atomically: safe under concurrent calls
@@ -345,16 +360,19 @@ class ExecLayout:
     def _fixed16_vector(self, x: np.ndarray, plan: _Fixed16Plan, shift: int, relu: bool, out: np.ndarray) -> None:
         """``out`` = the layer on one int16 vector, by the kernel its non-zeros and magnitude call for."""
         k = self.shape[1]
-        n_nz, amax = _q16.count_and_amax(x)
-        term = _term_bound(plan.wmax, amax, shift)
-        fit16 = term < 32767  # every rounded product fits int16
-        if plan.halves and self.ell is not None and n_nz >= self.ell_min_nonzero_fixed16[fit16]:
+        if plan.halves and self.ell is not None:  # it counts the input itself and runs on enough non-zeros
             gptr, slots, segs, _ = self.ell
             with kernel_section():  # saturating in the hardware's order: exact for any input
-                _ell.sliced_ell_fixed16(gptr, slots, segs, plan.codebook_q, self.row_bounds, x, plan.bias32, shift,
-                                        plan.halves[0], plan.halves[1], fit16, relu, out)
-        elif shift <= 30 and k and n_nz >= GATHER_DENSITY * k:  # the gather checks its own rows
-            narrow = self.max_row * (term + 1) < 2**31 - 2**15  # int32 sums if a full row fits
+                found = _ell.sliced_ell_fixed16(gptr, slots, segs, plan.codebook_q, self.row_bounds, x, plan.bias32,
+                                                shift, plan.halves[0], plan.halves[1], plan.fit16_amax,
+                                                self.ell_min_nonzero_fixed16, relu, out)
+            n_nz, amax = found >> 16, found & 0xFFFF
+            if n_nz >= self.ell_min_nonzero_fixed16[amax <= plan.fit16_amax]:
+                return
+        else:
+            n_nz, amax = _q16.count_and_amax(x)
+        if shift <= 30 and k and n_nz >= GATHER_DENSITY * k:  # the gather checks its own rows
+            narrow = self.max_row * (_term_bound(plan.wmax, amax, shift) + 1) < 2**31 - 2**15  # int32 row sums
             gather = _q16.gather_fixed16_narrow if narrow else _q16.gather_fixed16
             with kernel_section():
                 gather(self.rowptr, self.cols, self.codes, plan.codebook_q, self.row_bounds, x, plan.bias32, shift,

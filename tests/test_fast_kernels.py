@@ -190,17 +190,45 @@ def test_sliced_ell_holds_every_entry_once_and_matches_reference(m, k, n_blocks,
     layer._exec = ex = ExecLayout(layer.matrix, n_blocks=n_blocks, sliced_ell=True)
     assert ex.ell is not None
     np.testing.assert_array_equal(_decode_sliced_ell(ex), codes)
-    calls = []
+    ran = []
     kernel = sliced_ell.sliced_ell_f32
-    monkeypatch.setattr(sliced_ell, "sliced_ell_f32", lambda *a: calls.append(1) or kernel(*a))
+
+    def counting(*args):
+        found = kernel(*args)
+        ran.append(found >= args[-1])  # it ran exactly when the count reached the threshold
+        return found
+
+    monkeypatch.setattr(sliced_ell, "sliced_ell_f32", counting)
     chosen = 0
-    for act_density in (1.0, 0.6):
+    for act_density in (1.0, 0.6, 0.05):
         x = _acts(rng, k, act_density)
         np.testing.assert_allclose(layer(x), float32_layer(cb[codes], x, b, relu=True), rtol=1e-5, atol=1e-5)
         n_nz = np.count_nonzero(x)
         chosen += n_nz >= ex.ell_min_nonzero or n_nz >= GATHER_DENSITY * k  # cheaper than scatter, or than gather
-    assert len(calls) == chosen
-    assert chosen == 2 or m * k < 100  # a 1 x 2 layer's padded steps cost more than its scatter
+    assert len(ran) == 3 and sum(ran) == chosen
+    assert chosen >= 2 or m * k < 100  # a 1 x 2 layer's padded steps cost more than its scatter
+
+
+@needs_avx512
+def test_sliced_ell_counts_the_input_and_declines_what_it_should_not_run():
+    rng = np.random.default_rng(5)
+    layer, codes, cb, b = _layer(rng, 70, 100, 0.3, relu=False)
+    ex = ExecLayout(layer.matrix, n_blocks=2, sliced_ell=True)
+    bias = b.astype(np.float32)
+    x = np.zeros(100, np.float32)
+    x[rng.choice(100, 20, replace=False)] = rng.normal(0, 1, 20).astype(np.float32) + 3
+    x[np.flatnonzero(x == 0)[:5]] = -0.0  # negative zeros are zeros
+    out = np.full(70, 7.0, np.float32)
+    assert sliced_ell.sliced_ell_f32(*ex.ell, ex.row_bounds, x, bias, False, out, 21) == 20
+    assert (out == 7.0).all()  # too few non-zeros: declined, the output untouched
+    assert sliced_ell.sliced_ell_f32(*ex.ell, ex.row_bounds, x, bias, False, out, 20) == 20
+    np.testing.assert_allclose(out, float32_layer(cb[codes], x, b, relu=False), rtol=1e-5, atol=1e-5)
+    for bad in (np.nan, np.inf, -np.inf):
+        x_bad = x.copy()
+        x_bad[np.flatnonzero(x == 0)[-1]] = bad  # one more non-zero, and not finite
+        out[:] = 7.0
+        assert sliced_ell.sliced_ell_f32(*ex.ell, ex.row_bounds, x_bad, bias, False, out, 0) == -1 - 21
+        assert (out == 7.0).all()
 
 
 @needs_avx512
@@ -252,9 +280,10 @@ def test_sliced_ell_fixed16_is_bit_identical_to_stored_format_kernel(shift, amax
     gptr, slots, segs, _ = ex.ell
     for word_add in {False, fits}:
         out = np.empty(m, dtype=np.int16)
-        sliced_ell.sliced_ell_fixed16(gptr, slots, segs, cb_q, ex.row_bounds, x_q[0], bias, shift, x_hi, w_hi,
-                                      word_add, False, out)
+        found = sliced_ell.sliced_ell_fixed16(gptr, slots, segs, cb_q, ex.row_bounds, x_q[0], bias, shift, x_hi,
+                                              w_hi, 32768 if word_add else -1, (0.0, 0.0), False, out)
         np.testing.assert_array_equal(out, ref[0])
+        assert found == np.count_nonzero(x_q) << 16 | int(np.abs(x_q.astype(np.int32)).max())
     if amax == 32767 and shift < 16:
         assert ((ref == 32767) | (ref == -32768)).any()  # the big case does reach the clamps
 
@@ -439,3 +468,12 @@ def test_fixed16_tables_follow_parameter_changes():
         x_q = to_fixed(x, fracs[0])
         ref = fixed16_layer(codes, cb, x_q, in_frac=fracs[0], w_frac=fracs[1], out_frac=fracs[2], bias=b, relu=True)
         np.testing.assert_array_equal(layer.run_fixed16_int(x_q), ref)
+
+
+@settings(max_examples=300, deadline=None)
+@given(wmax=st.integers(0, 32768), shift=st.integers(0, 29), amax=st.integers(0, 32768))
+def test_fit16_amax_is_exactly_the_term_bound(wmax, shift, amax):
+    # the kernels compare max |activation| with this bound instead of computing the term bound per call
+    from eie_runtime.exec_layout import _fit16_amax, _term_bound
+
+    assert (amax <= _fit16_amax(wmax, shift)) == (_term_bound(wmax, amax, shift) < 32767)
