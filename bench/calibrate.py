@@ -4,12 +4,15 @@
     python -m bench.calibrate --write costs.json   # and write them for EIE_KERNEL_COSTS
 
 The defaults in ``eie_runtime.kernel_costs`` were measured on the 2-core
-benchmark machine. This times each single-vector kernel on two random layers
-(the sizes of the paper's Alex-7 and Alex-8, at their weight and activation
-densities), interleaved round by round, and divides each median call by its
-work per thread: sliced-ELL steps, stored entries (gather), entries in
-non-zero columns (scatters). Use the file with
-``EIE_KERNEL_COSTS=costs.json`` or ``kernel_costs.use(KernelCosts.load(...))``.
+benchmark machine. This times each single-vector kernel a layer would run on
+the nine paper layers (``--layers`` to choose; ``--quick``: the three
+smallest), interleaved round by round in blocks of back-to-back calls as
+``bench.kernels`` does, divides each median call by its work per thread
+(sliced-ELL steps, stored entries for the gather, entries in non-zero
+columns for the scatters) and reports each cost's median over the layers.
+Use the file with ``EIE_KERNEL_COSTS=costs.json`` or
+``kernel_costs.use(KernelCosts.load(...))``; docs/speed.md says how far the
+figures carry from one layer to another.
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ def _layout(name: str, seed: int) -> ExecLayout:
 
 
 def _fixed_args(ex: ExecLayout, x: np.ndarray):
-    """int16 input, int32 codebook and bias, shift and rounding halves, as ``run_fixed16`` derives them."""
-    fp = FixedPointParams(in_frac=12, w_frac=16, out_frac=10)  # |x| < 8, |w| < 0.5: no saturation here
+    """int16 input, int32 codebook and (zero) bias, and the shift, as ``run_fixed16`` derives them."""
+    fp = FixedPointParams(in_frac=12, w_frac=16, out_frac=10)  # timing only: the results are not checked
     x_q = to_fixed(x, fp.in_frac)
     codebook_q = to_fixed(ex.matrix.codebook, fp.w_frac).astype(np.int32)
     return x_q, codebook_q, np.zeros(ex.shape[0], np.int32), fp.shift
