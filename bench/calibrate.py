@@ -70,12 +70,13 @@ def _cases(ex: ExecLayout, x: np.ndarray) -> dict:
         gptr, slots, segs, codebook16 = ex.ell
         steps = int(gptr[-1])
         x_hi, w_hi = _ell.rounding_halves(shift)
+        codebook_w = _ell.codebook_words(codebook_q, w_hi)
         cases["sliced_ell_ns_per_step"] = (
             lambda: _ell.sliced_ell_f32(gptr, slots, segs, codebook16, ex.row_bounds, x, bias, False, out, 0), steps)
         for name, fit16_amax in (("sliced_ell_fixed16_ns_per_step", -1), ("sliced_ell_fixed16_words_ns_per_step", 32768)):
             cases[name] = (lambda fit16_amax=fit16_amax: _ell.sliced_ell_fixed16(
-                gptr, slots, segs, codebook_q, ex.row_bounds, x_q, bias_q, shift, x_hi, w_hi, fit16_amax, (0.0, 0.0),
-                False, out_q), steps)
+                gptr, slots, segs, codebook_w, ex.row_bounds, x_q, bias_q, shift, x_hi, fit16_amax, (0.0, 0.0), False,
+                out_q), steps)
     return cases
 
 

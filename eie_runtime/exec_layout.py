@@ -88,7 +88,7 @@ class _Fixed16Plan(NamedTuple):
     wmax: int  # max |codebook_q|
     fit16_amax: int  # every rounded product fits int16 while max |activation| <= this (_fit16_amax)
     halves: tuple | None  # rounding_halves(shift) for the vpmaddwd kernels (shift <= 29), else None
-    codebook_words: np.ndarray | None  # codebook_words(codebook_q, w_hi) for the panel kernel
+    codebook_words: np.ndarray | None  # codebook_words(codebook_q, w_hi) for the vpmaddwd kernels
     safe_amax: int  # the scatter needs no saturation check up to this |activation| (fast_fixed16.safe_amax)
 
 
@@ -363,8 +363,8 @@ class ExecLayout:
         if plan.halves and self.ell is not None:  # it counts the input itself and runs on enough non-zeros
             gptr, slots, segs, _ = self.ell
             with kernel_section():  # saturating in the hardware's order: exact for any input
-                found = _ell.sliced_ell_fixed16(gptr, slots, segs, plan.codebook_q, self.row_bounds, x, plan.bias32,
-                                                shift, plan.halves[0], plan.halves[1], plan.fit16_amax,
+                found = _ell.sliced_ell_fixed16(gptr, slots, segs, plan.codebook_words, self.row_bounds, x,
+                                                plan.bias32, shift, plan.halves[0], plan.fit16_amax,
                                                 self.ell_min_nonzero_fixed16, relu, out)
             n_nz, amax = found >> 16, found & 0xFFFF
             if n_nz >= self.ell_min_nonzero_fixed16[amax <= plan.fit16_amax]:

@@ -52,3 +52,8 @@ def element_pointers(builder, base, idx):
 
 def declare(builder, name: str, ret, args):
     return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ret, args), name)
+
+
+def array_args(context, builder, signature, args, *positions):
+    """Numba's array structs (``data``, ``shape``, ``strides``) of the intrinsic arguments at ``positions``."""
+    return [context.make_array(signature.args[i])(context, builder, args[i]) for i in positions]

@@ -47,7 +47,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .aligned import aligned_empty
-from .llvm_ir import F32, I32, I64, LANES, broadcast, declare, vec
+from .llvm_ir import F32, I32, I64, LANES, array_args, broadcast, declare, vec
 
 CHUNK = 64  # samples per pass: four zmm accumulators per row
 PAIR_ENTRIES = 32  # panels are as wide as gives a (row, panel) pair about this many entries...
@@ -88,9 +88,7 @@ def _make_pair_dot(nv: int):
         sig = types.void(xp, packed, codebook, e0, e1, yt, row, first)
 
         def codegen(context, builder, signature, args):
-            xp_a, pk_a, cb_a = (context.make_array(t)(context, builder, a)
-                                for t, a in zip(signature.args[:3], args[:3]))
-            yt_a = context.make_array(signature.args[5])(context, builder, args[5])
+            xp_a, pk_a, cb_a, yt_a = array_args(context, builder, signature, args, 0, 1, 2, 5)
             start, end, row, first = args[3], args[4], args[6], args[7]
             out = _row_pointer(builder, yt_a, row)
             fma = declare(builder, "llvm.fma.v16f32", _VF, [_VF, _VF, _VF])
@@ -164,8 +162,7 @@ def _make_transpose16(with_bias: bool):
     offsets, no bounds checks."""
 
     def codegen(context, builder, signature, args):
-        src_a = context.make_array(signature.args[0])(context, builder, args[0])
-        dst_a = context.make_array(signature.args[3])(context, builder, args[3])
+        src_a, dst_a = array_args(context, builder, signature, args, 0, 3)
         r0_v, c0_v, d0_v, e0_v = args[1], args[2], args[4], args[5]
         f32p = F32.as_pointer()
 
@@ -181,7 +178,7 @@ def _make_transpose16(with_bias: bool):
                     a, c = rows[i], rows[i + b]
                     rows[i], rows[i + b] = builder.shuffle_vector(a, c, low), builder.shuffle_vector(a, c, high)
         if with_bias:
-            bias_a = context.make_array(signature.args[6])(context, builder, args[6])
+            bias_a, = array_args(context, builder, signature, args, 6)
             bias_v = builder.load(builder.bitcast(builder.gep(bias_a.data, [e0_v]), _VF.as_pointer()), align=4)
             zero = ir.Constant(_VF, [0.0] * LANES)
             relu = builder.icmp_unsigned("!=", args[7], ir.Constant(args[7].type, 0))
@@ -310,9 +307,7 @@ def _make_pair_dot_fixed16(nv: int, word_add: bool):
         sig = types.void(xp, packed, codebook_w, e0, e1, acc, row, shift)
 
         def codegen(context, builder, signature, args):
-            xp_a, pk_a, cb_a = (context.make_array(t)(context, builder, a)
-                                for t, a in zip(signature.args[:3], args[:3]))
-            acc_a = context.make_array(signature.args[5])(context, builder, args[5])
+            xp_a, pk_a, cb_a, acc_a = array_args(context, builder, signature, args, 0, 1, 2, 5)
             start, end, row = args[3], args[4], args[6]
             vi, vw = vec(I32), vec(ir.IntType(16), 2 * LANES)
             madd = declare(builder, "llvm.x86.avx512.pmaddw.d.512", vi, [vw, vw])

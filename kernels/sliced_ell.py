@@ -45,7 +45,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .aligned import aligned_empty
-from .llvm_ir import F32, I16, I32, I64, LANES, broadcast, declare, vec
+from .llvm_ir import F32, I16, I32, I64, LANES, array_args, broadcast, declare, vec
 
 STEP_UNROLL = 4  # steps per block (one uint32 per lane) and loop iteration; groups pad to a multiple
 _I8 = ir.IntType(8)
@@ -114,9 +114,7 @@ def _group_dot(typingctx, slots, segs, xp, codebook16, t0, t1, res):
     sig = types.void(slots, segs, xp, codebook16, t0, t1, res)
 
     def codegen(context, builder, signature, args):
-        tys = signature.args
-        slots_a, segs_a, xp_a, cb_a = (context.make_array(t)(context, builder, a) for t, a in zip(tys[:4], args[:4]))
-        res_a = context.make_array(tys[6])(context, builder, args[6])
+        slots_a, segs_a, xp_a, cb_a, res_a = array_args(context, builder, signature, args, 0, 1, 2, 3, 6)
         permute = declare(builder, "llvm.x86.avx512.permvar.sf.512", _VF, [_VF, vec(I32)])
         fma = declare(builder, "llvm.fma.v16f32", _VF, [_VF, _VF, _VF])
         cbv = builder.load(builder.bitcast(cb_a.data, _VF.as_pointer()), align=4)
@@ -146,10 +144,7 @@ def _make_group_dot_multi(ns: int):
         sig = types.void(slots, segs, xp, codebook16, t0, t1, res)
 
         def codegen(context, builder, signature, args):
-            tys = signature.args
-            slots_a, segs_a, xp_a, cb_a = (context.make_array(t)(context, builder, a)
-                                           for t, a in zip(tys[:4], args[:4]))
-            res_a = context.make_array(tys[6])(context, builder, args[6])
+            slots_a, segs_a, xp_a, cb_a, res_a = array_args(context, builder, signature, args, 0, 1, 2, 3, 6)
             permute = declare(builder, "llvm.x86.avx512.permvar.sf.512", _VF, [_VF, vec(I32)])
             fma = declare(builder, "llvm.fma.v16f32", _VF, [_VF, _VF, _VF])
             cbv = builder.load(builder.bitcast(cb_a.data, _VF.as_pointer()), align=4)
@@ -293,10 +288,7 @@ def _make_group_dot_fixed16(word_add: bool):
         sig = types.void(slots, segs, xp, codebook16, shift, t0, t1, acc)
 
         def codegen(context, builder, signature, args):
-            tys = signature.args
-            slots_a, segs_a, xp_a, cb_a = (context.make_array(t)(context, builder, a)
-                                           for t, a in zip(tys[:4], args[:4]))
-            acc_a = context.make_array(tys[7])(context, builder, args[7])
+            slots_a, segs_a, xp_a, cb_a, acc_a = array_args(context, builder, signature, args, 0, 1, 2, 3, 7)
             vi, vw = vec(I32), vec(I16, 2 * LANES)
             permute = declare(builder, "llvm.x86.avx512.permvar.si.512", vi, [vi, vi])
             madd = declare(builder, "llvm.x86.avx512.pmaddw.d.512", vi, [vw, vw])
@@ -372,14 +364,17 @@ def _words_counting(x_q, x_hi, xp):
 
 
 @njit(cache=True, parallel=True)
-def sliced_ell_fixed16(gptr, slots, segs, codebook_q, bounds, x_q, bias_q, shift, x_hi, w_hi, fit16_amax, min_nonzero,
-                       relu, out):
+def sliced_ell_fixed16(gptr, slots, segs, codebook_w, bounds, x_q, bias_q, shift, x_hi, fit16_amax, min_nonzero, relu,
+                       out):
     """int16 out = act(W x + b), bit-exact, for the int16 ``x_q``; ``shift <= 29``,
-    ``(x_hi, w_hi) = rounding_halves(shift)``. Returns ``count << 16 | amax``, x_q's non-zero count
-    and largest |value|; runs only if ``count >= min_nonzero[fits]`` (else ``out`` is left as it
-    was), ``fits`` meaning ``amax <= fit16_amax``: the caller's proof that every rounded product then
-    fits int16, which allows one saturating int16 add per step. The caller learns from the result
-    whether the kernel ran, without a counting pass of its own.
+    ``(x_hi, w_hi) = rounding_halves(shift)``, ``codebook_w = codebook_words(codebook_q, w_hi)``
+    (made once per parameters by the caller, as for the panel kernel).
+
+    Returns ``count << 16 | amax``, x_q's non-zero count and largest |value|; runs only if
+    ``count >= min_nonzero[fits]`` (else ``out`` is left as it was), ``fits`` meaning
+    ``amax <= fit16_amax``: the caller's proof that every rounded product then fits int16, which
+    allows one saturating int16 add per step. The caller learns from the result whether the kernel
+    ran, without a counting pass of its own.
 
     Each lane (row) receives its terms in ascending column order (segments in
     order, columns in order within one) and padding slots add 0, so clamping
@@ -393,7 +388,6 @@ def sliced_ell_fixed16(gptr, slots, segs, codebook_q, bounds, x_q, bias_q, shift
     if nblk == 0:
         n, amax = _words_counting(x_q, x_hi, np.empty(nseg * LANES, dtype=np.int32))
         return (n << 16) | amax
-    cb = codebook_words(codebook_q, w_hi)
     found = np.empty(nblk, dtype=np.int64)  # every block counts the same
     for b in prange(nblk):
         xp = aligned_empty(nseg * LANES, np.int32)
@@ -409,10 +403,11 @@ def sliced_ell_fixed16(gptr, slots, segs, codebook_q, bounds, x_q, bias_q, shift
             for lane in range(LANES):
                 acc[lane] = bias_q[r0 + lane] if lane < rows else 0
             if terms_fit16:
-                _group_dot_fixed16_words(slots, segs, xp, cb, np.int32(shift), np.int64(gptr[g]),
+                _group_dot_fixed16_words(slots, segs, xp, codebook_w, np.int32(shift), np.int64(gptr[g]),
                                          np.int64(gptr[g + 1]), acc)
             else:
-                _group_dot_fixed16(slots, segs, xp, cb, np.int32(shift), np.int64(gptr[g]), np.int64(gptr[g + 1]), acc)
+                _group_dot_fixed16(slots, segs, xp, codebook_w, np.int32(shift), np.int64(gptr[g]),
+                                   np.int64(gptr[g + 1]), acc)
             for lane in range(rows):
                 y = np.int16(acc[lane])  # the low int16 (all of it without terms_fit16)
                 if relu and y < 0:

@@ -14,7 +14,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .llvm_ir import I1, I16, I32, I64, LANES, broadcast, declare, element_pointers, vec
+from .llvm_ir import I1, I16, I32, I64, LANES, array_args, broadcast, declare, element_pointers, vec
 
 
 @intrinsic
@@ -25,8 +25,7 @@ def saturating_column_add(typingctx, acc, packed, tab, e0, e1):
     sig = types.void(acc, packed, tab, e0, e1)
 
     def codegen(context, builder, signature, args):
-        acc_a, packed_a, tab_a = (context.make_array(t)(context, builder, a)
-                                  for t, a in zip(signature.args[:3], args[:3]))
+        acc_a, packed_a, tab_a = array_args(context, builder, signature, args, 0, 1, 2)
         first, end = args[3], args[4]
         vi32, vmask = vec(I32), vec(I1)
         gather = declare(builder, "llvm.masked.gather.v16i32.v16p0i32", vi32,

@@ -280,8 +280,9 @@ def test_sliced_ell_fixed16_is_bit_identical_to_stored_format_kernel(shift, amax
     gptr, slots, segs, _ = ex.ell
     for word_add in {False, fits}:
         out = np.empty(m, dtype=np.int16)
-        found = sliced_ell.sliced_ell_fixed16(gptr, slots, segs, cb_q, ex.row_bounds, x_q[0], bias, shift, x_hi,
-                                              w_hi, 32768 if word_add else -1, (0.0, 0.0), False, out)
+        found = sliced_ell.sliced_ell_fixed16(gptr, slots, segs, sliced_ell.codebook_words(cb_q, w_hi), ex.row_bounds,
+                                              x_q[0], bias, shift, x_hi, 32768 if word_add else -1, (0.0, 0.0), False,
+                                              out)
         np.testing.assert_array_equal(out, ref[0])
         assert found == np.count_nonzero(x_q) << 16 | int(np.abs(x_q.astype(np.int32)).max())
     if amax == 32767 and shift < 16:
