@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The kernel tests run a second time compiled for a CPU without AVX-512 (the portable kernels).
+KERNEL_TESTS := tests/test_fast_kernels.py tests/test_layer_kernels.py tests/test_kernel_inputs.py
 
-.PHONY: test demo fuzz bench bench-quick hardware clean
+.PHONY: test test-portable demo fuzz bench bench-quick hardware clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +17,10 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
+	$(MAKE) test-portable
+
+test-portable: $(STAMP)
+	NUMBA_CPU_NAME=x86-64 $(PY) -m pytest -q -n 2 --dist loadfile $(KERNEL_TESTS)
 
 demo: $(STAMP)
 	$(PY) -m eie_runtime.demo
@@ -31,5 +37,8 @@ bench-quick: $(STAMP)
 hardware: $(STAMP)
 	$(PY) -m bench.hardware
 
+# Compiled kernels live in __pycache__ folders beside their sources (or, where those are read-only, in
+# the user's cache folder, which `eie cache clear` empties).
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis out bench/out
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

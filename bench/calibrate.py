@@ -25,7 +25,7 @@ import numpy as np
 
 from bench.common import available_cores, set_threads, time_interleaved
 from eie_runtime.atomic import atomic_open
-from eie_runtime.converters.paper_layers import PAPER_LAYERS, make_paper_input, make_paper_layer
+from eie_runtime.paper_layers import PAPER_LAYERS, make_paper_input, make_paper_layer
 from eie_runtime.exec_layout import ExecLayout
 from eie_runtime.fixed_point import FixedPointParams, to_fixed
 from eie_runtime.kernel_costs import KernelCosts

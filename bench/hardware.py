@@ -6,7 +6,7 @@ Table IV's EIE rows (9 layers, 64 PEs, FIFO 8), the real Alex-8 layer,
 Figure 8 (load efficiency vs FIFO depth 1..256), Figures 11-13 (speedup,
 padding entries and load efficiency vs PE count 1..256) and Table V's EIE
 column (frames/s, frames/J on Alex-7). The layers are Table III's, uniform
-random at the paper's densities, seeded (``converters.paper_layers``).
+random at the paper's densities, seeded (``eie_runtime.paper_layers``).
 Writes plots, ``results.json`` and ``report.md`` into ``--out`` and the
 same report to ``--summary``.
 """
@@ -23,8 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from eie_runtime.atomic import atomic_open, atomic_write_text
-from eie_runtime.converters.paper_layers import PAPER_LAYERS, make_paper_input, make_paper_layer
-from eie_runtime.format import InterleavedCSC
+from eie_runtime.paper_layers import PAPER_LAYERS, make_paper_input, make_paper_layer, real_alex8
 from eie_runtime.hardware import HardwareConfig, prepare_layer, simulate_vector
 from eie_runtime.hardware.energy import paper_power_w
 from eie_runtime.fixed_point import to_fixed
@@ -32,7 +31,6 @@ from eie_runtime.layer import EIELinear
 
 DEPTHS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 PE_COUNTS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
-REAL_ALEX8 = Path(__file__).resolve().parents[2] / "shared" / "data" / "alexnet_fc8_real.npz"
 PAPER_TABLE_V = {"frames_per_s": 81967, "power_w": 0.59, "frames_per_j": 138927}
 
 
@@ -94,14 +92,9 @@ def main(argv=None) -> int:
         table4[name] = r
 
     # --- the real Alex-8 layer and input
-    real = None
-    if REAL_ALEX8.exists():
-        d = np.load(REAL_ALEX8)
-        rl = EIELinear(InterleavedCSC.from_codes(d["codes"], d["codebook"], 64, name="alex8-real"),
-                       bias=d["bias"], activation="relu", name="alex8-real")
-        rl.calibrate(d["activations"])
-        prep = prepare_layer(rl, base)
-        real = simulate_vector(prep, to_fixed(d["activations"], rl.fixed.in_frac), base, verify=True)
+    rl, real_x = real_alex8()
+    rl.calibrate(real_x)
+    real = simulate_vector(prepare_layer(rl, base), to_fixed(real_x, rl.fixed.in_frac), base, verify=True)
 
     # --- sweeps
     fig8 = {n: {} for n in names}
@@ -222,7 +215,7 @@ def _report(names, table4, real, fig8, fig11, table5, elapsed, throughput, runne
     L.append(f"\nWithin 15% of the paper's actual time: {within} of 9. Simulated/theoretical ratios: "
              f"{min(ratios):.3f} .. {max(ratios):.3f} (paper's own actual/theoretical: 1.04 .. 1.54).\n")
     if real is not None:
-        L.append("## The real Alex-8 layer (shared/data/alexnet_fc8_real.npz)\n")
+        L.append("## The real Alex-8 layer (eie_runtime/data/alexnet_fc8_real.npz)\n")
         L.append(f"Simulated {real.time_us:.2f} us ({real.cycles} cycles) vs the paper's 9.9 us "
                  f"({real.time_us / 9.9 - 1:+.1%}); theoretical {real.theoretical_us:.2f} us; "
                  f"activation density {100 * real.activation_density:.1f}%; load efficiency {real.load_efficiency:.3f}; "

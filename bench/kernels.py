@@ -24,8 +24,8 @@ from tqdm import tqdm
 from bench import baselines as B
 from bench.common import available_cores, machine_header, set_threads, time_interleaved
 from eie_runtime.atomic import atomic_write_bytes, atomic_write_text
-from eie_runtime.cli import format_table
-from eie_runtime.converters.paper_layers import PAPER_LAYERS, make_paper_input, make_paper_layer
+from eie_runtime.tables import format_table
+from eie_runtime.paper_layers import PAPER_LAYERS, make_paper_input, make_paper_layer
 from eie_runtime.fixed_point import from_fixed, to_fixed
 from eie_runtime.kernels import spmspv
 from eie_runtime.layer import EIELinear

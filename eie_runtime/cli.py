@@ -7,6 +7,7 @@ import json
 import sys
 
 from .errors import EIEError
+from .tables import format_table
 
 
 def _inspect(args) -> int:
@@ -29,37 +30,6 @@ def _inspect(args) -> int:
     print(f"{args.file}: kind={mf.kind}, {len(rows)} EIE layer(s)")
     print(format_table(rows))
     return 0
-
-
-def load_array_file(path: str, what: str):
-    """A ``.npy`` array, or a ``.npz`` as {name: array}; unreadable files raise :class:`EIEInputError`."""
-    import zipfile
-
-    import numpy as np
-
-    from .errors import EIEInputError
-
-    try:
-        data = np.load(path, allow_pickle=False)
-        if isinstance(data, np.lib.npyio.NpzFile):
-            with data:
-                return {k: data[k] for k in data.files}
-        return data
-    except FileNotFoundError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise EIEInputError(f"{what}: {path} is not a readable .npy/.npz file ({exc.__class__.__name__}: {exc})") from None
-
-
-def format_table(rows: list[dict]) -> str:
-    """A markdown table of dict rows (same keys)."""
-    if not rows:
-        return "(none)"
-    cols = list(rows[0])
-    cells = [[str(r[c]) for c in cols] for r in rows]
-    width = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    line = lambda vals: "| " + " | ".join(v.rjust(w) for v, w in zip(vals, width)) + " |"
-    return "\n".join([line(cols), "|" + "|".join("-" * (w + 2) for w in width) + "|"] + [line(r) for r in cells])
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,7 +27,7 @@ import torch  # noqa: E402
 from torch import nn
 
 from . import torch as et
-from .cli import format_table
+from .tables import format_table
 
 DENSITY = 0.1
 BITS = 4

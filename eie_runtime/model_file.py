@@ -22,7 +22,7 @@ validates every field a kernel will trust; every failure is an
 
 from __future__ import annotations
 
-import importlib
+import importlib.metadata
 import json
 import struct
 from dataclasses import dataclass, field
@@ -56,12 +56,36 @@ LIMITS = {
 _ST_DTYPES = {"BOOL": "|b1", "U8": "|u1", "I8": "|i1", "U16": "<u2", "I16": "<i2", "F16": "<f2",
               "U32": "<u4", "I32": "<i4", "F32": "<f4", "U64": "<u8", "I64": "<i8", "F64": "<f8"}
 
-#: Loaders for header kinds the core does not build itself: kind -> "module:function".
-#: The function takes a :class:`ModelFile` and returns the object ``load`` gives back.
-KIND_LOADERS = {
-    "graph": "eie_runtime.graph:model_from_file",
-    "torch-modules": "eie_runtime.torch:modules_from_file",  # imports torch, for these files only
-}
+#: Entry-point group of loaders for header kinds the core does not build itself. Each entry is named by
+#: its kind and points at a function taking a :class:`ModelFile` and returning what ``load`` gives back;
+#: front ends declare theirs in pyproject.toml, so the core never names them (nor imports torch for a
+#: file that does not need it).
+KIND_ENTRY_POINTS = "eie_runtime.file_kinds"
+_KIND_LOADERS: dict = {}  # kind -> loader, registered at run time or resolved from the entry points
+
+
+def register_kind(kind: str, loader) -> None:
+    """Let :func:`load` open files whose header ``kind`` is ``kind`` with ``loader(model_file)``."""
+    if kind in ("layer", "layers"):
+        raise ValueError(f"kind {kind!r} is the core's own")
+    _KIND_LOADERS[kind] = loader
+
+
+def _kind_loader(kind: str, source: str):
+    loader = _KIND_LOADERS.get(kind)
+    if loader is not None:
+        return loader
+    found = {ep.name: ep for ep in importlib.metadata.entry_points(group=KIND_ENTRY_POINTS)}
+    if kind not in found:
+        known = ", ".join(["layer", "layers", *sorted(set(found) | set(_KIND_LOADERS))])
+        raise EIEFormatError(f"{source}: header field 'kind': unknown model kind {kind!r} (known: {known})")
+    try:
+        loader = found[kind].load()
+    except (ImportError, AttributeError) as exc:
+        raise EIEFormatError(f"{source}: model kind {kind!r} needs {found[kind].value}, which is not available "
+                             f"here ({exc})") from None
+    _KIND_LOADERS[kind] = loader
+    return loader
 
 
 @dataclass
@@ -332,14 +356,7 @@ def load(path):
         return mf.layers[0]
     if mf.kind == "layers":
         return mf.layers
-    target = KIND_LOADERS.get(mf.kind)
-    if target is None:
-        raise EIEFormatError(f"{path}: header field 'kind': unknown model kind {mf.kind!r} (known: layer, layers, {', '.join(KIND_LOADERS)})")
-    module, func = target.split(":")
-    try:
-        loader = getattr(importlib.import_module(module), func)
-    except (ImportError, AttributeError) as exc:
-        raise EIEFormatError(f"{path}: model kind {mf.kind!r} needs {target}, which is not available here ({exc})") from None
+    loader = _kind_loader(mf.kind, str(path))
     try:
         return loader(mf)
     except EIEFormatError as exc:  # name the file, as every other refusal does

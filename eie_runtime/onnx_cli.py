@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import load_array_file
+from .array_files import load_array_file
 from .errors import EIEInputError
 
 
@@ -44,7 +44,7 @@ def _parse_inputs(items: list[str], input_names: list[str], what: str) -> dict:
 
 
 def _convert(args) -> int:
-    from .cli import format_table
+    from .tables import format_table
     from .model_file import save
     from .onnx import convert
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cli import format_table
+from .tables import format_table
 from .converters import torch_import as ti
 from .converters.finetune import (Agreement, DistillReport, agreement, call_model, density_schedule, distill_finetune,
                                   finetune_state, prepare_finetune, set_density, share_weights)
@@ -719,7 +719,7 @@ def save(model: nn.Module, path) -> None:
 def modules_from_file(mf: ModelFile):
     """The EIE modules of a ``torch-modules`` file: one module if saved from one, else ``{name: module}``.
 
-    This is the ``KIND_LOADERS`` entry that lets ``eie_runtime.load`` open these files.
+    This is the ``eie_runtime.file_kinds`` entry point that lets ``eie_runtime.load`` open these files.
     """
     entries = mf.meta.get("modules")
     if not isinstance(entries, list):

@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 from eie_runtime import EIEError, EIELinear, FixedPointParams, InterleavedCSC, save
 from eie_runtime.cli import main as eie_main
 from eie_runtime.converters.lstm import LSTMDirectionWeights, compress_lstm
-from eie_runtime.converters.paper_layers import make_paper_input, make_paper_layer
+from eie_runtime.paper_layers import make_paper_input, make_paper_layer
 from eie_runtime.fixed_point import to_fixed
 from eie_runtime.hardware import HardwareConfig, record_layer_calls, simulate
 from eie_runtime.hardware.energy import PE_POWER_MW, layer_energy

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from eie_runtime import kernel_costs
-from eie_runtime.converters.paper_layers import random_activations, random_codes, shared_codebook
+from eie_runtime.paper_layers import random_activations, random_codes, shared_codebook
 from eie_runtime.exec_layout import ExecLayout
 from eie_runtime.format import InterleavedCSC
 from eie_runtime.kernel_costs import KernelCosts

@@ -154,7 +154,7 @@ def test_cli_inspect(tmp_path):
 
 @pytest.mark.parametrize("content", [b"", b"\x93NUMPY", b"PK\x03\x04broken", b"not numpy at all"])
 def test_cli_input_files_that_are_not_arrays(tmp_path, content):
-    from eie_runtime.cli import load_array_file
+    from eie_runtime.array_files import load_array_file
 
     bad = tmp_path / "x.npy"
     bad.write_bytes(content)

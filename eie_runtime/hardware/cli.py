@@ -52,11 +52,12 @@ def _first_layer(obj):
 
 
 def _run(args) -> int:
-    from ..cli import format_table, load_array_file
+    from ..array_files import load_array_file
+    from ..tables import format_table
     from .simulate import simulate
 
     if args.layer:
-        from ..converters.paper_layers import make_paper_input, make_paper_layer
+        from ..paper_layers import make_paper_input, make_paper_layer
 
         n_pe = args.pes or 64
         target = make_paper_layer(args.layer, n_pe=n_pe, seed=args.seed)

@@ -1,19 +1,25 @@
 """The nine benchmark layers of the paper's Table III, generated at their densities.
 
 The paper timed real pruned layers; these are uniformly random at the same
-weight and activation densities (seeded), as DESIGN.md prescribes. Shared by
-the benchmark harness (``bench/``), the simulator's CLI and the tests.
+weight and activation densities (seeded). One real layer ships with the
+package: AlexNet's FC8 after Deep Compression, with a real input
+(``real_alex8``; provenance in ``eie_runtime/data/README.md``). Shared by the
+benchmark harness (``bench/``), the simulator's CLI and the tests.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from eie_runtime.errors import EIEInputError
-from eie_runtime.format import InterleavedCSC
-from eie_runtime.layer import EIELinear
+from .errors import EIEInputError
+from .format import InterleavedCSC
+from .layer import EIELinear
+
+
+REAL_ALEX8_FILE = Path(__file__).resolve().parent / "data" / "alexnet_fc8_real.npz"
 
 
 @dataclass(frozen=True)
@@ -103,3 +109,17 @@ def make_paper_input(name: str, *, seed: int = 0, batch: int | None = None) -> n
     """An input for layer ``name`` at its Table III activation density."""
     spec = paper_layer_spec(name)
     return random_activations(spec.k, spec.act_density, np.random.default_rng(seed + 1), batch)
+
+
+def real_alex8_arrays() -> dict[str, np.ndarray]:
+    """The real Alex-8 layer as plain arrays: ``codes`` (1000, 4096) uint8 (0 = pruned), ``codebook`` (16,),
+    ``bias`` (1000,) and ``activations`` (4096,) float32 (FC7's ReLU output for one image)."""
+    with np.load(REAL_ALEX8_FILE, allow_pickle=False) as d:
+        return {k: d[k] for k in ("codes", "codebook", "bias", "activations")}
+
+
+def real_alex8(*, n_pe: int = 64, activation: str | None = "relu") -> tuple[EIELinear, np.ndarray]:
+    """The real Alex-8 layer (Table IV: 9.9 us on 64 PEs) as an EIELinear, and its real input."""
+    d = real_alex8_arrays()
+    matrix = InterleavedCSC.from_codes(d["codes"], d["codebook"], n_pe, name="alex8-real")
+    return EIELinear(matrix, bias=d["bias"], activation=activation, name="alex8-real"), d["activations"]
