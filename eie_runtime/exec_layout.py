@@ -207,7 +207,7 @@ class ExecLayout:
         self.ell_threshold = None  # from how many a float32 call takes it (also for the gather's calls)
         self.ell_min_nonzero_fixed16 = (None, None)  # the same for fixed16, without and with int16 terms
         if sliced_ell and not _ell.AVAILABLE:
-            raise ValueError("sliced_ell=True needs Numba compiling for an AVX-512 host")
+            raise ValueError(f"sliced_ell=True needs Numba compiling for a CPU with {', '.join(_ell.REQUIRES)}")
         if (_ell.AVAILABLE if sliced_ell is None else sliced_ell) and nnz:
             ell = self._sliced_ell(codes)
             steps = int(ell[0][-1])
@@ -340,7 +340,7 @@ class ExecLayout:
         if x_q.ndim == 1:
             self._fixed16_vector(x_q, plan, shift, relu, out)
             return out
-        if x_q.shape[0] > FIXED16_SINGLE_MAX_BATCH and plan.halves and _ell.AVAILABLE and k:  # the panel kernel
+        if x_q.shape[0] > FIXED16_SINGLE_MAX_BATCH and plan.halves and _pb.FIXED16_AVAILABLE and k:  # the panel kernel
             _, amax = _q16.count_and_amax(x_q.reshape(-1))
             fit16 = _term_bound(plan.wmax, amax, shift) < 32767  # every rounded product fits int16
             with kernel_section():

@@ -6,7 +6,8 @@ start 16 or 48 bytes off a line, and every such load then spans two lines
 """
 
 import numpy as np
-from numba import njit
+
+from .jit import njit
 
 
 @njit(cache=True)

@@ -11,7 +11,9 @@ parallel task, so a 4096 x 25088 layer encodes in well under a second.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from .jit import njit
 
 MAX_RUN = 15  # largest zero run one 4-bit z can hold
 

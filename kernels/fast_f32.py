@@ -19,7 +19,9 @@ Why they are shaped this way (measured on the project's 2-core benchmark machine
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from .jit import njit
 
 _GATHER_MATH = {"reassoc", "contract"}
 

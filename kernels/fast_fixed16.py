@@ -17,9 +17,10 @@ the caller sends them.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .fast_f32 import nonzero_columns
+from .jit import njit
 from .vector_scatter import saturating_column_add
 
 

@@ -17,7 +17,8 @@ Pure functions over validated arrays (see ``kernels/__init__``).
 """
 
 import numpy as np
-from numba import njit
+
+from .jit import njit
 
 
 @njit(cache=True)

@@ -31,7 +31,7 @@ transfer of the other half), and 16 x 16 register-tile transposes in and out
 each sample's accumulator is clamped after every add, and a row's terms
 arrive in ascending column order (panels in order, columns in order within a
 pair). ``vpmaddwd`` gives product and rounding constant in one instruction
-(as in the sliced ELL), so it needs an AVX-512 host; 3.5-4.4x faster than the
+(as in the sliced ELL), so it needs AVX512BW (``FIXED16_AVAILABLE``); 3.5-4.4x faster than the
 CSR x block kernel (``fast_fixed16.csr_block_fixed16``), which stays for
 other hosts.
 
@@ -42,11 +42,13 @@ vectors.
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .aligned import aligned_empty
+from .cpu import supports
+from .jit import njit
 from .llvm_ir import F32, I32, I64, LANES, array_args, broadcast, declare, vec
 
 CHUNK = 64  # samples per pass: four zmm accumulators per row
@@ -57,6 +59,10 @@ MAX_PACKED_PANEL = 4096  # a packed entry keeps 12 bits of column
 _VF = vec(F32)
 _I8P = ir.IntType(8).as_pointer()
 
+
+#: vpmaddwd on 512 bits, which the fixed16 kernel calls by name (the float32 one is generic LLVM IR)
+FIXED16_REQUIRES = ("avx512bw",)
+FIXED16_AVAILABLE = supports(*FIXED16_REQUIRES)
 
 def _row_pointer(builder, arr, row):
     """``&arr[row, 0]`` of a C-contiguous 2-D float32 array, as a <16 x float>*."""

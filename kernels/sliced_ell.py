@@ -30,21 +30,21 @@ nibbles and codebook permute serve all of them. The per-call choice is
 ``ExecLayout``'s.
 
 The permute is an AVX-512 instruction with no generic LLVM equivalent, so
-the kernel exists only where Numba compiles for an AVX-512 host
-(``AVAILABLE``). Padding slots multiply ``x[16 s]`` by a zero weight, so
+the kernel exists only where Numba compiles for a CPU with the features in
+``REQUIRES`` (``AVAILABLE``). Padding slots multiply ``x[16 s]`` by a zero weight, so
 ``sliced_ell_f32`` declines a float32 input with NaN or Inf (it returns
 without running, and the caller takes the gather or the scatter).
 """
 
-import os
-
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .aligned import aligned_empty
+from .cpu import supports
+from .jit import njit
 from .llvm_ir import F32, I16, I32, I64, LANES, array_args, broadcast, declare, vec
 
 STEP_UNROLL = 4  # steps per block (one uint32 per lane) and loop iteration; groups pad to a multiple
@@ -52,19 +52,9 @@ _I8 = ir.IntType(8)
 _VF = vec(F32)
 
 
-def _host_has_avx512() -> bool:
-    """Numba compiles for the host unless NUMBA_CPU_NAME / NUMBA_CPU_FEATURES say otherwise."""
-    if os.environ.get("NUMBA_CPU_NAME", "host") != "host" or os.environ.get("NUMBA_CPU_FEATURES"):
-        return False
-    try:
-        from llvmlite import binding
-
-        return bool(binding.get_host_cpu_features().get("avx512f", False))
-    except Exception:  # noqa: BLE001 - no feature list: take the portable kernels
-        return False
-
-
-AVAILABLE = _host_has_avx512()
+#: vpermps/vpermd on 512 bits (AVX512F); vpshufb and vpmaddwd on 512 bits (AVX512BW)
+REQUIRES = ("avx512f", "avx512bw")
+AVAILABLE = supports(*REQUIRES)
 
 
 def _block_words(builder, slots_a, t):

@@ -15,7 +15,10 @@ execution layout (``eie_runtime.exec_layout``); they compute the same sums
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from .fixed16_arith import round_shift, saturate
+from .jit import njit
 
 
 @njit(cache=True)
@@ -85,24 +88,6 @@ def spmspv_f32_batch(entries, ptr, codebook, n_pe, m, x, bias, relu, out):
                 if relu and y < 0:
                     y = 0.0
                 out[s, row] = y
-
-
-@njit(cache=True, inline="always")
-def round_shift(p, s):
-    """DESIGN.md's product shift: arithmetic right shift by ``s`` with round-half-up."""
-    if s == 0:
-        return p
-    return (p + (np.int64(1) << (s - 1))) >> s
-
-
-@njit(cache=True, inline="always")
-def saturate(v):
-    """Clamp to int16's range, as every accumulator add does."""
-    if v > 32767:
-        return 32767
-    if v < -32768:
-        return -32768
-    return v
 
 
 @njit(cache=True, parallel=True)

@@ -6,7 +6,7 @@
 >>> simulate([fc6, fc7, fc8], x, HardwareConfig(n_pe=256))   # a feed-forward chain
 >>> simulate(lstm_core, x_seq)                        # any model: its EIE layer calls are traced
 
-The per-cycle core is ``eie_runtime.kernels.cycle_model`` (Numba); timing
+The per-cycle core is ``eie_runtime.hardware.cycle_model`` (Numba); timing
 assumptions and the energy model are documented in ``docs/hardware.md``.
 """
 

@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import EIEFormatError, EIEInputError
 from ..fixed_point import from_fixed, to_fixed
 from ..layer import EIELinear
-from ..kernels import cycle_model as _cm
+from . import cycle_model as _cm
 from .config import HardwareConfig
 from .energy import layer_energy
 from .report import LayerReport, SimulationReport

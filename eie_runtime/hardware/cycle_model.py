@@ -37,9 +37,9 @@ accumulators end bit-identical to the kernel's.
 """
 
 import numpy as np
-from numba import njit
 
-from .spmspv import round_shift, saturate  # the one definition of DESIGN.md's fixed16 steps
+from ..kernels.fixed16_arith import round_shift, saturate  # the one definition of the fixed16 steps
+from ..kernels.jit import njit
 
 # Columns of the per-PE counter array ``pe_stats``.
 BUSY = 0  # cycles the arithmetic unit took an entry (useful or padding)
