@@ -102,6 +102,7 @@ def test_costs_move_the_layouts_choices_not_their_results():
 
 
 def test_calibrate_writes_a_costs_file_layouts_accept(tmp_path, capsys):
+    pytest.importorskip("torch", reason="bench.calibrate pins torch's threads too: needs the [torch] extra")
     from bench import calibrate
 
     path = tmp_path / "costs.json"

@@ -124,7 +124,7 @@ def test_python_sequences_and_torch_tensors_work():
     x = [float(i % 3) for i in range(K)]
     np.testing.assert_allclose(LAYER(x), _want(LAYER, x), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(LAYER(tuple(x)), _want(LAYER, x), rtol=1e-5, atol=1e-5)
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs the [torch] extra")
     t = torch.tensor([x, x], dtype=torch.float64)
     np.testing.assert_allclose(LAYER(t), _want(LAYER, [x, x]), rtol=1e-5, atol=1e-5)
     with pytest.raises(eie.EIEInputError, match="converted"):

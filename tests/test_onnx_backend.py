@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 
-onnx = pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx", reason="needs the [onnx] extra")
 
 with warnings.catch_warnings():  # generating the test cases triggers numpy overflow warnings in onnx's own code
     warnings.simplefilter("ignore")

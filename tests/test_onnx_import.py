@@ -8,9 +8,9 @@ import warnings
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
-torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx", reason="needs the [onnx] extra")
+ort = pytest.importorskip("onnxruntime", reason="needs the [onnx] extra")
+torch = pytest.importorskip("torch", reason="needs the [torch] extra")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 import eie_runtime as eie  # noqa: E402

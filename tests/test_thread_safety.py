@@ -121,7 +121,7 @@ def test_lstm_core_from_8_threads():
 
 
 def test_torch_front_end_with_intra_op_threads():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs the [torch] extra")
     from eie_runtime.torch import compress
 
     torch.manual_seed(0)

@@ -1,10 +1,11 @@
 """Accuracy on scikit-learn's digits: Deep Compression fine-tuning and label-free distillation."""
 
 import pytest
-import torch
 
-import eie_runtime.torch as et
-from eie_runtime import demo
+torch = pytest.importorskip("torch", reason="needs the [torch] extra")
+
+import eie_runtime.torch as et  # noqa: E402
+from eie_runtime import demo  # noqa: E402
 
 
 

@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
-import eie_runtime.torch as et
-from eie_runtime.errors import EIEError
+torch = pytest.importorskip("torch", reason="needs the [torch] extra")
+from torch import nn  # noqa: E402
+
+import eie_runtime.torch as et  # noqa: E402
+from eie_runtime.errors import EIEError  # noqa: E402
 
 
 def rel_err(a, b) -> float:

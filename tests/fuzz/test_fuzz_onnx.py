@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-pytest.importorskip("onnx")
+pytest.importorskip("onnx", reason="needs the [onnx] extra")
 
 import eie_fuzz_lib as fz  # noqa: E402
 
