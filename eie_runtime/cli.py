@@ -32,6 +32,26 @@ def _inspect(args) -> int:
     return 0
 
 
+def _cache(args) -> int:
+    from pathlib import Path
+
+    from .kernels import jit
+
+    roots = (jit.PACKAGE_DIR, Path(__file__).resolve().parent)  # kernels/ and eie_runtime/ (the cycle model)
+    folders = jit.cache_folders(roots)
+    if args.action == "clear":
+        freed = jit.clear_cache(roots)
+        print(f"removed {len(folders)} compiled-kernel folder(s), {freed / 1e6:.1f} MB")
+        return 0
+    print(f"current key: {jit.cache_key()} (kernel sources, Numba/llvmlite/Python versions, target CPU)")
+    for folder in folders:
+        size = sum(f.stat().st_size for f in folder.glob("*") if f.is_file())
+        print(f"{folder}  {size / 1e6:.1f} MB{'  (current)' if folder.name.endswith(jit.cache_key()) else ''}")
+    if not folders:
+        print("(no compiled kernels cached yet)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eie", description="EIE compressed-model tools")
     sub = p.add_subparsers(dest="command", required=True)
@@ -39,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("file")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     q.set_defaults(func=_inspect)
+    c = sub.add_parser("cache", help="list (or clear) the compiled-kernel cache folders")
+    c.add_argument("action", nargs="?", choices=["list", "clear"], default="list")
+    c.set_defaults(func=_cache)
     for register in _EXTRA_COMMANDS:
         register(sub)
     return p

@@ -165,3 +165,25 @@ def test_cli_input_files_that_are_not_arrays(tmp_path, content):
     r = subprocess.run([sys.executable, "-m", "eie_runtime.cli", "simulate", str(tmp_path / "m.eie"), "--input", str(bad)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "not a readable" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_file_kinds_come_from_a_registry(tmp_path, monkeypatch):
+    from eie_runtime import model_file
+
+    layer, _ = two_layers()
+    path = tmp_path / "custom.eie"
+    model_file.write_model_file(path, [layer], kind="my-front-end", meta={"answer": 42})
+    with pytest.raises(EIEFormatError, match=r"unknown model kind 'my-front-end' \(known: layer, layers, .*graph"):
+        eie.load(path)
+    monkeypatch.setitem(model_file._KIND_LOADERS, "my-front-end", lambda mf: ("mine", mf.meta["answer"]))
+    assert eie.load(path) == ("mine", 42)
+    with pytest.raises(ValueError, match="the core's own"):
+        model_file.register_kind("layer", print)
+
+
+def test_cli_cache_lists_the_current_key(capsys):
+    from eie_runtime import cli
+    from eie_runtime.kernels import jit
+
+    assert cli.main(["cache"]) == 0
+    assert jit.cache_key() in capsys.readouterr().out
