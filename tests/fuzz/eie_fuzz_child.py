@@ -85,7 +85,7 @@ def run_one(path: str, rng) -> tuple[str, str]:
         return "error", f"loaded but running raised {type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"
     if hasattr(obj, "run") and hasattr(obj, "inputs"):  # a graph model: run it end to end
         return run_graph(obj, rng)
-    if isinstance(obj, dict) or type(obj).__module__ == "eie_runtime.torch":  # torch modules
+    if isinstance(obj, dict) or type(obj).__module__.startswith("eie_runtime.torch."):  # torch modules
         return run_torch(obj if isinstance(obj, dict) else {"": obj})
     return "ran", f"{len(layers)} layer(s)"
 

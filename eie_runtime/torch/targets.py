@@ -1,28 +1,16 @@
-"""Find, check and take apart the torch modules that EIE compresses.
-
-Floor 3 of the import ladder: this module builds core objects
-(:class:`~eie_runtime.layer.EIELinear`, :class:`~eie_runtime.lstm.EIELSTMCore`)
-from ``nn.Linear`` / ``nn.LSTM`` / ``nn.LSTMCell`` weights and swaps modules in
-a model by name; the ``nn.Module`` wrappers live in the front end
-(``eie_runtime.torch``). torch is imported lazily.
-"""
+"""Which torch modules EIE compresses, with what settings, and how they are swapped in a model by name."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
+import torch
+from torch import nn
 
-from eie_runtime.errors import EIEInputError
-from eie_runtime.format import InterleavedCSC
-from eie_runtime.layer import EIELinear
-from eie_runtime.lstm import EIELSTMCore
-
-from .compress import as_bias, as_weight_matrix, check_n_pe, compress_matrix, quantize_matrix
-from .lstm import LSTMDirectionWeights, assemble_lstm, compress_lstm, lstm_matrix
-from .prune import check_density
-from .weight_sharing import check_bits
+from ..converters.prune import check_density
+from ..converters.weight_sharing import check_bits
+from ..errors import EIEInputError
 
 DEFAULT_DENSITY = 0.1
 DEFAULT_BITS = 4
@@ -31,14 +19,8 @@ SUPPORTED_NAMES = ("nn.Linear", "nn.LSTM", "nn.LSTMCell")
 UNSUPPORTED_RECURRENT = ("RNN", "GRU", "RNNCell", "GRUCell")
 
 
-def _nn():
-    import torch.nn as nn
-    return nn
-
-
 def module_kind(module) -> str | None:
     """``"linear"``, ``"lstm"``, ``"lstm_cell"`` for modules EIE compresses, else None."""
-    nn = _nn()
     if isinstance(module, nn.LSTM):
         return "lstm"
     if isinstance(module, nn.LSTMCell):
@@ -54,7 +36,7 @@ class Target:
 
     name: str
     names: list[str]
-    module: object
+    module: nn.Module
     kind: str
     density: object  # float, or a list per layer for LSTMs
     bits: object
@@ -62,7 +44,6 @@ class Target:
 
 def _is_under_attention(name: str, modules: dict) -> bool:
     # nn.MultiheadAttention reads out_proj.weight directly; replacing it would break the attention
-    nn = _nn()
     parts = name.split(".")
     return any(isinstance(modules.get(".".join(parts[:i])), nn.MultiheadAttention) for i in range(len(parts)))
 
@@ -78,13 +59,12 @@ def find_targets(model, *, density=DEFAULT_DENSITY, bits=DEFAULT_BITS,
     among the supported modules (``nn.Linear``, ``nn.LSTM``, ``nn.LSTMCell``).
     Naming a module that does not exist or cannot be compressed is an error.
     """
-    nn = _nn()
     if not isinstance(model, nn.Module):
         raise EIEInputError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if filter_fn is not None and not callable(filter_fn):
         raise EIEInputError(f"filter_fn must be callable(module, name) -> bool, got {type(filter_fn).__name__}")
     all_names: dict[int, list[str]] = {}
-    modules: dict[str, object] = {}
+    modules: dict[str, nn.Module] = {}
     for name, mod in model.named_modules(remove_duplicate=False):
         modules.setdefault(name, mod)
         all_names.setdefault(id(mod), []).append(name)
@@ -155,7 +135,7 @@ def check_module(module, name: str) -> None:
         if p.device.type != "cpu":
             raise EIEInputError(f"{where}: {pname} is on {p.device}; EIE runs on the CPU with float32 weights: "
                                 "call model.cpu() (a copy) first")
-        if p.is_floating_point() and p.dtype != _float32():
+        if p.is_floating_point() and p.dtype != torch.float32:
             raise EIEInputError(f"{where}: {pname} is {str(p.dtype).replace('torch.', '')}; EIE compresses float32 "
                                 "weights only: call model.float() (a copy) first")
     if module_kind(module) == "lstm":
@@ -163,102 +143,7 @@ def check_module(module, name: str) -> None:
             raise EIEInputError(f"{where}: RNN mode {module.mode!r} is not supported (only LSTM)")
 
 
-def _float32():
-    import torch
-    return torch.float32
-
-
-# ------------------------------------------------------------------ weights
-def _np(t) -> np.ndarray | None:
-    if t is None:
-        return None
-    return t.detach().cpu().numpy().astype(np.float32, copy=True)
-
-
-def linear_parts(module) -> tuple[np.ndarray, np.ndarray | None]:
-    """(weight (M, K), bias (M,) or None) of an ``nn.Linear``, as float32 numpy."""
-    return _np(module.weight), _np(module.bias)
-
-
-def lstm_weights(module) -> list[list[LSTMDirectionWeights]]:
-    """``weights[layer][direction]`` of an ``nn.LSTM`` or ``nn.LSTMCell``, in torch's layout."""
-    if module_kind(module) == "lstm_cell":
-        return [[LSTMDirectionWeights(_np(module.weight_ih), _np(module.weight_hh),
-                                      _np(module.bias_ih), _np(module.bias_hh))]]
-    out = []
-    for l in range(module.num_layers):
-        row = []
-        for sfx in ([""] if not module.bidirectional else ["", "_reverse"]):
-            g = lambda n: getattr(module, f"{n}_l{l}{sfx}", None)
-            row.append(LSTMDirectionWeights(_np(g("weight_ih")), _np(g("weight_hh")), _np(g("bias_ih")),
-                                            _np(g("bias_hh")), _np(g("weight_hr")) if module.proj_size > 0 else None))
-        out.append(row)
-    return out
-
-
-def compress_linear_module(module, *, density, bits, n_pe, seed=0, name=None) -> EIELinear:
-    """An ``nn.Linear`` pruned, shared and encoded (no activation: torch applies its own)."""
-    w, b = linear_parts(module)
-    return compress_matrix(w, density=density, bits=bits, n_pe=n_pe, bias=b, seed=seed, name=name)
-
-
-def compress_lstm_module(module, *, density, bits, n_pe, seed=0, name="lstm") -> EIELSTMCore:
-    """An ``nn.LSTM`` / ``nn.LSTMCell`` as one EIE matrix per layer/direction (via ``compress_lstm``)."""
-    return compress_lstm(lstm_weights(module), density=density, bits=bits, n_pe=n_pe, seed=seed, name=name)
-
-
-# ------------------------------------------------- from fixed codes (fine-tuned)
-def codes_of(values: np.ndarray, codebook: np.ndarray, what: str) -> np.ndarray:
-    """Codebook index of every value (0 for 0.0); every value must be exactly a codebook entry."""
-    order = np.argsort(codebook, kind="stable")
-    sorted_cb = codebook[order]
-    pos = np.clip(np.searchsorted(sorted_cb, values), 0, len(codebook) - 1)
-    codes = order[pos].astype(np.uint8)
-    codes[values == 0.0] = 0
-    if not np.array_equal(codebook[codes], values):
-        raise EIEInputError(f"{what}: weights are not all codebook values (was the shared model modified by hand?)")
-    return codes
-
-
-def linear_from_codes(weight: np.ndarray, bias, codebook: np.ndarray, *, n_pe: int, name=None) -> EIELinear:
-    """Encode a weight already pruned and shared over ``codebook`` (e.g. after fine-tuning)."""
-    n_pe = check_n_pe(n_pe)
-    w = as_weight_matrix(weight)
-    codes = codes_of(w.astype(np.float32), codebook, f"layer {name!r}")
-    b = as_bias(bias, w.shape[0]) if bias is not None else None
-    return EIELinear(InterleavedCSC.from_codes(codes, codebook, n_pe, name=name), bias=b, name=name)
-
-
-def lstm_from_codes(weights: list[list[LSTMDirectionWeights]], codebooks, *, n_pe: int,
-                    name: str = "lstm") -> EIELSTMCore:
-    """An EIE LSTM from weights already pruned and shared; ``codebooks[l][d] = (cell, proj or None)``.
-
-    The matrix of each layer/direction comes from :func:`~eie_runtime.converters.lstm.lstm_matrix`,
-    the layout ``compress_lstm`` uses, so both paths build the same matrices.
-    """
-    def quantize(mat, l, d, is_proj, lname):
-        codebook = codebooks[l][d][1 if is_proj else 0]
-        return codes_of(mat, codebook, f"layer {lname!r}"), codebook
-
-    return assemble_lstm(weights, quantize, n_pe=check_n_pe(n_pe), name=name)
-
-
-def quantize_lstm_direction(w: LSTMDirectionWeights, *, density, bits, seed=0, mask=None, proj_mask=None):
-    """Codes and codebooks of one layer/direction exactly as ``compress_lstm`` computes them.
-
-    Returns ``(matrix, codes, codebook, proj_codes, proj_codebook)`` (the last two None without projection).
-    """
-    mat = lstm_matrix(w)
-    codes, cb = quantize_matrix(mat, density=density, bits=bits, seed=seed, mask=mask)
-    pcodes = pcb = None
-    if w.w_hr is not None:
-        pcodes, pcb = quantize_matrix(as_weight_matrix(w.w_hr, "w_hr"), density=density, bits=bits, seed=seed,
-                                      mask=proj_mask)
-    return mat, codes, cb, pcodes, pcb
-
-
-# --------------------------------------------------------------- replacement
-def replace_modules(model, replacements: dict):
+def replace_modules(model: nn.Module, replacements: dict) -> nn.Module:
     """Put ``replacements[name]`` at every ``name`` (in place); returns the (possibly new) root.
 
     A replacement for ``""`` (the model itself) is returned instead of set.
