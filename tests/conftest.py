@@ -1,15 +1,19 @@
 import os
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
-# Numba's first call compiles: no per-example deadline. CI runs the "ci" profile.
-settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
-settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Numba's first call compiles: no per-example deadline. Both profiles draw fresh examples on every run.
+# "ci" (the default) keeps no example database; "dev" (HYPOTHESIS_PROFILE=dev) replays earlier failures from
+# the user's cache folder, never from a folder in the repository.
+_COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "eie-runtime" / "hypothesis"
+settings.register_profile("ci", database=None, print_blob=True, **_COMMON)
+settings.register_profile("dev", database=DirectoryBasedExampleDatabase(_CACHE), **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-
-import numpy as np
-import pytest
 
 @pytest.fixture(scope="session")
 def alexnet_fc8():

@@ -4,6 +4,7 @@ from hypothesis import given, settings, strategies as st
 
 from eie_runtime import EIEFormatError, InterleavedCSC
 
+import layer_data
 from reference import encode
 
 
@@ -49,13 +50,8 @@ def test_figure2_row_interleaving():
 
 @st.composite
 def code_matrices(draw):
-    m = draw(st.integers(0, 70))
-    k = draw(st.integers(0, 12))
-    density = draw(st.sampled_from([0.0, 0.01, 0.05, 0.3, 1.0]))
     bits = draw(st.integers(1, 4))
-    seed = draw(st.integers(0, 2**16))
-    rng = np.random.default_rng(seed)
-    codes = np.where(rng.random((m, k)) < density, rng.integers(1, 1 << bits, (m, k)), 0).astype(np.uint8)
+    codes = draw(layer_data.codes(st.tuples(st.integers(0, 70), st.integers(0, 12)), bits))
     n_pe = draw(st.sampled_from([1, 2, 3, 4, 7, 16, 64, 100, 256]))
     return codes, bits, n_pe
 

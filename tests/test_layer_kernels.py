@@ -9,6 +9,7 @@ from eie_runtime import EIEInputError, EIELinear, FixedPointParams, InterleavedC
 from eie_runtime.exec_layout import FIXED16_CSR_SINGLE_MAX_BATCH
 from eie_runtime.fixed_point import to_fixed
 
+import layer_data
 from reference import fixed16_layer, float32_layer
 
 
@@ -34,16 +35,14 @@ def assert_close(y, ref):
 
 
 @settings(max_examples=60)
-@given(m=st.integers(1, 90), k=st.integers(1, 70), wd=st.sampled_from([0.02, 0.1, 0.5, 1.0]),
-       ad=st.sampled_from([0.0, 0.3, 1.0]), n_pe=st.sampled_from([1, 3, 8, 64, 128]),
-       relu=st.booleans(), batch=st.sampled_from([None, 1, 5]), seed=st.integers(0, 999))
-def test_float32_matches_dense(m, k, wd, ad, n_pe, relu, batch, seed):
-    layer, _, _ = make_layer(m, k, wd, n_pe, seed, relu)
-    rng = np.random.default_rng(seed + 1)
-    x = sparse_input(rng, (k,) if batch is None else (batch, k), ad)
+@given(data=st.data(), m=st.integers(1, 90), k=st.integers(1, 70), n_pe=st.sampled_from([1, 3, 8, 64, 128]),
+       relu=st.booleans(), batch=st.sampled_from([None, 1, 5]))
+def test_float32_matches_dense(data, m, k, n_pe, relu, batch):
+    layer, _, _, bias = data.draw(layer_data.layers(m, k, n_pe, relu), label="layer, codes, codebook, bias")
+    x = data.draw(layer_data.activations((k,) if batch is None else (batch, k)), label="x")
     y = layer(x)
     assert y.dtype == np.float32 and y.shape == ((m,) if batch is None else (batch, m))
-    assert_close(y, float32_layer(layer.dense(), x, layer.bias, relu))
+    layer_data.assert_float32_close(y, layer.dense(), x, bias, relu)
 
 
 @pytest.mark.parametrize("case", ["zeros", "all_nonzero", "negative"])
@@ -82,15 +81,13 @@ def test_nan_reaches_only_rows_it_touches():
 
 
 @settings(max_examples=40)
-@given(m=st.integers(1, 60), k=st.integers(1, 40), wd=st.sampled_from([0.05, 0.3, 1.0]),
-       n_pe=st.sampled_from([1, 4, 64]), relu=st.booleans(), seed=st.integers(0, 999),
-       in_frac=st.integers(0, 12), w_frac=st.integers(0, 14), out_drop=st.integers(0, 20))
-def test_fixed16_bit_exact(m, k, wd, n_pe, relu, seed, in_frac, w_frac, out_drop):
-    layer, codes, cb = make_layer(m, k, wd, n_pe, seed, relu)
+@given(data=st.data(), m=st.integers(1, 60), k=st.integers(1, 40), n_pe=st.sampled_from([1, 4, 64]),
+       relu=st.booleans(), in_frac=st.integers(0, 12), w_frac=st.integers(0, 14), out_drop=st.integers(0, 20))
+def test_fixed16_bit_exact(data, m, k, n_pe, relu, in_frac, w_frac, out_drop):
+    layer, codes, cb, _ = data.draw(layer_data.layers(m, k, n_pe, relu), label="layer, codes, codebook, bias")
     out_frac = max(-16, in_frac + w_frac - out_drop)
     layer.fixed = FixedPointParams(in_frac, w_frac, out_frac)
-    rng = np.random.default_rng(seed)
-    x_q = np.where(rng.random(k) < 0.5, rng.integers(-32768, 32768, k), 0).astype(np.int16)
+    x_q = data.draw(layer_data.int16_activations((k,)), label="x_q")
     got = layer.run_fixed16_int(x_q)
     ref = fixed16_layer(codes, cb, x_q, in_frac=in_frac, w_frac=w_frac, out_frac=out_frac, bias=layer.bias, relu=relu)
     assert np.array_equal(got, ref)
