@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import eie_runtime as eie
 from eie_runtime.fixed_point import to_fixed
 from eie_runtime.lstm import EIELSTMCore
 
+import layer_data
 import reference
 
 M, K = 13, 10
@@ -84,11 +86,29 @@ def test_fixed16_int_wrong_dtypes(dtype):
         LAYER.run_fixed16_int(np.zeros(K, dtype=dtype))
 
 
-@given(shape=st.lists(st.integers(0, 12), min_size=0, max_size=3).map(tuple),
-       dtype=st.sampled_from(["float32", "float64", "float16", "int8", "int64", "uint8", "bool", ">f4", "<f8"]),
-       mode=st.sampled_from(["float32", "fixed16"]))
-def test_any_shape_and_dtype_is_right_or_refused(shape, dtype, mode):
-    x = (np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape) % 5 - 2).astype(dtype)
+def _small_values(dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return hnp.from_dtype(dtype)
+    if dtype.kind == "f":
+        return hnp.from_dtype(dtype, min_value=-2, max_value=2, allow_nan=False, allow_infinity=False,
+                              allow_subnormal=False)
+    info = np.iinfo(dtype)
+    return hnp.from_dtype(dtype, min_value=max(int(info.min), -2), max_value=min(int(info.max), 255))
+
+
+@st.composite
+def any_inputs(draw):
+    # any shape up to 3-D, with the accepted (K,) and (batch, K) drawn often enough to check their answers
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=12)
+                 | st.tuples(st.integers(0, 5), st.just(K)) | st.just((K,)))
+    dtype = draw(st.sampled_from(["float32", "float64", "float16", "int8", "int64", "uint8", "bool", ">f4", "<f8"]))
+    return draw(hnp.arrays(dtype, shape, elements=_small_values(dtype)))
+
+
+@given(x=any_inputs(), mode=st.sampled_from(["float32", "fixed16"]))
+def test_any_shape_and_dtype_is_right_or_refused(x, mode):
+    shape = x.shape
     ok_shape = len(shape) in (1, 2) and shape[-1] == K
     if not ok_shape:
         with pytest.raises(eie.EIEInputError, match=rf"expected \({K},\) or \(batch, {K}\)"):
@@ -97,7 +117,7 @@ def test_any_shape_and_dtype_is_right_or_refused(shape, dtype, mode):
     y = LAYER(x, mode=mode)
     assert y.dtype == np.float32 and y.shape == shape[:-1] + (M,)
     if mode == "float32":
-        np.testing.assert_allclose(y, _want(LAYER, x), rtol=1e-5, atol=1e-5)
+        layer_data.assert_float32_close(y, LAYER.dense(), x, LAYER.bias, relu=True)
     else:
         q = LAYER.run_fixed16_int(to_fixed(np.asarray(x, dtype=np.float32), LAYER.fixed.in_frac))
         assert np.array_equal(q, _want_q(LAYER, x))
