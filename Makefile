@@ -29,14 +29,15 @@ demo: $(STAMP)
 fuzz: $(STAMP)
 	EIE_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q -n 2 tests/fuzz
 
+# Reports land in out/ (ignored by git): kernels.json/.png, kernels-quick.json/.png, hardware.md/.json/-*.png.
 bench: $(STAMP)
-	$(PY) -m bench.kernels --json bench/out/kernels.json --plot bench/out/kernels.png
+	$(PY) -m bench.kernels --json out/kernels.json --plot out/kernels.png
 
 bench-quick: $(STAMP)
 	$(PY) -m bench.kernels --quick
 
 hardware: $(STAMP)
-	$(PY) -m bench.hardware
+	$(PY) -m bench.hardware --out out
 
 # Compiled kernels live in __pycache__ folders beside their sources (or, where those are read-only, in
 # the user's cache folder, which `eie cache clear` empties).

@@ -1,27 +1,29 @@
 """Reproduce the paper's hardware experiments on the cycle-level simulator.
 
-    python -m bench.hardware [--out bench/out/hardware] [--summary bench/HARDWARE.md]
+    python -m bench.hardware [--out out] [--summary PATH]
 
 Table IV's EIE rows (9 layers, 64 PEs, FIFO 8), the real Alex-8 layer,
 Figure 8 (load efficiency vs FIFO depth 1..256), Figures 11-13 (speedup,
 padding entries and load efficiency vs PE count 1..256) and Table V's EIE
 column (frames/s, frames/J on Alex-7). The layers are Table III's, uniform
 random at the paper's densities, seeded (``eie_runtime.paper_layers``).
-Writes plots, ``results.json`` and ``report.md`` into ``--out`` and the
-same report to ``--summary``.
+Writes ``hardware.md`` (the report), ``hardware.json`` (every figure) and
+``hardware-figure*.png`` into ``--out`` (``out/``, which git ignores), and,
+given ``--summary PATH``, the same report without the plots to PATH: that is
+how ``bench/HARDWARE.md``, the recorded result, is refreshed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from bench.common import available_cores, cpu_model
 from eie_runtime.atomic import atomic_open, atomic_write_text
 from eie_runtime.paper_layers import PAPER_LAYERS, make_paper_input, make_paper_layer, real_alex8
 from eie_runtime.hardware import HardwareConfig, prepare_layer, simulate_vector
@@ -32,6 +34,12 @@ from eie_runtime.layer import EIELinear
 DEPTHS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 PE_COUNTS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 PAPER_TABLE_V = {"frames_per_s": 81967, "power_w": 0.59, "frames_per_j": 138927}
+PLOTS = {  # figure -> file name in --out
+    "figure8": "hardware-figure8-fifo-depth.png",
+    "figure11": "hardware-figure11-speedup.png",
+    "figure12": "hardware-figure12-padding.png",
+    "figure13": "hardware-figure13-load-balance.png",
+}
 
 
 class Runner:
@@ -61,8 +69,8 @@ def _with_pes(layer: EIELinear, n_pe: int) -> EIELinear:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.hardware", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="bench/out/hardware", help="folder for plots, results.json, report.md")
-    ap.add_argument("--summary", default="bench/HARDWARE.md", help="where to write the committed summary")
+    ap.add_argument("--out", default="out", help="folder for hardware.md, hardware.json and the plots (default: out)")
+    ap.add_argument("--summary", help="also write the report, without plots, here (e.g. bench/HARDWARE.md)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -140,17 +148,19 @@ def main(argv=None) -> int:
         "figure8": fig8, "figure11_12_13": fig11, "table5": table5,
         "elapsed_s": elapsed, "pe_cycles_per_s": throughput, "simulated_pe_cycles": runner.pe_cycles,
     }
-    atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=float) + "\n")
+    atomic_write_text(out / "hardware.json", json.dumps(results, indent=1, default=float) + "\n")
     _plots(out, names, fig8, fig11)
     parts = (names, table4, real, fig8, fig11, table5, elapsed, throughput, runner)
-    report = _report(*parts, "")
-    atomic_write_text(out / "report.md", report)
-    summary = Path(args.summary)
-    summary.parent.mkdir(parents=True, exist_ok=True)
-    # the summary links the plots relative to where it lives
-    atomic_write_text(summary, _report(*parts, os.path.relpath(out, summary.parent) + "/"))
+    report = _report(*parts)
+    atomic_write_text(out / "hardware.md", report)
+    written = [str(out / "hardware.md"), str(out / "hardware.json"), str(out / "hardware-figure*.png")]
+    if args.summary:
+        summary = Path(args.summary)
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(summary, _report(*parts, summary_path=args.summary))
+        written.append(str(summary))
     print(report)
-    print(f"wrote {out}/report.md, results.json, figure*.png and {args.summary}")
+    print("wrote " + ", ".join(written))
     return 0
 
 
@@ -178,24 +188,30 @@ def _plots(out: Path, names, fig8, fig11) -> None:
         plt.close(fig)
 
     bars(fig8, DEPTHS, "load_efficiency", "Figure 8: load efficiency vs FIFO depth (64 PEs)", "load efficiency",
-         "figure8_fifo_depth.png")
+         PLOTS["figure8"])
     bars(fig11, PE_COUNTS, "speedup", "Figure 11: speedup over 1 PE vs PE count (FIFO 8)", "speedup",
-         "figure11_speedup.png", log=True)
+         PLOTS["figure11"], log=True)
     bars(fig11, PE_COUNTS, "padding_pct", "Figure 12: padding entries vs PE count",
-         "padding entries (% of non-zero weights)", "figure12_padding.png")
+         "padding entries (% of non-zero weights)", PLOTS["figure12"])
     bars(fig11, PE_COUNTS, "load_efficiency", "Figure 13: load efficiency vs PE count (FIFO 8)", "load efficiency",
-         "figure13_load_balance.png")
+         PLOTS["figure13"])
 
 
-def _report(names, table4, real, fig8, fig11, table5, elapsed, throughput, runner, img) -> str:
+def _report(names, table4, real, fig8, fig11, table5, elapsed, throughput, runner, summary_path=None) -> str:
+    """The markdown report: linking the PNGs written beside it, or, as the copy at ``summary_path``, without them."""
+    plots = summary_path is None
     L = []
     L.append("# EIE hardware simulation: the paper's experiments\n")
-    L.append("Generated by `python -m bench.hardware` (cycle-level simulator, `eie_runtime.hardware`). "
+    L.append("Generated by `python -m bench.hardware` (`make hardware`), which writes this report, "
+             "`hardware.json` and the plots to `out/`. Cycle-level simulator: `eie_runtime.hardware`. "
              "Layers: Table III's shapes and densities, uniform random, seed 0; paper defaults "
              "(64 PEs, 800 MHz, FIFO 8, 64-bit SpMat SRAM, 16-bit pointers, 4-stage arithmetic with bypass). "
-             "Timing assumptions and the energy model: `docs/hardware.md`. The plots and `results.json` are "
-             "written to `bench/out/hardware/` (not committed; rerun to produce them).\n")
-    L.append(f"Whole run: {elapsed:.0f} s; {runner.runs + len(table4)} layer simulations, "
+             "Timing assumptions and the energy model: `docs/hardware.md`. The simulated figures depend on "
+             "the seed only, not on the machine; the run time does."
+             + (f" This copy, without the plots, is a recorded result: `python -m bench.hardware --summary "
+                f"{summary_path}` rewrites it." if summary_path else "") + "\n")
+    L.append(f"Whole run on {cpu_model()} ({available_cores()} cores): {elapsed:.0f} s; "
+             f"{runner.runs + len(table4)} layer simulations, "
              f"{runner.pe_cycles / 1e6:.0f} M simulated PE-cycles at {throughput / 1e6:.0f} M PE-cycles/s.\n")
     L.append("## Table IV, EIE rows (64 PEs, us)\n")
     L.append("| layer | act. density | theoretical (ours) | simulated | sim / theor. | paper theor. | paper actual "
@@ -233,7 +249,8 @@ def _report(names, table4, real, fig8, fig11, table5, elapsed, throughput, runne
     L.append("| mean | " + " | ".join(f"{mean[d]:.2f}" for d in DEPTHS) + " |")
     L.append("\nPaper: \"At FIFO size = 1, around half of the total cycles are idle ... Load imbalance is reduced "
              "as FIFO depth is increased but with diminishing returns beyond a depth of 8.\"\n")
-    L.append(f"![Figure 8]({img}figure8_fifo_depth.png)\n")
+    if plots:
+        L.append(f"![Figure 8]({PLOTS['figure8']})\n")
     def pe_sweep_table(title, key, fmt, quote, image):
         L.append(f"## {title}\n")
         L.append("| layer | " + " | ".join(str(p) for p in PE_COUNTS) + " |")
@@ -241,15 +258,16 @@ def _report(names, table4, real, fig8, fig11, table5, elapsed, throughput, runne
         for n in names:
             L.append(f"| {n} | " + " | ".join(fmt(fig11[n][p][key]) for p in PE_COUNTS) + " |")
         L.append(f"\nPaper: \"{quote}\"\n")
-        L.append(f"![{title.split(':')[0]}]({img}{image})\n")
+        if plots:
+            L.append(f"![{title.split(':')[0]}]({PLOTS[image]})\n")
 
     pe_sweep_table("Figure 11: speedup over 1 PE (FIFO 8)", "speedup", "{:.1f}".format,
-                   "EIE achieves good scalability on all benchmarks except NT-We.", "figure11_speedup.png")
+                   "EIE achieves good scalability on all benchmarks except NT-We.", "figure11")
     pe_sweep_table("Figure 12: padding entries vs PE count", "padding_entries", str,
-                   "As the number of PEs goes up, the number of padding zeros decreases.", "figure12_padding.png")
+                   "As the number of PEs goes up, the number of padding zeros decreases.", "figure12")
     pe_sweep_table("Figure 13: load efficiency vs PE count (FIFO 8)", "load_efficiency", "{:.2f}".format,
                    "With more PEs, load balance becomes worse, but padding zero overhead decreases.",
-                   "figure13_load_balance.png")
+                   "figure13")
     L.append("## Table V, EIE column (Alex-7, 64 PEs, 45 nm, 800 MHz)\n")
     L.append("| | simulated | paper |")
     L.append("|---|---|---|")
