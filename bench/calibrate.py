@@ -1,7 +1,7 @@
 """Measure this machine's per-thread kernel costs, from which execution layouts pick their kernels.
 
-    python -m bench.calibrate                      # print measured vs default costs
-    python -m bench.calibrate --write costs.json   # and write them for EIE_KERNEL_COSTS
+    python -m bench.calibrate                      # print measured vs default costs, write out/kernel-costs.json
+    python -m bench.calibrate --write costs.json   # write them elsewhere
 
 The defaults in ``eie_runtime.kernel_costs`` were measured on the 2-core
 benchmark machine. This times each single-vector kernel a layer would run on
@@ -10,7 +10,7 @@ smallest), interleaved round by round in blocks of back-to-back calls as
 ``bench.kernels`` does, divides each median call by its work per thread
 (sliced-ELL steps, stored entries for the gather, entries in non-zero
 columns for the scatters) and reports each cost's median over the layers.
-Use the file with ``EIE_KERNEL_COSTS=costs.json`` or
+Use the file with ``EIE_KERNEL_COSTS=out/kernel-costs.json`` or
 ``kernel_costs.use(KernelCosts.load(...))``; docs/speed.md says how far the
 figures carry from one layer to another.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -122,7 +123,8 @@ def main(argv=None) -> int:
     p.add_argument("--layers", help="comma list of paper layers (default: all nine; quick: "
                                     + ",".join(QUICK_LAYERS) + ")")
     p.add_argument("--threads", type=int, default=available_cores(), help="threads (default: all cores)")
-    p.add_argument("--write", metavar="PATH", help="write the costs as JSON for EIE_KERNEL_COSTS")
+    p.add_argument("--write", metavar="PATH", default="out/kernel-costs.json",
+                   help="where to write the costs as JSON for EIE_KERNEL_COSTS (default: out/kernel-costs.json)")
     p.add_argument("--quick", action="store_true", help="the three smallest layers, few short rounds (a smoke run)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -146,6 +148,7 @@ def main(argv=None) -> int:
                                                             for name, s in detail["stats"].items()))
     print(table(measured, detail["per_layer"], default))
     if args.write:
+        Path(args.write).parent.mkdir(parents=True, exist_ok=True)
         with atomic_open(args.write, "w") as f:
             json.dump(costs.to_dict(), f, indent=2)
             f.write("\n")

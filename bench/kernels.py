@@ -5,8 +5,16 @@
 
 For every layer and batch size, every method's output is checked against the
 float64 dense product, then all methods are timed interleaved (see
-``bench.common``). Prints a Table IV-style markdown table per batch size, the
-memory per stored entry, and how the speed targets of issue 3 came out.
+``bench.common``). Prints a Table IV-style markdown table per batch size
+(median per-call time and its spread over the kept rounds), the memory per
+stored entry, and how the speed targets came out. Writes every record to
+``out/kernels.json`` and a plot to ``out/kernels.png`` (``--quick``:
+``out/kernels-quick.*``) unless ``--json``/``--plot`` say otherwise.
+
+A full run times 9 layers x 2 batch sizes, 15 kept rounds each (15-20 minutes
+on a quiet 2-core machine). ``--quick`` takes minutes: 3 layers (``QUICK_LAYERS``), 5 kept
+rounds of 60 ms, at most 10 tried, no second attempt for noisy cases; its
+figures say how the kernels compare, not what the full run would print.
 """
 
 from __future__ import annotations
@@ -31,18 +39,21 @@ from eie_runtime.kernels import spmspv
 from eie_runtime.layer import EIELinear
 
 EIE_METHODS = ("eie_float32", "eie_fixed16")
+QUICK_LAYERS = ("alex7", "alex8", "ntwe")  # FC7's shape, a 25%-dense layer, dense activations
 REFERENCE = "torch_dense"  # the plot's speedups are over this
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.kernels", description=__doc__.split("\n")[0])
-    p.add_argument("--layers", default=",".join(PAPER_LAYERS), help="comma list of: " + " ".join(PAPER_LAYERS))
+    p.add_argument("--layers", help="comma list of: " + " ".join(PAPER_LAYERS)
+                   + " (default: all; --quick: " + ",".join(QUICK_LAYERS) + ")")
     p.add_argument("--batch", default="1,64", help="comma list of batch sizes (default 1,64)")
     p.add_argument("--threads", type=int, default=available_cores(), help="threads for every library")
-    p.add_argument("--json", help="write records + machine header here")
-    p.add_argument("--plot", help="write a Figure 6-style speedup bar chart here (png/pdf/svg)")
-    p.add_argument("--quick", action="store_true", help="smoke run: few short rounds")
-    p.add_argument("--rounds", type=int, help="kept timing rounds per layer and batch (default 15; quick 3)")
+    p.add_argument("--json", help="write records + machine header here (default out/kernels.json)")
+    p.add_argument("--plot", help="write a Figure 6-style speedup bar chart here, png/pdf/svg (default out/kernels.png)")
+    p.add_argument("--quick", action="store_true",
+                   help="minutes, not half an hour: 3 layers, 5 short rounds, no retries; files out/kernels-quick.*")
+    p.add_argument("--rounds", type=int, help="kept timing rounds per layer and batch (default 15; quick 5)")
     p.add_argument("--round-ms", type=float, help="milliseconds per round, all methods (default 400; quick 60)")
     p.add_argument("--max-foreign", type=float, default=0.25,
                    help="discard rounds where other processes used more than this many cores")
@@ -51,6 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-cuda", action="store_true", help="skip the GPU rows even if CUDA is available")
     a = p.parse_args(argv)
+    a.layers = a.layers or ",".join(QUICK_LAYERS if a.quick else PAPER_LAYERS)
     a.layers = [s.strip().lower() for s in a.layers.split(",") if s.strip()]
     bad = [n for n in a.layers if n not in PAPER_LAYERS]
     if bad:
@@ -63,8 +75,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--batch sizes must be >= 1")
     if a.threads < 1:
         p.error("--threads must be >= 1")
-    a.rounds = a.rounds or (3 if a.quick else 15)
+    a.rounds = a.rounds or (5 if a.quick else 15)
     a.round_ms = a.round_ms or (60.0 if a.quick else 400.0)
+    a.max_rounds = 2 * a.rounds if a.quick else 3 * a.rounds  # rounds tried before the quietest are kept
+    name = "kernels-quick" if a.quick else "kernels"
+    a.json = a.json or f"out/{name}.json"
+    a.plot = a.plot or f"out/{name}.png"
     return a
 
 
@@ -148,12 +164,12 @@ def _time_case(name, batches, args, use_cuda) -> tuple[dict, list, list]:
                 fn()
         timings, stats = time_interleaved(methods, rounds=args.rounds, round_s=args.round_ms / 1e3,
                                           max_foreign=args.max_foreign, max_wait=args.max_wait,
-                                          max_rounds=3 * args.rounds)
+                                          max_rounds=args.max_rounds)
         rounds_info.append({"layer": name, "batch": batch, **stats, "layout_build_s": build_s})
         for method, tm in timings.items():
             records.append({"layer": name, "batch": batch, "method": method, "median_us": round(tm.median_us, 2),
-                            "min_us": round(tm.min_us, 2), "repeats": tm.repeats, "rounds": len(tm.samples_us),
-                            "threads": args.threads})
+                            "min_us": round(tm.min_us, 2), "max_us": round(max(tm.samples_us), 2),
+                            "repeats": tm.repeats, "rounds": len(tm.samples_us), "threads": args.threads})
     return memory, records, rounds_info
 
 
@@ -178,7 +194,7 @@ def run(args) -> dict:
     # A shared host has storms that outlast a case (every method of it 2-15x slower): a case that could
     # not keep all its rounds quiet is timed once more after the sweep, and the quieter attempt is kept.
     for (name, batch), info in list(rounds_info.items()):
-        if (info["kept"] >= args.rounds and not info["noisy"]) or info["tried"] == 0:
+        if args.quick or (info["kept"] >= args.rounds and not info["noisy"]) or info["tried"] == 0:
             continue
         _, recs, (again,) = _time_case(name, [batch], args, use_cuda)
         again["retried"] = True
@@ -190,11 +206,25 @@ def run(args) -> dict:
             "memory": [memory[n] for n in args.layers], "rounds": list(rounds_info.values())}
 
 
-def _median(records, layer, batch, method):
+def _record(records, layer, batch, method):
     for r in records:
         if (r["layer"], r["batch"], r["method"]) == (layer, batch, method):
-            return r["median_us"]
+            return r
     return None
+
+
+def _median(records, layer, batch, method):
+    r = _record(records, layer, batch, method)
+    return None if r is None else r["median_us"]
+
+
+def _with_spread(r) -> str:
+    """``median ±x%``: x is the farthest kept round from the median, relative to it."""
+    if r is None:
+        return ""
+    med = r["median_us"]
+    far = max(med - r["min_us"], r.get("max_us", med) - med)
+    return f"{med:.1f} ±{100 * far / med:.0f}%" if med > 0 else f"{med:.1f}"
 
 
 def summarize(result: dict) -> dict:
@@ -231,8 +261,7 @@ def tables(result: dict, summary: dict) -> str:
         for m in methods:
             row = {"batch %d, median us" % batch: m}
             for lay in layers:
-                v = _median(recs, lay, batch, m)
-                row[lay] = "" if v is None else f"{v:.1f}"
+                row[lay] = _with_spread(_record(recs, lay, batch, m))
             rows.append(row)
         for label, key, fmt in (("eie_float32 speedup vs best", "speedup_float32", "{:.2f}x"),
                                 ("eie_fixed16 speedup vs best", "speedup_fixed16", "{:.2f}x"),
@@ -322,9 +351,12 @@ def main(argv=None) -> int:
         print(f"# timed again after the sweep (too few quiet rounds the first time): {', '.join(retried)}")
     kept = sum(r["kept"] for r in result["rounds"])
     tried = sum(r["tried"] for r in result["rounds"])
+    if args.quick:
+        print(f"# quick run: layers {', '.join(args.layers)} only, {args.rounds} kept rounds of {args.round_ms:g} ms "
+              f"per case (at most {args.max_rounds} tried), no second attempt for noisy cases")
     print(f"# timing rounds kept {kept} of {tried} "
           f"(discarded: other processes used > {args.max_foreign} cores, or our threads waited for a core "
-          f"> {args.max_wait:.0%} of the round)\n")
+          f"> {args.max_wait:.0%} of the round); ±: the farthest kept round from the median\n")
     print(tables(result, summary))
     print()
     for line in targets(summary):
