@@ -10,7 +10,7 @@ the last write leaves the 4-stage pipeline 3 cycles after its issue.
 import numpy as np
 import pytest
 
-from eie_runtime import EIELinear, FixedPointParams, InterleavedCSC
+from eie_runtime import EIEError, EIELinear, FixedPointParams, InterleavedCSC
 from eie_runtime.hardware import HardwareConfig, simulate
 
 CODEBOOK = np.array([0.0] + [0.25 * i for i in range(1, 16)], dtype=np.float32)
@@ -157,3 +157,66 @@ def test_load_efficiency_counts_only_starved_cycles():
     assert r.busy[0] + r.stalled[0] + r.starved[0] == total
     assert r.load_efficiency == pytest.approx(1 - r.starved[0] / total)
     assert r.theoretical_cycles == pytest.approx(5.0)
+
+
+# ------------------------------------------------ the modelling choices (docs/hardware.md)
+def test_queue_release_on_pointer_read_frees_the_slot_early():
+    codes = np.ones((3, 2), dtype=np.uint8)
+    # depth 1, released on the pointer read: broadcast col 0 at 0, its pointers read at 1 (the slot
+    # frees at the end of 1, so the broadcast is blocked only in cycle 1), col 1 broadcast at 2, pointers
+    # read at 3 (ready at 5); col 0 issues 3..5, col 1 6..8, drain -> 9 + 3 = 12 (finished: 15)
+    r = run(codes, [1.0, 1.0], fifo_depth=1, queue_release="pointer_read")
+    assert r.broadcast_stalls == 1
+    assert r.cycles == 12
+    assert run(codes, [1.0, 1.0], fifo_depth=1).cycles == 15
+
+
+def test_pointer_reads_in_order_pay_for_empty_slices():
+    # 1 PE, columns: 3 entries, empty, empty, 1 entry
+    codes = np.zeros((3, 4), dtype=np.uint8)
+    codes[:, 0] = 1
+    codes[0, 3] = 2
+    x = [1.0, 1.0, 1.0, 1.0]
+    # ahead: pointers of col 0 read at 1 (issues 3..5); cols 1 and 2 (empty) read at 2 and 3 while
+    # col 0 waits; col 3 read at 4 (ready 6), issues at 6 -> 7 + 3 = 10, as without the empty columns
+    ahead = run(codes, x)
+    assert ahead.cycles == 10 == run(codes[:, [0, 3]], [1.0, 1.0]).cycles
+    # in order: the address generator reaches col 0's last entry at 4 (issue 5 = read + 2), so the
+    # empty cols are read at 4 and 5, col 3 at 6 (ready 8) -> 9 + 3 = 12: one cycle per empty slice
+    in_order = run(codes, x, pointer_reads="in_order")
+    assert in_order.cycles == 12
+    assert in_order.empty_slices == ahead.empty_slices == 2 and in_order.ptr_reads == 4
+    assert in_order.busy[0] == ahead.busy[0] == 4 and in_order.matches_kernel
+
+
+def test_pointer_reads_in_order_leave_no_bubble_between_columns():
+    # back-to-back columns of 3 and 1 entries: the next column's pointers are read while the
+    # previous column's second-to-last entry issues, so entries stream 3, 4, 5 | 6 -> 7 + 3
+    codes = np.zeros((3, 3), dtype=np.uint8)
+    codes[:, 0] = 1
+    codes[0, 1] = 2
+    codes[1, 2] = 3
+    r = run(codes, [1.0, 1.0, 1.0], pointer_reads="in_order")
+    assert r.cycles == 3 + 1 + 1 + 6 == run(codes, [1.0, 1.0, 1.0]).cycles
+    assert r.busy[0] == 5
+
+
+def test_one_activation_memory_needs_no_output_passes():
+    # 4 local rows, register file of 2: with passes 2 x (2 + 6); one memory: 4 + 6, one broadcast
+    codes = np.ones((4, 1), dtype=np.uint8)
+    r = run(codes, [1.0], regfile_entries=2, output_passes=False)
+    assert r.passes == 1
+    assert r.cycles == 4 + 6
+    assert r.queue_pushes == 1 and r.ptr_reads == 1
+    assert r.matches_kernel
+
+
+def test_authors_simulator_preset_and_bad_options():
+    c = HardwareConfig.authors_simulator(fifo_depth=2)
+    assert (c.queue_release, c.pointer_reads, c.output_passes, c.fifo_depth) == ("pointer_read", "in_order",
+                                                                                  False, 2)
+    d = HardwareConfig()
+    assert (d.queue_release, d.pointer_reads, d.output_passes) == ("finished", "ahead", True)
+    for bad in ({"queue_release": "early"}, {"pointer_reads": 1}, {"output_passes": "no"}):
+        with pytest.raises(EIEError, match=next(iter(bad))):
+            HardwareConfig(**bad)

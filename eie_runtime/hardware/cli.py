@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import EIEInputError
-from .config import HardwareConfig
+from .config import AUTHORS_SIMULATOR, POINTER_READS, QUEUE_RELEASE, HardwareConfig
 
 
 def register(subparsers) -> None:
@@ -26,6 +26,14 @@ def register(subparsers) -> None:
     p.add_argument("--clock-mhz", type=float, default=800.0, help="clock in MHz (default 800)")
     p.add_argument("--pointer-bits", type=int, default=16, help="pointer width in bits (default 16)")
     p.add_argument("--no-bypass", action="store_true", help="disable the accumulator bypass")
+    p.add_argument("--queue-release", choices=QUEUE_RELEASE, default="finished",
+                   help="when an activation leaves a PE's queue (default: finished, the paper's text)")
+    p.add_argument("--pointer-reads", choices=POINTER_READS, default="ahead",
+                   help="pointer reads one column ahead, or in order with a cycle per empty slice (default ahead)")
+    p.add_argument("--no-output-passes", action="store_true",
+                   help="one activation memory of max(K, M) instead of passes of 64 rows per PE")
+    p.add_argument("--authors-model", action="store_true",
+                   help="the three choices above as in the authors' C++ simulator")
     p.add_argument("--reencode", action="store_true",
                    help="re-encode layers stored for another PE count instead of refusing them")
     p.add_argument("--json", metavar="PATH", help="also write the full report as JSON")
@@ -33,8 +41,12 @@ def register(subparsers) -> None:
 
 
 def _config(args, n_pe: int) -> HardwareConfig:
+    choices = dict(queue_release=args.queue_release, pointer_reads=args.pointer_reads,
+                   output_passes=not args.no_output_passes)
+    if args.authors_model:
+        choices = AUTHORS_SIMULATOR
     return HardwareConfig(n_pe=n_pe, clock_mhz=args.clock_mhz, fifo_depth=args.fifo, sram_width=args.sram_width,
-                          pointer_bits=args.pointer_bits, bypass=not args.no_bypass)
+                          pointer_bits=args.pointer_bits, bypass=not args.no_bypass, **choices)
 
 
 def _first_layer(obj):
@@ -74,7 +86,8 @@ def _run(args) -> int:
     report = simulate(target, x, _config(args, n_pe), reencode=args.reencode)
     c = report.config
     print(f"EIE: {c.n_pe} PEs, {c.clock_mhz:g} MHz, FIFO {c.fifo_depth}, {c.sram_width}-bit SpMat SRAM, "
-          f"{c.pointer_bits}-bit pointers")
+          f"{c.pointer_bits}-bit pointers; queue release: {c.queue_release}, pointer reads: {c.pointer_reads}, "
+          f"output passes: {'yes' if c.output_passes else 'no'}")
     rows = report.rows()
     print(format_table(rows[:50]))
     if len(rows) > 50:

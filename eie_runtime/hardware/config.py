@@ -7,6 +7,11 @@ from dataclasses import asdict, dataclass, fields, replace
 from ..errors import EIEInputError
 
 
+QUEUE_RELEASE = ("finished", "pointer_read")
+POINTER_READS = ("ahead", "in_order")
+AUTHORS_SIMULATOR = {"queue_release": "pointer_read", "pointer_reads": "in_order", "output_passes": False}
+
+
 @dataclass(frozen=True)
 class HardwareConfig:
     """One EIE configuration. Every field is settable; the defaults are the paper's.
@@ -37,6 +42,28 @@ class HardwareConfig:
     regfile_entries : int
         Activations per PE in each activation register file (64; Section IV
         "Activation Read/Write"). Longer output slices run in several passes.
+
+    Three modelling choices where the paper's text and the authors' C++
+    simulator differ (``docs/hardware.md``, "Modelling choices"); the
+    defaults follow the text, :meth:`authors_simulator` sets all three to
+    the authors' model.
+
+    queue_release : {"finished", "pointer_read"}
+        When an activation leaves a PE's queue: when the PE has finished its
+        column (a queue of depth D holds the column in progress and D - 1
+        more; Section IV "each PE processes the activation at the head of
+        its queue"), or when its pointers are read (the authors' model: D
+        waiting activations besides the one being worked on).
+    pointer_reads : {"ahead", "in_order"}
+        The pointer read unit runs one column ahead of the arithmetic unit,
+        hiding empty slices; or one unit reads pointers and issues addresses
+        one column at a time, so each empty slice costs a cycle (the
+        authors' model).
+    output_passes : bool
+        A PE with more output rows than ``regfile_entries`` runs the layer in
+        passes, broadcasting the input again for each (Section IV "completed
+        in several batches"); False: one activation memory of max(K, M)
+        holds every output, one pass (the authors' model).
     """
 
     n_pe: int = 64
@@ -49,6 +76,9 @@ class HardwareConfig:
     pointer_read_cycles: int = 1
     spmat_read_cycles: int = 1
     regfile_entries: int = 64
+    queue_release: str = "finished"
+    pointer_reads: str = "ahead"
+    output_passes: bool = True
 
     def __post_init__(self):
         for f in ("n_pe", "fifo_depth", "sram_width", "pointer_bits", "arith_stages",
@@ -72,8 +102,21 @@ class HardwareConfig:
         if not clock > 0 or clock == float("inf"):
             raise EIEInputError(f"hardware config: clock_mhz={self.clock_mhz} must be a positive finite number")
         object.__setattr__(self, "clock_mhz", clock)
-        if not isinstance(self.bypass, bool):
-            raise EIEInputError(f"hardware config: bypass must be True or False, got {self.bypass!r}")
+        for f in ("bypass", "output_passes"):
+            if not isinstance(getattr(self, f), bool):
+                raise EIEInputError(f"hardware config: {f} must be True or False, got {getattr(self, f)!r}")
+        for f, choices in (("queue_release", QUEUE_RELEASE), ("pointer_reads", POINTER_READS)):
+            if getattr(self, f) not in choices:
+                raise EIEInputError(f"hardware config: {f} must be one of {', '.join(map(repr, choices))}, "
+                                    f"got {getattr(self, f)!r}")
+
+    @classmethod
+    def authors_simulator(cls, **changes) -> "HardwareConfig":
+        """The three modelling choices set as in the authors' C++ simulator (RalphMao/EIE-simulator).
+
+        Cycle counts then agree with that simulator run to completion (``docs/hardware.md``).
+        """
+        return cls(**{**AUTHORS_SIMULATOR, **changes})
 
     @property
     def entries_per_line(self) -> int:

@@ -16,11 +16,14 @@ listed in ``docs/hardware.md``; the short version:
   if any PE has a full queue" (queue state at the start of the cycle); it
   lands in every PE's queue at the end of that cycle.
 - Activation queue: an activation stays in the queue until the PE has
-  finished it ("each PE processes the activation at the head of its queue").
+  finished it ("each PE processes the activation at the head of its queue");
+  ``release_on_read``: until its pointers are read (the authors' simulator).
 - Pointer read unit: reads p_j and p_j+1 of the next queued activation in
   one cycle (even/odd banks). It runs one column ahead of the arithmetic
   unit (one register of pointers). An empty slice costs this one
-  pointer-read cycle and nothing else.
+  pointer-read cycle and nothing else. ``pointers_in_order``: it reads the
+  next column only after the current one's last address (the authors'
+  simulator), so empty slices are not hidden.
 - SpMat read unit: one SRAM line (``entries_per_line`` entries) per read; the
   line is read the cycle before its first entry is needed, so a column's
   first entry reaches the arithmetic unit ``front_latency`` cycles after its
@@ -137,7 +140,8 @@ def arith_propagate(p, t, entries, cur, acc, last_write, codebook_q, nz_shift, b
 
 @njit(cache=True)
 def simulate_pass(entries, base, start, end, row0, nz_idx, nz_val, codebook_q, shift, acc,
-                  depth, entries_per_line, front_latency, stages, bypass, pe_stats, ccu_stats):
+                  depth, entries_per_line, front_latency, stages, bypass, release_on_read, pointers_in_order,
+                  pe_stats, ccu_stats):
     """Run one pass of one layer cycle by cycle; return the cycles it took.
 
     Parameters
@@ -153,14 +157,20 @@ def simulate_pass(entries, base, start, end, row0, nz_idx, nz_val, codebook_q, s
     acc : int64 (n_pe, rows)   accumulators by local row, updated in place
     depth, entries_per_line, front_latency, stages : int
     bypass : bool
+    release_on_read : bool     an activation leaves the queue when its pointers are read
+                               (``queue_release="pointer_read"``) instead of when its column is finished
+    pointers_in_order : bool   the pointer read unit reads the next column only when the address
+                               generator has reached the current column's last entry
+                               (``pointer_reads="in_order"``): no read-ahead, an empty slice costs a cycle
     pe_stats : int64 (n_pe, N_PE_STATS), ccu_stats : int64 (N_CCU_STATS,)
                                counters, incremented in place
 
-    Every PE's queue holds the broadcast activations ``[q_head, bcast)``: an
-    activation stays in it until the PE has finished it ("each PE processes
-    the activation at the head of its queue"), so a depth-1 queue leaves no
-    room to fetch the next column's pointers early. ``q_read`` counts the
-    activations whose pointers were read.
+    Every PE's queue holds the broadcast activations ``[q_head, bcast)``: by
+    default an activation stays in it until the PE has finished it ("each PE
+    processes the activation at the head of its queue"), so a depth-1 queue
+    leaves no room to fetch the next column's pointers early; with
+    ``release_on_read`` it leaves when its pointers are read. ``q_read``
+    counts the activations whose pointers were read.
     """
     n_pe = start.shape[0]
     n_nz = nz_idx.shape[0]
@@ -178,10 +188,10 @@ def simulate_pass(entries, base, start, end, row0, nz_idx, nz_val, codebook_q, s
     issued_any = False
     while True:
         if bcast >= n_nz:
-            # done when every queue is drained (all activations finished)
+            # done when every activation is finished: pointers read, nothing waiting or issuing
             done = True
             for p in range(n_pe):
-                if q_head[p] < bcast:
+                if q_read[p] < bcast or nxt_valid[p] or cur[p, 0] < cur[p, 1]:
                     done = False
                     break
             if done:
@@ -212,7 +222,15 @@ def simulate_pass(entries, base, start, end, row0, nz_idx, nz_val, codebook_q, s
             # pointer read unit: read the next queued activation's pointers if the register is (being) freed
             unread = q_read[p] < bcast
             popped = False
-            if unread and (not nxt_valid[p] or move):
+            free = not nxt_valid[p] or move
+            if pointers_in_order and free:
+                # one address generator: it emits a column's addresses front_latency cycles before
+                # their issue, and reaches the next column only after the current one's last entry
+                left = cur[p, 1] - cur[p, 0]
+                if nxt_valid[p]:
+                    left += nxt[p, 1] - nxt[p, 0]
+                free = left <= front_latency - 1
+            if unread and free:
                 popped = True
                 j = nz_idx[q_read[p]]
                 s = start[p, j]
@@ -242,7 +260,9 @@ def simulate_pass(entries, base, start, end, row0, nz_idx, nz_val, codebook_q, s
                     nxt_valid[p] = True
                 q_read[p] += 1
             # the queue pops up to the oldest activation still in flight
-            if cur[p, 0] < cur[p, 1]:
+            if release_on_read:
+                q_head[p] = q_read[p]
+            elif cur[p, 0] < cur[p, 1]:
                 q_head[p] = cur[p, 4]
             elif nxt_valid[p]:
                 q_head[p] = nxt[p, 4]

@@ -72,7 +72,8 @@ def prepare_layer(layer: EIELinear, config: HardwareConfig, *, reencode: bool = 
     m, k = mat.shape
     n_pe = config.n_pe
     rows_per_pe = -(-m // n_pe)
-    rows_per_pass = config.regfile_entries
+    # without output passes one activation memory holds every output row
+    rows_per_pass = config.regfile_entries if config.output_passes else max(rows_per_pe, 1)
     n_pass = max(1, -(-rows_per_pe // rows_per_pass))
     start = np.empty((n_pass, n_pe, k), dtype=np.int64)
     end = np.empty_like(start)
@@ -138,7 +139,8 @@ def simulate_vector(prep: PreparedLayer, x_q: np.ndarray, config: HardwareConfig
         cycles += int(_cm.simulate_pass(
             mat.entries, prep.base, prep.start[b], prep.end[b], prep.row0[b], nz_idx, nz_val,
             prep.codebook_q, layer.fixed.shift, acc, config.fifo_depth, config.entries_per_line,
-            config.front_latency, config.arith_stages, config.bypass, pe_stats, ccu_stats))
+            config.front_latency, config.arith_stages, config.bypass, config.queue_release == "pointer_read",
+            config.pointer_reads == "in_order", pe_stats, ccu_stats))
     y = acc[rows % n_pe, rows // n_pe]
     if layer.activation == "relu":
         y = np.maximum(y, 0)  # on write-back
