@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _extra_commands():
     """Subcommands from other modules, each a `register(subparsers)` function."""
     out = []
-    for mod, fn in (("eie_runtime.hardware.cli", "register"), ("eie_runtime.onnx_cli", "register")):
+    for mod, fn in (("eie_runtime.hardware.cli", "register"), ("eie_runtime.onnx.cli", "register")):
         try:
             module = __import__(mod, fromlist=[fn])
         except ModuleNotFoundError as exc:

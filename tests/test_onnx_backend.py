@@ -17,7 +17,7 @@ with warnings.catch_warnings():  # generating the test cases triggers numpy over
     warnings.simplefilter("ignore")
     import onnx.backend.test
 
-    from eie_runtime.onnx_backend import EIEBackend
+    from eie_runtime.onnx.backend import EIEBackend
 
     _backend_test = onnx.backend.test.BackendTest(EIEBackend, __name__)
 

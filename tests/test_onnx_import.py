@@ -357,7 +357,7 @@ def test_fixed16_lstm_after_calibration_tracks_float32():
 
 
 def test_gemm_with_run_time_bias_and_backend_compressed_mode():
-    from eie_runtime.onnx_backend import EIEBackend
+    from eie_runtime.onnx.backend import EIEBackend
 
     rng = np.random.default_rng(11)
     b = rng.standard_normal((8, 5)).astype(np.float32)

@@ -1,8 +1,8 @@
 """ONNX model -> :class:`~eie_runtime.graph.GraphModel` with compressed EIE layers.
 
-Reads the model (``onnx.load``, checker, shape inference), folds the
-constant sub-graphs exporters emit (``Constant``, ``Shape`` of constants,
-``Transpose`` of initializers...), and turns
+Reads the model (:func:`~eie_runtime.onnx.reader.load_onnx`: checker, shape
+inference), folds the constant sub-graphs exporters emit (``Constant``,
+``Shape`` of constants, ``Transpose`` of initializers...), and turns
 
 - ``Gemm`` (every attribute: ``transA``, ``transB``, ``alpha``, ``beta``; bias
   ``C`` of any broadcastable shape) and ``MatMul`` with a constant 2-D weight
@@ -22,139 +22,23 @@ become ``DenseLinear`` nodes and LSTM cells keep dense float32 matrices
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
+from onnx import numpy_helper
+from tqdm import tqdm
 
-from eie_runtime.errors import EIEFormatError, EIEInputError
-from eie_runtime.graph import ELEMENTARY_OPS, ONNX_DTYPES, GraphModel, Node, TensorSpec, run_elementary
+from ..converters.compress import as_weight_matrix, check_n_pe, compress_matrix
+from ..converters.lstm import LSTMDirectionWeights, compress_lstm, lstm_matrix
+from ..converters.prune import check_density
+from ..converters.weight_sharing import check_bits
+from ..errors import EIEFormatError, EIEInputError
+from ..graph import ELEMENTARY_OPS, ONNX_DTYPES, GraphModel, Node, run_elementary
+from .reader import constant_value, default_opset, input_spec, load_onnx, node_attrs, output_spec
 
-from .compress import as_weight_matrix, check_n_pe, compress_matrix
-from .lstm import LSTMDirectionWeights, compress_lstm, lstm_matrix
-from .prune import check_density
-from .weight_sharing import check_bits
-
-#: Default-domain opsets whose semantics this importer implements (onnx 1.23 knows up to 28).
-MIN_OPSET, MAX_OPSET = 7, 28
 LAYER_SOURCE_OPS = ("Gemm", "MatMul", "LSTM")
 SUPPORTED_OPS = ELEMENTARY_OPS + LAYER_SOURCE_OPS + ("Constant",)
 # ONNX LSTM gate blocks are (i, o, f, c); torch's (i, f, g=c, o) takes blocks 0, 2, 3, 1.
 ONNX_TO_TORCH_GATES = (0, 2, 3, 1)
 _DEFAULT_ACTS = ("sigmoid", "tanh", "tanh")
-
-
-# ---------------------------------------------------------------------- load
-def load_onnx(src):
-    """Read and check an ONNX model from a path, bytes, or a ``ModelProto``."""
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    if isinstance(src, onnx.ModelProto):
-        model, where = src, "model"
-    else:
-        if isinstance(src, (bytes, bytearray)):
-            data, where = bytes(src), "<bytes>"
-        else:
-            where = str(src)
-            data = Path(src).read_bytes()
-        try:
-            model = onnx.load_model_from_string(data)
-        except (DecodeError, RuntimeError, ValueError) as exc:
-            raise EIEFormatError(f"{where}: not an ONNX model (protobuf parse failed: {exc})") from None
-    if not model.graph.node and not model.graph.output:
-        raise EIEFormatError(f"{where}: not an ONNX model (no graph; the file is empty, truncated or something else)")
-    opset = default_opset(model, where)
-    if opset < MIN_OPSET:
-        raise EIEFormatError(f"{where}: opset {opset} is too old (supported: {MIN_OPSET}..{MAX_OPSET}); "
-                             "upgrade it with onnx.version_converter.convert_version")
-    if opset > MAX_OPSET:
-        raise EIEFormatError(f"{where}: opset {opset} is too new (supported: {MIN_OPSET}..{MAX_OPSET})")
-    for i, n in enumerate(model.graph.node):  # protobuf hands out bytes for non-UTF-8 strings
-        if not all(isinstance(x, str) for x in (n.name, n.op_type, n.domain, *n.input, *n.output)):
-            raise EIEFormatError(f"{where}: node {i} has a name, op type or input/output name that is not valid UTF-8")
-    for t in _all_tensors(model.graph):  # external data would be read from the current directory
-        if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
-            raise EIEFormatError(f"{where}: tensor {t.name!r} keeps its data in an external file; embed the weights "
-                                 "(re-save it with onnx save_as_external_data=False)")
-    try:
-        onnx.checker.check_model(model)
-    except (onnx.checker.ValidationError, ValueError) as exc:  # ValueError: e.g. names that are not UTF-8
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EIEFormatError(f"{where}: not a valid ONNX model (truncated or corrupt?): {first}") from None
-    try:
-        model = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # inference is a help for error messages, not a requirement
-        pass
-    return model
-
-
-def _all_tensors(graph):
-    """Every tensor a graph holds: initializers, sparse initializers, attributes, subgraphs."""
-    yield from graph.initializer
-    for sp in graph.sparse_initializer:
-        yield sp.values
-        yield sp.indices
-    for node in graph.node:
-        for a in node.attribute:
-            if a.HasField("t"):
-                yield a.t
-            yield from a.tensors
-            if a.HasField("g"):
-                yield from _all_tensors(a.g)
-            for g in a.graphs:
-                yield from _all_tensors(g)
-
-
-def default_opset(model, where: str = "model") -> int:
-    for op in model.opset_import:
-        if op.domain in ("", "ai.onnx"):
-            return int(op.version)
-    raise EIEFormatError(f"{where}: imports no default-domain (ai.onnx) opset")
-
-
-# ------------------------------------------------------------------ helpers
-def _attrs(node) -> dict:
-    import onnx
-    from onnx import numpy_helper
-
-    out = {}
-    for a in node.attribute:
-        v = onnx.helper.get_attribute_value(a)
-        if isinstance(v, bytes):
-            v = v.decode("utf-8", errors="replace")
-        elif isinstance(v, onnx.TensorProto):
-            v = numpy_helper.to_array(v)
-        elif isinstance(v, list):
-            v = [x.decode("utf-8", errors="replace") if isinstance(x, bytes) else x for x in v]
-            if any(not isinstance(x, (int, float, str)) for x in v):
-                raise EIEFormatError(f"node {node.name!r} ({node.op_type}): attribute {a.name!r} has an unsupported type")
-        elif not isinstance(v, (int, float, str)):
-            raise EIEFormatError(f"node {node.name!r} ({node.op_type}): attribute {a.name!r} has an unsupported type")
-        out[a.name] = v
-    return out
-
-
-def _constant_value(node, attrs: dict) -> np.ndarray:
-    kinds = {"value": None, "value_float": np.float32, "value_floats": np.float32,
-             "value_int": np.int64, "value_ints": np.int64}
-    for key, dtype in kinds.items():
-        if key in attrs:
-            return np.asarray(attrs[key]) if dtype is None else np.asarray(attrs[key], dtype=dtype)
-    raise EIEFormatError(f"node {node.name!r} (Constant): only tensor/float/int values are supported, got {list(attrs)}")
-
-
-def _spec(vi) -> TensorSpec:
-    t = vi.type
-    if t.WhichOneof("value") != "tensor_type":
-        raise EIEFormatError(f"graph input {vi.name!r}: only tensors are supported, not {t.WhichOneof('value')}")
-    et = t.tensor_type.elem_type
-    if et not in ONNX_DTYPES:
-        raise EIEFormatError(f"graph input {vi.name!r}: element type {et} is not supported "
-                             f"(supported: {', '.join(sorted(set(ONNX_DTYPES.values())))})")
-    shape = None
-    if t.tensor_type.HasField("shape"):
-        shape = [int(d.dim_value) if d.HasField("dim_value") else None for d in t.tensor_type.shape.dim]
-    return TensorSpec(vi.name, ONNX_DTYPES[et], shape)
 
 
 def _settings(name: str, density, bits, overrides: dict) -> tuple[float, int]:
@@ -172,8 +56,6 @@ def _settings(name: str, density, bits, overrides: dict) -> tuple[float, int]:
 # ------------------------------------------------------------------ convert
 class _Importer:
     def __init__(self, model, *, density, bits, n_pe, seed, overrides, lossless, progress):
-        from onnx import numpy_helper
-
         self.model = model
         self.graph = model.graph
         self.opset = default_opset(model)
@@ -239,9 +121,9 @@ class _Importer:
                 if i in self.skip:
                     continue
                 name = names[i]
-                attrs = _attrs(n)
+                attrs = node_attrs(n)
                 if n.op_type == "Constant":
-                    self.consts[n.output[0]] = _constant_value(n, attrs)
+                    self.consts[n.output[0]] = constant_value(n, attrs)
                 elif n.op_type in ELEMENTARY_OPS:
                     self._elementary(n, name, attrs)
                 else:
@@ -255,11 +137,11 @@ class _Importer:
         finally:
             bar.close()
         inits = {t.name for t in g.initializer}  # old IR versions list initializers as inputs too
-        inputs = [_spec(vi) for vi in g.input if vi.name not in inits]
+        inputs = [input_spec(vi) for vi in g.input if vi.name not in inits]
         nodes, consts = _prune_dead(self.nodes, self.consts, graph_outputs)
         meta = {"opset": self.opset, "density": self.density, "bits": self.bits, "n_pe": self.n_pe,
                 "seed": self.seed, "lossless": self.lossless, "layer_overrides": self.overrides,
-                "outputs": [_out_spec(o) for o in g.output]}
+                "outputs": [output_spec(o) for o in g.output]}
         return GraphModel(nodes, inputs, graph_outputs, consts, self.layers, self.opset, meta=meta)
 
     def _refuse_unsupported(self, names):
@@ -428,15 +310,6 @@ class _Importer:
         self.nodes.append(Node("LSTM", name, inputs, list(n.output), attrs))
 
 
-def _out_spec(vi) -> dict:
-    t = vi.type.tensor_type if vi.type.WhichOneof("value") == "tensor_type" else None
-    dtype = ONNX_DTYPES.get(t.elem_type, "float32") if t is not None else "float32"
-    shape = None
-    if t is not None and t.HasField("shape"):
-        shape = [int(d.dim_value) if d.HasField("dim_value") else None for d in t.shape.dim]
-    return {"name": vi.name, "dtype": dtype, "shape": shape}
-
-
 def _prune_dead(nodes: list[Node], consts: dict, outputs: list[str]):
     """Drop nodes and constants no graph output depends on."""
     need = set(outputs)
@@ -464,8 +337,6 @@ class _NoBar:
 def _progress(total: int, enabled: bool):
     if not enabled or total == 0:
         return _NoBar()
-    from tqdm import tqdm
-
     return tqdm(total=total, desc="compressing layers", unit="layer")
 
 

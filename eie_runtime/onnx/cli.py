@@ -1,6 +1,7 @@
 """``eie convert``, ``eie run``, ``eie export``: the ONNX workflow on the command line.
 
-Registered by :mod:`eie_runtime.cli`. ``eie run`` imports neither onnx nor torch.
+Registered by :mod:`eie_runtime.cli`. Importing this module imports no onnx: ``eie run`` needs
+neither onnx nor torch; ``eie convert`` and ``eie export`` import onnx when they run.
 """
 
 from __future__ import annotations
@@ -10,8 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .array_files import load_array_file
-from .errors import EIEInputError
+from ..array_files import load_array_file
+from ..atomic import atomic_write_bytes
+from ..errors import EIEInputError
+from ..graph import GraphModel
+from ..model_file import load, save
+from ..tables import format_table
+from . import convert, export
 
 
 def _parse_layer(text: str) -> tuple[str, float]:
@@ -44,10 +50,6 @@ def _parse_inputs(items: list[str], input_names: list[str], what: str) -> dict:
 
 
 def _convert(args) -> int:
-    from .tables import format_table
-    from .model_file import save
-    from .onnx import convert
-
     overrides = dict(_parse_layer(t) for t in args.layer or [])
     model = convert(args.input, density=args.density, bits=args.bits, n_pe=args.pes, layer_overrides=overrides,
                     seed=args.seed, lossless=args.lossless, progress=not args.quiet)
@@ -62,10 +64,6 @@ def _convert(args) -> int:
 
 
 def _run(args) -> int:
-    from .atomic import atomic_write_bytes
-    from .graph import GraphModel
-    from .model_file import load
-
     model = load(args.file)
     if not isinstance(model, GraphModel):
         raise EIEInputError(f"{args.file}: `eie run` runs converted graph models (from `eie convert`), "
@@ -90,8 +88,6 @@ def _run(args) -> int:
 
 
 def _export(args) -> int:
-    from .onnx import export
-
     proto = export(args.file, args.output)
     print(f"{args.file} -> {args.output}: {len(proto.graph.node)} ONNX nodes, opset {proto.opset_import[0].version}, "
           f"{Path(args.output).stat().st_size} bytes")

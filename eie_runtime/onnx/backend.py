@@ -1,6 +1,6 @@
 """An ``onnx.backend.base.Backend`` over eie-runtime, for onnx's conformance tests (``BackendTest``).
 
->>> from eie_runtime.onnx_backend import EIEBackend
+>>> from eie_runtime.onnx.backend import EIEBackend
 >>> rep = EIEBackend.prepare(model)              # lossless by default: exact float32 weights
 >>> outputs = rep.run([x, w])                     # positional, in graph-input order, or a dict
 
@@ -21,24 +21,18 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+from onnx import numpy_helper
+from onnx.backend.base import Backend, BackendRep, namedtupledict
 
-from .errors import EIEInputError
-from .graph import GraphModel
+from ..errors import EIEInputError
+from ..graph import GraphModel
+from .importer import import_onnx
 
 # input positions that carry weights, per op type
 WEIGHT_SLOTS = {"Gemm": (1, 2), "MatMul": (1,), "LSTM": (1, 2, 3, 7)}
 
 
-def _onnx_backend_base():
-    from onnx.backend.base import Backend, BackendRep
-
-    return Backend, BackendRep
-
-
-_Backend, _BackendRep = _onnx_backend_base()
-
-
-class EIEBackendRep(_BackendRep):
+class EIEBackendRep(BackendRep):
     """A prepared model: ``run(inputs)`` returns the outputs as a tuple (named by output)."""
 
     def __init__(self, model, convert_kwargs: dict):
@@ -56,14 +50,10 @@ class EIEBackendRep(_BackendRep):
             self._graph = self._convert(model)
 
     def _convert(self, model) -> GraphModel:
-        from .onnx import convert
-
-        return convert(model, **self.convert_kwargs)
+        return import_onnx(model, **self.convert_kwargs)
 
     def _bound_graph(self, feeds: dict) -> GraphModel:
         """Convert with the run-time weight inputs bound as initializers (cached by their bytes)."""
-        from onnx import numpy_helper
-
         h = hashlib.sha256()
         for name in self.weight_inputs:
             arr = np.ascontiguousarray(feeds[name])
@@ -80,8 +70,6 @@ class EIEBackendRep(_BackendRep):
         return self._graph
 
     def run(self, inputs, **kwargs):
-        from onnx.backend.base import namedtupledict
-
         if isinstance(inputs, dict):
             feeds = dict(inputs)
         else:
@@ -100,7 +88,7 @@ class EIEBackendRep(_BackendRep):
         return namedtupledict("Outputs", self.output_names)(*[out[o] for o in self.output_names])
 
 
-class EIEBackend(_Backend):
+class EIEBackend(Backend):
     """eie-runtime as an ONNX backend (CPU only)."""
 
     @classmethod

@@ -7,16 +7,22 @@
 >>> eie.save(model, "mlp.eie")         # runs later with neither torch nor onnx imported
 >>> eonnx.export("mlp.eie", "mlp_dense.onnx")   # dense ONNX with the pruned-and-shared weights
 
-onnx is imported only inside these functions.
+Modules: ``reader`` (reading and checking ONNX files), ``importer`` (ONNX ->
+:class:`~eie_runtime.graph.GraphModel`), ``exporter`` (back to dense ONNX),
+``backend`` (an ``onnx.backend`` Backend for onnx's conformance tests),
+``cli`` (``eie convert``, ``eie run``, ``eie export``). They import onnx at
+the top; this package and ``cli`` do not, so ``eie run`` and loading a saved
+model work without onnx installed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .atomic import atomic_write_bytes
-from .errors import EIEFormatError
-from .graph import GraphModel
+from ..atomic import atomic_write_bytes
+from ..errors import EIEFormatError
+from ..graph import GraphModel
+from ..model_file import load
 
 __all__ = ["convert", "export", "GraphModel"]
 
@@ -48,7 +54,7 @@ def convert(model, *, density: float = 0.1, bits: int = 4, n_pe: int = 64, layer
     GraphModel
         Call it, ``.run(feeds)``, ``eie_runtime.save(model, path)``.
     """
-    from .converters.onnx_import import import_onnx
+    from .importer import import_onnx  # onnx is imported here, not with the package
 
     return import_onnx(model, density=density, bits=bits, n_pe=n_pe, seed=seed, layer_overrides=layer_overrides,
                        lossless=lossless, progress=progress)
@@ -59,8 +65,7 @@ def export(model, path=None):
 
     Returns the ``onnx.ModelProto``; also writes it (atomically) to ``path`` if given.
     """
-    from .converters.onnx_export import export_graph
-    from .model_file import load
+    from .exporter import export_graph  # onnx is imported here, not with the package
 
     if isinstance(model, (str, Path)):
         src = model

@@ -10,9 +10,11 @@ the graph's opset.
 from __future__ import annotations
 
 import numpy as np
+import onnx
+from onnx import helper, numpy_helper
 
-from eie_runtime.errors import EIEFormatError
-from eie_runtime.graph import ONNX_DTYPES, GraphModel, Node
+from ..errors import EIEFormatError
+from ..graph import ONNX_DTYPES, GraphModel, Node
 
 # torch's gate blocks (i, f, g, o) back to ONNX's (i, o, f, c)
 TORCH_TO_ONNX_GATES = (0, 3, 1, 2)
@@ -20,8 +22,6 @@ _NP_TO_ONNX = {v: k for k, v in ONNX_DTYPES.items()}
 
 
 def _value_info(name: str, dtype: str, shape):
-    from onnx import helper
-
     dims = None if shape is None else [d if d is not None else f"{name}_d{i}" for i, d in enumerate(shape)]
     return helper.make_tensor_value_info(name, _NP_TO_ONNX[dtype], dims)
 
@@ -37,8 +37,6 @@ class _Writer:
         return name
 
     def node(self, op, inputs, outputs, name, **attrs):
-        from onnx import helper
-
         self.nodes.append(helper.make_node(op, inputs, outputs, name=name, **attrs))
 
     def linear(self, node: Node, weight: np.ndarray, bias, relu: bool = False):
@@ -90,8 +88,6 @@ class _Writer:
                     self.node("Transpose", [o], [f], f"{node.name}.out{k}.T", perm=[2, 0, 1, 3] if k == 0 else [1, 0, 2])
 
     def elementary(self, node: Node):
-        from onnx import helper
-
         attrs = dict(node.attrs)
         if node.op == "ConstantOfShape" and "value" in attrs:
             v = np.asarray(attrs.pop("value"), dtype=attrs.pop("dtype", "float32")).reshape(1)
@@ -101,9 +97,6 @@ class _Writer:
 
 def export_graph(model: GraphModel):
     """Write ``model`` as a dense ONNX ``ModelProto`` (checked with ``onnx.checker``)."""
-    import onnx
-    from onnx import helper, numpy_helper
-
     if not isinstance(model, GraphModel):
         raise EIEFormatError(f"export needs a converted graph model, got a {type(model).__name__}")
     w = _Writer(model)

@@ -1,0 +1,140 @@
+"""Reading an ONNX model safely, and turning its protos into plain Python values.
+
+A model is refused (``EIEFormatError``, naming the file) when it does not
+parse, imports an opset outside :data:`MIN_OPSET`..:data:`MAX_OPSET`, has names
+that are not UTF-8, keeps tensor data in external files, or fails the checker.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import numpy_helper
+
+from ..errors import EIEFormatError
+from ..graph import ONNX_DTYPES, TensorSpec
+
+#: Default-domain opsets whose semantics this importer implements (onnx 1.23 knows up to 28).
+MIN_OPSET, MAX_OPSET = 7, 28
+
+
+def load_onnx(src):
+    """Read and check an ONNX model from a path, bytes, or a ``ModelProto``."""
+    if isinstance(src, onnx.ModelProto):
+        model, where = src, "model"
+    else:
+        if isinstance(src, (bytes, bytearray)):
+            data, where = bytes(src), "<bytes>"
+        else:
+            where = str(src)
+            data = Path(src).read_bytes()
+        try:
+            model = onnx.load_model_from_string(data)
+        except (DecodeError, RuntimeError, ValueError) as exc:
+            raise EIEFormatError(f"{where}: not an ONNX model (protobuf parse failed: {exc})") from None
+    if not model.graph.node and not model.graph.output:
+        raise EIEFormatError(f"{where}: not an ONNX model (no graph; the file is empty, truncated or something else)")
+    opset = default_opset(model, where)
+    if opset < MIN_OPSET:
+        raise EIEFormatError(f"{where}: opset {opset} is too old (supported: {MIN_OPSET}..{MAX_OPSET}); "
+                             "upgrade it with onnx.version_converter.convert_version")
+    if opset > MAX_OPSET:
+        raise EIEFormatError(f"{where}: opset {opset} is too new (supported: {MIN_OPSET}..{MAX_OPSET})")
+    for i, n in enumerate(model.graph.node):  # protobuf hands out bytes for non-UTF-8 strings
+        if not all(isinstance(x, str) for x in (n.name, n.op_type, n.domain, *n.input, *n.output)):
+            raise EIEFormatError(f"{where}: node {i} has a name, op type or input/output name that is not valid UTF-8")
+    for t in _all_tensors(model.graph):  # external data would be read from the current directory
+        if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
+            raise EIEFormatError(f"{where}: tensor {t.name!r} keeps its data in an external file; embed the weights "
+                                 "(re-save it with onnx save_as_external_data=False)")
+    try:
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, ValueError) as exc:  # ValueError: e.g. names that are not UTF-8
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EIEFormatError(f"{where}: not a valid ONNX model (truncated or corrupt?): {first}") from None
+    try:
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # inference is a help for error messages, not a requirement
+        pass
+    return model
+
+
+def _all_tensors(graph):
+    """Every tensor a graph holds: initializers, sparse initializers, attributes, subgraphs."""
+    yield from graph.initializer
+    for sp in graph.sparse_initializer:
+        yield sp.values
+        yield sp.indices
+    for node in graph.node:
+        for a in node.attribute:
+            if a.HasField("t"):
+                yield a.t
+            yield from a.tensors
+            if a.HasField("g"):
+                yield from _all_tensors(a.g)
+            for g in a.graphs:
+                yield from _all_tensors(g)
+
+
+def default_opset(model, where: str = "model") -> int:
+    for op in model.opset_import:
+        if op.domain in ("", "ai.onnx"):
+            return int(op.version)
+    raise EIEFormatError(f"{where}: imports no default-domain (ai.onnx) opset")
+
+
+def node_attrs(node) -> dict:
+    """A node's attributes as ints, floats, strings, lists of those, or arrays (tensors)."""
+    out = {}
+    for a in node.attribute:
+        v = onnx.helper.get_attribute_value(a)
+        if isinstance(v, bytes):
+            v = v.decode("utf-8", errors="replace")
+        elif isinstance(v, onnx.TensorProto):
+            v = numpy_helper.to_array(v)
+        elif isinstance(v, list):
+            v = [x.decode("utf-8", errors="replace") if isinstance(x, bytes) else x for x in v]
+            if any(not isinstance(x, (int, float, str)) for x in v):
+                raise EIEFormatError(f"node {node.name!r} ({node.op_type}): attribute {a.name!r} has an unsupported type")
+        elif not isinstance(v, (int, float, str)):
+            raise EIEFormatError(f"node {node.name!r} ({node.op_type}): attribute {a.name!r} has an unsupported type")
+        out[a.name] = v
+    return out
+
+
+def constant_value(node, attrs: dict) -> np.ndarray:
+    """The value of a ``Constant`` node."""
+    kinds = {"value": None, "value_float": np.float32, "value_floats": np.float32,
+             "value_int": np.int64, "value_ints": np.int64}
+    for key, dtype in kinds.items():
+        if key in attrs:
+            return np.asarray(attrs[key]) if dtype is None else np.asarray(attrs[key], dtype=dtype)
+    raise EIEFormatError(f"node {node.name!r} (Constant): only tensor/float/int values are supported, got {list(attrs)}")
+
+
+def input_spec(vi) -> TensorSpec:
+    """A graph input's ValueInfo as the executor's TensorSpec (tensors of :data:`ONNX_DTYPES` only)."""
+    t = vi.type
+    if t.WhichOneof("value") != "tensor_type":
+        raise EIEFormatError(f"graph input {vi.name!r}: only tensors are supported, not {t.WhichOneof('value')}")
+    et = t.tensor_type.elem_type
+    if et not in ONNX_DTYPES:
+        raise EIEFormatError(f"graph input {vi.name!r}: element type {et} is not supported "
+                             f"(supported: {', '.join(sorted(set(ONNX_DTYPES.values())))})")
+    shape = None
+    if t.tensor_type.HasField("shape"):
+        shape = [int(d.dim_value) if d.HasField("dim_value") else None for d in t.tensor_type.shape.dim]
+    return TensorSpec(vi.name, ONNX_DTYPES[et], shape)
+
+
+def output_spec(vi) -> dict:
+    """A graph output's dtype and shape as JSON-able meta (for a faithful export)."""
+    t = vi.type.tensor_type if vi.type.WhichOneof("value") == "tensor_type" else None
+    dtype = ONNX_DTYPES.get(t.elem_type, "float32") if t is not None else "float32"
+    shape = None
+    if t is not None and t.HasField("shape"):
+        shape = [int(d.dim_value) if d.HasField("dim_value") else None for d in t.shape.dim]
+    return {"name": vi.name, "dtype": dtype, "shape": shape}
