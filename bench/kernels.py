@@ -6,14 +6,14 @@
 For every layer and batch size, every method's output is checked against the
 float64 dense product, then all methods are timed interleaved (see
 ``bench.common``). Prints a Table IV-style markdown table per batch size
-(median per-call time and its spread over the kept rounds), the memory per
+(median per-call time and the spread of the kept rounds), the memory per
 stored entry, and how the speed targets came out. Writes every record to
 ``out/kernels.json`` and a plot to ``out/kernels.png`` (``--quick``:
 ``out/kernels-quick.*``) unless ``--json``/``--plot`` say otherwise.
 
 A full run times 9 layers x 2 batch sizes, 15 kept rounds each (15-20 minutes
 on a quiet 2-core machine). ``--quick`` takes minutes: 3 layers (``QUICK_LAYERS``), 5 kept
-rounds of 60 ms, at most 10 tried, no second attempt for noisy cases; its
+rounds of 200 ms, at most 10 tried, no second attempt for noisy cases; its
 figures say how the kernels compare, not what the full run would print.
 """
 
@@ -54,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="minutes, not half an hour: 3 layers, 5 short rounds, no retries; files out/kernels-quick.*")
     p.add_argument("--rounds", type=int, help="kept timing rounds per layer and batch (default 15; quick 5)")
-    p.add_argument("--round-ms", type=float, help="milliseconds per round, all methods (default 400; quick 60)")
+    p.add_argument("--round-ms", type=float, help="milliseconds per round, all methods (default 400; quick 200)")
     p.add_argument("--max-foreign", type=float, default=0.25,
                    help="discard rounds where other processes used more than this many cores")
     p.add_argument("--max-wait", type=float, default=0.1,
@@ -76,7 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if a.threads < 1:
         p.error("--threads must be >= 1")
     a.rounds = a.rounds or (5 if a.quick else 15)
-    a.round_ms = a.round_ms or (60.0 if a.quick else 400.0)
+    a.round_ms = a.round_ms or (200.0 if a.quick else 400.0)
     a.max_rounds = 2 * a.rounds if a.quick else 3 * a.rounds  # rounds tried before the quietest are kept
     name = "kernels-quick" if a.quick else "kernels"
     a.json = a.json or f"out/{name}.json"
@@ -169,6 +169,8 @@ def _time_case(name, batches, args, use_cuda) -> tuple[dict, list, list]:
         for method, tm in timings.items():
             records.append({"layer": name, "batch": batch, "method": method, "median_us": round(tm.median_us, 2),
                             "min_us": round(tm.min_us, 2), "max_us": round(max(tm.samples_us), 2),
+                            "p25_us": round(float(np.percentile(tm.samples_us, 25)), 2),
+                            "p75_us": round(float(np.percentile(tm.samples_us, 75)), 2),
                             "repeats": tm.repeats, "rounds": len(tm.samples_us), "threads": args.threads})
     return memory, records, rounds_info
 
@@ -219,12 +221,12 @@ def _median(records, layer, batch, method):
 
 
 def _with_spread(r) -> str:
-    """``median ±x%``: x is the farthest kept round from the median, relative to it."""
+    """``median ±x%``: x is half the interquartile range of the kept rounds, relative to the median."""
     if r is None:
         return ""
     med = r["median_us"]
-    far = max(med - r["min_us"], r.get("max_us", med) - med)
-    return f"{med:.1f} ±{100 * far / med:.0f}%" if med > 0 else f"{med:.1f}"
+    half_iqr = (r.get("p75_us", med) - r.get("p25_us", med)) / 2
+    return f"{med:.1f} ±{100 * half_iqr / med:.0f}%" if med > 0 else f"{med:.1f}"
 
 
 def summarize(result: dict) -> dict:
@@ -356,7 +358,7 @@ def main(argv=None) -> int:
               f"per case (at most {args.max_rounds} tried), no second attempt for noisy cases")
     print(f"# timing rounds kept {kept} of {tried} "
           f"(discarded: other processes used > {args.max_foreign} cores, or our threads waited for a core "
-          f"> {args.max_wait:.0%} of the round); ±: the farthest kept round from the median\n")
+          f"> {args.max_wait:.0%} of the round); ±: half the interquartile range of the kept rounds\n")
     print(tables(result, summary))
     print()
     for line in targets(summary):
