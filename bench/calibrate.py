@@ -30,8 +30,8 @@ from eie_runtime.paper_layers import PAPER_LAYERS, make_paper_input, make_paper_
 from eie_runtime.exec_layout import ExecLayout
 from eie_runtime.fixed_point import FixedPointParams, to_fixed
 from eie_runtime.kernel_costs import KernelCosts
-from eie_runtime.kernels import fast_f32 as _f32
-from eie_runtime.kernels import fast_fixed16 as _q16
+from eie_runtime.kernels import column_scatter as _scatter
+from eie_runtime.kernels import row_gather as _gather
 from eie_runtime.kernels import sliced_ell as _ell
 
 
@@ -56,16 +56,16 @@ def _cases(ex: ExecLayout, x: np.ndarray) -> dict:
     touched = int(np.count_nonzero(x[ex.cols] != 0))  # entries in non-zero columns
     x_q, codebook_q, bias_q, shift = _fixed_args(ex, x)
     cases = {"gather_ns_per_entry": (
-        lambda: _f32.gather_f32(ex.rowptr, ex.cols, ex.codes, codebook, ex.row_bounds, x, bias, False, out), ex.nnz)}
+        lambda: _gather.gather_f32(ex.rowptr, ex.cols, ex.codes, codebook, ex.row_bounds, x, bias, False, out), ex.nnz)}
     if ex.scatter_by_code:  # short blocks: the per-(row, code) scatter is the one this layer runs
         cases["scatter_by_code_ns_per_entry"] = (
-            lambda: _f32.scatter_by_code_f32(ex.colptr, ex.csc_packed, codebook, ex.bounds, x, bias, False, out),
+            lambda: _scatter.scatter_by_code_f32(ex.colptr, ex.csc_packed, codebook, ex.bounds, x, bias, False, out),
             touched)
     else:
         cases["scatter_ns_per_entry"] = (
-            lambda: _f32.scatter_f32(ex.colptr, ex.csc_packed, codebook, ex.bounds, x, bias, False, out), touched)
+            lambda: _scatter.scatter_f32(ex.colptr, ex.csc_packed, codebook, ex.bounds, x, bias, False, out), touched)
     cases["scatter_fixed16_ns_per_entry"] = (
-        lambda: _q16.scatter_fixed16(ex.colptr, ex.csc_packed, codebook_q, ex.bounds, x_q, bias_q, shift, False,
+        lambda: _scatter.scatter_fixed16(ex.colptr, ex.csc_packed, codebook_q, ex.bounds, x_q, bias_q, shift, False,
                                      False, out_q), touched)
     if ex.ell is not None:
         gptr, slots, segs, codebook16 = ex.ell

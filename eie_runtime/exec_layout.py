@@ -45,9 +45,10 @@ import numpy as np
 from .fixed_point import to_fixed
 from .format import InterleavedCSC
 from .kernel_costs import KernelCosts, current as _current_costs
-from .kernels import fast_f32 as _f32
-from .kernels import fast_fixed16 as _q16
-from .kernels import fast_layout as _build
+from .kernels import column_scatter as _scatter
+from .kernels import input_scan as _scan
+from .kernels import layout_build as _build
+from .kernels import row_gather as _gather
 from .kernels import sliced_ell as _ell
 from .kernels import panel_batch as _pb
 from .kernels.aligned import aligned_empty as _aligned_empty
@@ -229,7 +230,7 @@ class ExecLayout:
 
     def _sliced_ell(self, codes: np.ndarray):
         m, k = self.shape
-        steps = _build.sliced_ell_group_steps(self.rowptr, self.cols, m, k, _ell.STEP_UNROLL)
+        steps = _build.sliced_ell_group_steps(self.matrix.entries, self.matrix.ptr, self.matrix.n_pe, m, k, _ell.STEP_UNROLL)
         gptr = np.zeros(steps.shape[0] + 1, dtype=np.int64)
         np.cumsum(steps, out=gptr[1:])
         slots = _aligned_empty(int(gptr[-1]) * 16 // _ell.STEP_UNROLL, np.uint32)  # 64-byte blocks of 4 steps
@@ -267,7 +268,7 @@ class ExecLayout:
                     out[s] = self.run_float32(x[s], bias, relu)
                 return out
             if (self.ell is not None and x.shape[0] <= SLICED_ELL_MAX_BATCH
-                    and _f32.count_nonzero_finite(x.reshape(-1))[1]):
+                    and _scan.count_nonzero_finite(x.reshape(-1))[1]):
                 gptr, slots, segs, codebook16 = self.ell
                 with kernel_section():
                     _ell.sliced_ell_batch_f32(gptr, slots, segs, codebook16, self.row_bounds, x, bias, relu, out)
@@ -286,13 +287,13 @@ class ExecLayout:
                 return out
             n_nz = found if found >= 0 else -1 - found  # too few non-zeros, or NaN/Inf
         else:
-            n_nz, _ = _f32.count_nonzero_finite(x)
+            n_nz, _ = _scan.count_nonzero_finite(x)
         if k and n_nz >= GATHER_DENSITY * k:  # no sliced ELL, or NaN/Inf (its padding would spread them)
             with kernel_section():
-                _f32.gather_f32(self.rowptr, self.cols, self.codes, self.matrix.codebook, self.row_bounds, x, bias,
+                _gather.gather_f32(self.rowptr, self.cols, self.codes, self.matrix.codebook, self.row_bounds, x, bias,
                                 relu, out)
         else:
-            scatter = _f32.scatter_by_code_f32 if self.scatter_by_code else _f32.scatter_f32
+            scatter = _scatter.scatter_by_code_f32 if self.scatter_by_code else _scatter.scatter_f32
             with kernel_section():
                 scatter(self.colptr, self.csc_packed, self.matrix.codebook, self.bounds, x, bias, relu, out)
         return out
@@ -305,7 +306,7 @@ class ExecLayout:
                 q = self._q16
                 if q is None or q[0] != w_frac:
                     codebook_q = to_fixed(self.matrix.codebook, w_frac).astype(np.int32)
-                    row_abs = _build.row_abs_sums(self.rowptr, codebook_q[self.codes])  # (temporary per entry)
+                    row_abs = _build.row_abs_sums(self.matrix.entries, self.matrix.ptr, self.matrix.n_pe, self.shape[0], np.abs(codebook_q).astype(np.int64))
                     wmax = int(np.abs(codebook_q).max(initial=0))
                     q = (w_frac, codebook_q, row_abs, wmax)
                     self._q16 = q
@@ -324,7 +325,7 @@ class ExecLayout:
         plan = _Fixed16Plan(key=(w_frac, shift), bias_q=bias_q, bias32=bias32, codebook_q=codebook_q, wmax=wmax,
                             fit16_amax=_fit16_amax(wmax, shift), halves=halves,
                             codebook_words=_ell.codebook_words(codebook_q, halves[1]) if halves else None,
-                            safe_amax=int(_q16.safe_amax(row_abs, self.rowptr, bias32, shift)) if shift < 63 else 0)
+                            safe_amax=int(_scatter.safe_amax(row_abs, self.rowptr, bias32, shift)) if shift < 63 else 0)
         self._plan16 = plan  # one tuple, replaced atomically: safe under concurrent calls
         return plan
 
@@ -341,7 +342,7 @@ class ExecLayout:
             self._fixed16_vector(x_q, plan, shift, relu, out)
             return out
         if x_q.shape[0] > FIXED16_SINGLE_MAX_BATCH and plan.halves and _pb.FIXED16_AVAILABLE and k:  # the panel kernel
-            _, amax = _q16.count_and_amax(x_q.reshape(-1))
+            _, amax = _scan.count_and_amax(x_q.reshape(-1))
             fit16 = _term_bound(plan.wmax, amax, shift) < 32767  # every rounded product fits int16
             with kernel_section():
                 _pb.panel_batch_fixed16(self.panel_ptr, self.panel_entries, plan.codebook_words, self.row_bounds,
@@ -350,7 +351,7 @@ class ExecLayout:
         if x_q.shape[0] > FIXED16_CSR_SINGLE_MAX_BATCH and shift <= 30:  # no AVX-512 (vpmaddwd), or shift 30
             xt = np.ascontiguousarray(x_q.T, dtype=np.int32)
             with kernel_section():
-                _q16.csr_block_fixed16(self.rowptr, self.cols, self.codes, plan.codebook_q, self.row_bounds, xt,
+                _gather.csr_block_fixed16(self.rowptr, self.cols, self.codes, plan.codebook_q, self.row_bounds, xt,
                                        plan.bias32, shift, relu, out)
             return out
         for s in range(x_q.shape[0]):
@@ -370,14 +371,14 @@ class ExecLayout:
             if n_nz >= self.ell_min_nonzero_fixed16[amax <= plan.fit16_amax]:
                 return
         else:
-            n_nz, amax = _q16.count_and_amax(x)
+            n_nz, amax = _scan.count_and_amax(x)
         if shift <= 30 and k and n_nz >= GATHER_DENSITY * k:  # the gather checks its own rows
             narrow = self.max_row * (_term_bound(plan.wmax, amax, shift) + 1) < 2**31 - 2**15  # int32 row sums
-            gather = _q16.gather_fixed16_narrow if narrow else _q16.gather_fixed16
+            gather = _gather.gather_fixed16_narrow if narrow else _gather.gather_fixed16
             with kernel_section():
                 gather(self.rowptr, self.cols, self.codes, plan.codebook_q, self.row_bounds, x, plan.bias32, shift,
                        relu, out)
         else:
             with kernel_section():
-                _q16.scatter_fixed16(self.colptr, self.csc_packed, plan.codebook_q, self.bounds, x, plan.bias32, shift,
+                _scatter.scatter_fixed16(self.colptr, self.csc_packed, plan.codebook_q, self.bounds, x, plan.bias32, shift,
                                      relu, amax > plan.safe_amax, out)

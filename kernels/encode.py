@@ -18,6 +18,14 @@ from .jit import njit
 MAX_RUN = 15  # largest zero run one 4-bit z can hold
 
 
+@njit(cache=True, inline="always")
+def next_entry(local, b):
+    """The walk of a PE's slice of a column: entry byte ``b`` after local row ``local`` (start at
+    -1) lies at local row ``local + z + 1``; returns that row and the codebook index ``v`` (0:
+    padding). Every reader of the stored entries walks them with this."""
+    return local + (b >> 4) + 1, b & 0xF
+
+
 @njit(cache=True, parallel=True)
 def count_entries(codes, n_pe):
     """Entries (padding included) of every PE's slice of every column: (n_pe, K)."""
@@ -68,9 +76,7 @@ def decode_codes(entries, ptr, m, n_pe, out):
         for j in range(k):
             local = -1
             for e in range(ptr[pe, j], ptr[pe, j + 1]):
-                b = entries[e]
-                local += (b >> 4) + 1
-                v = b & 0xF
+                local, v = next_entry(local, entries[e])
                 if v != 0:
                     out[local * n_pe + pe, j] = v
 
@@ -90,13 +96,11 @@ def find_entry_error(entries, ptr, m, n_pe, n_codes):
             local = -1
             for e in range(ptr[pe, j], ptr[pe, j + 1]):
                 b = entries[e]
-                v = b & 0xF
-                z = b >> 4
+                local, v = next_entry(local, b)
                 if v >= n_codes:
                     return 1, pe, j, e
-                if v == 0 and z != MAX_RUN:
+                if v == 0 and b >> 4 != MAX_RUN:
                     return 3, pe, j, e
-                local += z + 1
                 if local >= rows_here:
                     return 2, pe, j, e
     return -1, -1, -1, -1

@@ -32,7 +32,7 @@ each sample's accumulator is clamped after every add, and a row's terms
 arrive in ascending column order (panels in order, columns in order within a
 pair). ``vpmaddwd`` gives product and rounding constant in one instruction
 (as in the sliced ELL), so it needs AVX512BW (``FIXED16_AVAILABLE``); 3.5-4.4x faster than the
-CSR x block kernel (``fast_fixed16.csr_block_fixed16``), which stays for
+CSR x block kernel (``row_gather.csr_block_fixed16``), which stays for
 other hosts.
 
 Numba has no vector types, so the loops are LLVM IR intrinsics (see

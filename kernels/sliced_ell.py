@@ -1,6 +1,6 @@
 """Single vectors with many non-zeros: a sliced ELL whose input segment sits in a register.
 
-A row gather over a CSR (``fast_f32.gather_f32``) costs one hardware gather
+A row gather over a CSR (``row_gather.gather_f32``) costs one hardware gather
 per 16 entries, and gathers are what bound it (about 0.21 ns per entry and
 thread here). This layout avoids them:
 
@@ -26,8 +26,8 @@ scatter once about a third of the activations are non-zero (it does not skip
 zeros, but it never scatters). ``sliced_ell_fixed16`` walks the same steps
 with int16 arithmetic, bit-exact (see its docstring). ``sliced_ell_multi_f32``
 walks them for 8 (or 4) vectors at once, for small batches: one step's
-nibbles and codebook permute serve all of them. The per-call choice is
-``ExecLayout``'s.
+nibbles and codebook permute serve all of them. The per-call choice is made
+in ``eie_runtime.execution``.
 
 The permute is an AVX-512 instruction with no generic LLVM equivalent, so
 the kernel exists only where Numba compiles for a CPU with the features in

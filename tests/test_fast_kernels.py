@@ -11,12 +11,10 @@ from eie_runtime.exec_layout import (BY_CODE_MAX_ROWS, FIXED16_CSR_SINGLE_MAX_BA
                                      GATHER_DENSITY, ExecLayout, _balanced_bounds)
 from eie_runtime.fixed_point import FixedPointParams, to_fixed
 from eie_runtime.format import InterleavedCSC
-from eie_runtime.kernels import fast_fixed16 as _q16
-from eie_runtime.kernels import panel_batch
-from eie_runtime.kernels import sliced_ell
-from eie_runtime.kernels import spmspv
+from eie_runtime.kernels import column_scatter, input_scan, panel_batch, sliced_ell
 from eie_runtime.layer import EIELinear
 
+import pe_walk
 from reference import fixed16_layer, float32_layer
 
 
@@ -63,10 +61,10 @@ def test_float32_table_scatter_is_bit_identical_to_stored_format_kernel():
     layer._exec = ex = ExecLayout(layer.matrix, n_blocks=2, sliced_ell=False)
     assert not ex.scatter_by_code  # blocks above BY_CODE_MAX_ROWS: the table scatter
     x = _acts(rng, 90, 0.3)
-    idx, val = spmspv.nonzero_activations(x)
+    idx, val = pe_walk.nonzero_activations(x)
     ref = np.empty(1900, dtype=np.float32)
     mat = layer.matrix
-    spmspv.spmspv_f32(mat.entries, mat.ptr, mat.codebook, mat.n_pe, 1900, idx, val, b, True, ref)
+    pe_walk.spmspv_f32(mat.entries, mat.ptr, mat.codebook, mat.n_pe, 1900, idx, val, b, True, ref)
     np.testing.assert_array_equal(layer(x), ref)
 
 
@@ -274,7 +272,7 @@ def test_sliced_ell_fixed16_is_bit_identical_to_stored_format_kernel(shift, amax
     x_q = rng.integers(-amax, amax + 1, (1, k)).astype(np.int16)
     bias = rng.integers(-32768, 32768, m).astype(np.int32)
     ref = np.empty((1, m), dtype=np.int16)
-    spmspv.spmspv_fixed16(mat.entries, mat.ptr, cb_q, mat.n_pe, m, x_q, bias, shift, False, ref)
+    pe_walk.spmspv_fixed16(mat.entries, mat.ptr, cb_q, mat.n_pe, m, x_q, bias, shift, False, ref)
     fits = (32768 * amax + (1 << 29)) >> shift < 32767
     x_hi, w_hi = sliced_ell.rounding_halves(shift)
     gptr, slots, segs, _ = ex.ell
@@ -392,15 +390,15 @@ def test_fixed16_unclamped_path_only_when_proven_safe():
     ex = layer.execution_layout()
     _, cb_q, row_abs, _ = ex._fixed16_tables(fp.w_frac)
     bias_q = layer.quantized_bias().astype(np.int32)
-    n_nz, amax = _q16.count_and_amax(x_q[0])
+    n_nz, amax = input_scan.count_and_amax(x_q[0])
     assert n_nz == np.count_nonzero(x_q[0]) and amax == np.abs(x_q[0].astype(np.int32)).max()
-    assert 0 < amax <= _q16.safe_amax(row_abs, ex.rowptr, bias_q, fp.shift)
+    assert 0 < amax <= column_scatter.safe_amax(row_abs, ex.rowptr, bias_q, fp.shift)
     for saturate in (False, True):
         out = np.empty(50, np.int16)
-        _q16.scatter_fixed16(ex.colptr, ex.csc_packed, cb_q, ex.bounds, x_q[0], bias_q, fp.shift, True, saturate, out)
+        column_scatter.scatter_fixed16(ex.colptr, ex.csc_packed, cb_q, ex.bounds, x_q[0], bias_q, fp.shift, True, saturate, out)
         np.testing.assert_array_equal(out, ref[0])
     # a bias at the int16 edge leaves no room: never provably safe
-    assert _q16.safe_amax(row_abs, ex.rowptr, np.full(50, 32767, np.int32), fp.shift) == -1
+    assert column_scatter.safe_amax(row_abs, ex.rowptr, np.full(50, 32767, np.int32), fp.shift) == -1
 
 
 @pytest.mark.parametrize("shift", [31, 40, 70])

@@ -1,24 +1,22 @@
-"""EIE's sparse-matrix x sparse-vector product on the stored format (Section III-C).
+"""EIE's sparse-matrix x sparse-vector product on the stored format, PE by PE (Section III-C): a test reference.
 
 For each non-zero activation ``a_j`` (in ascending ``j``, the order the
 leading-non-zero detector broadcasts them), each PE walks its entries of
 column ``j``, keeps the running row sum of the ``z`` fields, looks the weight
 up in the codebook and accumulates into its own local accumulators. PEs own
-disjoint rows, so they run in parallel with no synchronisation; each keeps a
-private accumulator array (no false sharing on interleaved rows).
+disjoint rows, so they run in parallel with no synchronisation.
 
-These kernels read the stored entries directly, exactly as the hardware does,
-and serve as the stored-format references. ``EIELinear`` runs the faster
-kernels of ``kernels.fast_f32`` / ``kernels.fast_fixed16`` on a load-time
-execution layout (``eie_runtime.exec_layout``); they compute the same sums
-(fixed16: bit for bit).
+These walks read the stored entries directly, exactly as the hardware does,
+written here independently of the package's layouts; tests check the fast
+kernels (``eie_runtime.execution``) against them: the float32 table scatter
+and every fixed16 kernel bit for bit.
 """
 
 import numpy as np
 from numba import prange
 
-from .fixed16_arith import round_shift, saturate
-from .jit import njit
+from eie_runtime.kernels.fixed16_arith import round_shift, saturate
+from eie_runtime.kernels.jit import njit
 
 
 @njit(cache=True)
@@ -61,33 +59,6 @@ def spmspv_f32(entries, ptr, codebook, n_pe, m, nz_idx, nz_val, bias, relu, out)
             if relu and y < 0:
                 y = 0.0
             out[row] = y
-
-
-@njit(cache=True, parallel=True)
-def spmspv_f32_batch(entries, ptr, codebook, n_pe, m, x, bias, relu, out):
-    """Row ``b`` of ``out`` = act(W x[b] + bias); one sample per parallel task."""
-    for s in prange(x.shape[0]):
-        xs = x[s]
-        for pe in range(n_pe):
-            rows_here = (m - pe + n_pe - 1) // n_pe if pe < m else 0
-            acc = np.zeros(rows_here, dtype=np.float32)
-            for j in range(xs.shape[0]):
-                a = xs[j]
-                if a == 0:
-                    continue
-                local = -1
-                for e in range(ptr[pe, j], ptr[pe, j + 1]):
-                    b = entries[e]
-                    local += (b >> 4) + 1
-                    v = b & 0xF
-                    if v != 0:
-                        acc[local] += codebook[v] * a
-            for r in range(rows_here):
-                row = r * n_pe + pe
-                y = acc[r] + bias[row]
-                if relu and y < 0:
-                    y = 0.0
-                out[s, row] = y
 
 
 @njit(cache=True, parallel=True)

@@ -1,103 +1,46 @@
-"""Bit-exact fixed16 kernels (DESIGN.md arithmetic) on the execution layouts.
+"""Row gathers over the CSR (dense activations, fixed16 batches): float32 and bit-exact fixed16.
 
-Every row receives at most one term per column, and all kernels add a row's
-terms in ascending column order, so saturating after every add reproduces
-the hardware's order exactly. Clamps are skipped only where they provably
-cannot fire (then the plain sum is the same number):
+The layout is a CSR of the non-zeros with columns ascending in every row
+(``layout_build.fill_csr``); one parallel task per row block (balanced by
+non-zeros, aligned to 16 rows), so threads never share an output cache line.
+Loop indices over entries are unsigned (see ``column_scatter``).
 
-- the scatter takes ``saturate=False`` only after the caller proved with
-  ``safe_amax`` that no partial sum of any row can leave int16 for this input;
-- the gather checks each row itself: ``|b| + sum|term|`` within int16 bounds
-  every partial sum, in any order; rows that fail it are redone with clamps.
+- ``gather_f32`` may reassociate its sums (``fastmath`` reassoc/contract only,
+  so NaN and Inf keep their IEEE meaning), which lets LLVM vectorise them.
+- ``gather_fixed16``/``gather_fixed16_narrow`` check each row: ``|b| + sum|term|``
+  within int16 bounds every partial sum, in any order, so no clamp could fire
+  and the plain sum is exact; rows that fail it are redone with clamps, in
+  ascending column order (the hardware's).
+- ``csr_block_fixed16`` runs a batch, each sample with its own saturating
+  accumulator, in ascending column order: bit-exact.
 
-The scatter rounds its 16-entry product table in int64 (any ``shift < 63``);
-the gather and batch kernels work per entry in int32, where |w|, |a| <= 2**15
-keep ``|p| + 2**(shift-1)`` below 2**31 for ``shift <= 30``, the only shifts
-the caller sends them.
+The fixed16 kernels work per entry in int32, where |w|, |a| <= 2**15 keep
+``|p| + 2**(shift-1)`` below 2**31 for ``shift <= 30``, the only shifts the
+caller sends them.
 """
 
 import numpy as np
 from numba import prange
 
-from .fast_f32 import nonzero_columns
 from .jit import njit
-from .vector_scatter import saturating_column_add
+
+_GATHER_MATH = {"reassoc", "contract"}
 
 
-@njit(cache=True)
-def count_and_amax(x_q):
-    """Non-zero count and largest |value| of ``x_q``, without compacting (the gather needs neither list)."""
-    n = 0
-    amax = 0
-    for j in range(x_q.shape[0]):
-        a = np.int32(x_q[j])
-        n += a != 0
-        amax = max(amax, abs(a))
-    return n, amax
 
-
-@njit(cache=True)
-def safe_amax(row_abs_w, rowptr, bias_q, shift):
-    """Largest max|a| for which no partial sum of any row can leave int16.
-
-    A row's partial sums are bounded by ``|b| + sum_e |round_shift(w_e a_e)|``
-    and ``|round_shift(p)| <= |p| / 2**shift + 1``; so the row is safe while
-    ``row_abs_w * amax <= (32767 - |b| - n_entries) * 2**shift``. Returns -1
-    when even ``amax = 0`` is not provably safe.
-    """
-    m = row_abs_w.shape[0]
-    best = np.int64(1) << 40  # above any |int16| activation
-    for i in range(m):
-        room = np.int64(32767) - abs(np.int64(bias_q[i])) - (rowptr[i + 1] - rowptr[i])
-        if room < 0:
-            return np.int64(-1)
-        s = row_abs_w[i]
-        if s > 0:
-            best = min(best, (room << min(shift, 40)) // s)  # a smaller shift only tightens the test
-    return best
-
-
-@njit(cache=True, parallel=True)
-def scatter_fixed16(colptr, packed, codebook_q, bounds, x_q, bias_q, shift, relu, saturate, out):
-    """int16 out = act(W x + b) from the non-zeros of the int16 ``x_q``, column scatter."""
-    nblk = colptr.shape[0]
-    ncb = codebook_q.shape[0]
-    half = (np.int64(1) << (shift - 1)) if shift > 0 else np.int64(0)
-    narrow = shift <= 30
-    half32 = np.int32(half) if narrow else np.int32(0)
-    sh32 = np.int32(shift) if narrow else np.int32(0)
-    four = np.uint16(4)
-    mask = np.uint16(15)
+@njit(cache=True, parallel=True, fastmath=_GATHER_MATH)
+def gather_f32(rowptr, cols, codes, codebook, bounds, x, bias, relu, out):
+    """out = act(W x + bias) by row gathers over the CSR (dense activations)."""
+    nblk = bounds.shape[0] - 1
     for b in prange(nblk):
-        r0 = bounds[b]
-        r1 = bounds[b + 1]
-        acc = np.empty(r1 - r0, dtype=np.int32)
-        for r in range(r1 - r0):
-            acc[r] = bias_q[r0 + r]
-        tab = np.zeros(16, dtype=np.int32)  # 16 entries whatever the codebook size: the vector path reads any code
-        idx, n = nonzero_columns(x_q)  # in each thread: see kernels.fast_f32
-        for t in range(n):
-            j = np.uint64(idx[t])
-            a = np.int32(x_q[j])
-            if narrow:  # int32 products: the 16-entry table vectorises
-                for v in range(ncb):
-                    tab[v] = (np.int32(codebook_q[v]) * a + half32) >> sh32
-            else:
-                for v in range(ncb):
-                    tab[v] = (np.int64(codebook_q[v]) * a + half) >> shift
-            e0 = np.uint64(colptr[b, j])
-            e1 = np.uint64(colptr[b, j + np.uint64(1)])
-            if saturate:
-                saturating_column_add(acc, packed, tab, e0, e1)
-            else:
-                for e in range(e0, e1):
-                    p = packed[e]
-                    acc[p >> four] += tab[p & mask]
-        for r in range(r1 - r0):
-            y = acc[r]
+        for i in range(np.uint64(bounds[b]), np.uint64(bounds[b + 1])):
+            s = np.float32(0.0)
+            for e in range(np.uint64(rowptr[i]), np.uint64(rowptr[i + np.uint64(1)])):
+                s += codebook[codes[e]] * x[cols[e]]
+            y = s + bias[i]
             if relu and y < 0:
-                y = 0
-            out[r0 + r] = y
+                y = np.float32(0.0)
+            out[i] = y
 
 
 @njit(cache=True)
