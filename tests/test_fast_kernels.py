@@ -14,6 +14,7 @@ from eie_runtime.format import InterleavedCSC
 from eie_runtime.kernels import column_scatter, input_scan, panel_batch, sliced_ell
 from eie_runtime.layer import EIELinear
 
+import layer_data
 import pe_walk
 from reference import fixed16_layer, float32_layer
 
@@ -288,16 +289,14 @@ def test_sliced_ell_fixed16_is_bit_identical_to_stored_format_kernel(shift, amax
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), m=st.integers(1, 90), k=st.integers(1, 50),
-       density=st.sampled_from([0.0, 0.05, 0.4, 1.0]), act_density=st.sampled_from([0.0, 0.3, 0.8, 1.0]),
-       n_pe=st.integers(1, 9), n_blocks=st.integers(1, 4))
-def test_float32_property(seed, m, k, density, act_density, n_pe, n_blocks):
-    rng = np.random.default_rng(seed)
-    layer, codes, cb, b = _layer(rng, m, k, density, n_pe=n_pe)
+@given(data=st.data(), m=st.integers(1, 90), k=st.integers(1, 50), n_pe=st.integers(1, 9),
+       n_blocks=st.integers(1, 4))
+def test_float32_property(data, m, k, n_pe, n_blocks):
+    layer, codes, cb, b = data.draw(layer_data.layers(m, k, n_pe, relu=True), label="layer, codes, codebook, bias")
     layer._exec = ExecLayout(layer.matrix, n_blocks=n_blocks)
-    x = _acts(rng, (3, k), act_density)
-    np.testing.assert_allclose(layer(x), float32_layer(cb[codes], x, b, relu=True), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(layer(x[0]), float32_layer(cb[codes], x[0], b, relu=True), rtol=1e-5, atol=1e-5)
+    x = data.draw(layer_data.activations((3, k)), label="x")
+    layer_data.assert_float32_close(layer(x), cb[codes], x, b, relu=True)
+    layer_data.assert_float32_close(layer(x[0]), cb[codes], x[0], b, relu=True)
 
 
 def _fixed_case(rng, m, k, density, act_density, fp, act_scale, relu=True, n_pe=4):
@@ -305,9 +304,12 @@ def _fixed_case(rng, m, k, density, act_density, fp, act_scale, relu=True, n_pe=
     layer.fixed = fp
     # enough rows for a batch kernel: the panel one on AVX-512 hosts, else the CSR x block one
     x_q = to_fixed(_acts(rng, (FIXED16_CSR_SINGLE_MAX_BATCH + 1, k), act_density) * act_scale, fp.in_frac)
-    ref = np.stack([fixed16_layer(codes, cb, xr, in_frac=fp.in_frac, w_frac=fp.w_frac, out_frac=fp.out_frac,
-                                  bias=b, relu=relu) for xr in x_q])
-    return layer, x_q, ref
+    return layer, x_q, _fixed16_rows(codes, cb, b, fp, relu, x_q)
+
+
+def _fixed16_rows(codes, cb, b, fp, relu, x_q):
+    return np.stack([fixed16_layer(codes, cb, xr, in_frac=fp.in_frac, w_frac=fp.w_frac, out_frac=fp.out_frac,
+                                   bias=b, relu=relu) for xr in x_q])
 
 
 @pytest.mark.parametrize("act_density", [0.2, 1.0])  # scatter and gather
@@ -370,14 +372,16 @@ def test_fixed16_scatter_saturates_in_column_order(rows):
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), m=st.integers(1, 60), k=st.integers(1, 40),
-       density=st.sampled_from([0.05, 0.5, 1.0]), act_density=st.sampled_from([0.1, 0.7, 1.0]),
-       in_frac=st.integers(0, 12), w_frac=st.integers(4, 14), drop=st.integers(0, 20),
-       act_scale=st.sampled_from([0.001, 1.0, 50.0]), relu=st.booleans())
-def test_fixed16_property(seed, m, k, density, act_density, in_frac, w_frac, drop, act_scale, relu):
+@given(data=st.data(), m=st.integers(1, 60), k=st.integers(1, 40), in_frac=st.integers(0, 12),
+       w_frac=st.integers(4, 14), drop=st.integers(0, 20), relu=st.booleans())
+def test_fixed16_property(data, m, k, in_frac, w_frac, drop, relu):
     out_frac = max(-16, in_frac + w_frac - drop)
     fp = FixedPointParams(in_frac=in_frac, w_frac=w_frac, out_frac=out_frac)
-    layer, x_q, ref = _fixed_case(np.random.default_rng(seed), m, k, density, act_density, fp, act_scale, relu)
+    layer, codes, cb, b = data.draw(layer_data.layers(m, k, 4, relu), label="layer, codes, codebook, bias")
+    layer.fixed = fp
+    # enough rows for a batch kernel: the panel one on AVX-512 hosts, else the CSR x block one
+    x_q = data.draw(layer_data.int16_activations((FIXED16_CSR_SINGLE_MAX_BATCH + 1, k)), label="x_q")
+    ref = _fixed16_rows(codes, cb, b, fp, relu, x_q)
     np.testing.assert_array_equal(layer.run_fixed16_int(x_q), ref)  # batch kernel
     for row, expected in zip(x_q, ref):  # single-vector scatter/gather
         np.testing.assert_array_equal(layer.run_fixed16_int(row), expected)
