@@ -1,4 +1,4 @@
-"""16-bit fixed-point arithmetic (paper Section IV "Arithmetic Unit", VI-C; DESIGN.md).
+"""16-bit fixed-point arithmetic (paper Section IV "Arithmetic Unit", VI-C; docs/design.md).
 
 The contract, shared by the kernel, the simulator and the tests' reference:
 

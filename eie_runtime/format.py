@@ -1,4 +1,4 @@
-"""EIE's interleaved, relative-indexed CSC format (paper Section III-B/C; DESIGN.md).
+"""EIE's interleaved, relative-indexed CSC format (paper Section III-B/C; docs/design.md).
 
 One class, :class:`InterleavedCSC`, in scipy.sparse's manner: built from a
 matrix of codebook indices plus a codebook, decoded with ``toarray()`` /

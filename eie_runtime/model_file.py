@@ -1,4 +1,4 @@
-"""The ``.eie`` model file: safetensors tensors plus a JSON header (DESIGN.md).
+"""The ``.eie`` model file: safetensors tensors plus a JSON header (docs/design.md).
 
 No pickle. Layout:
 

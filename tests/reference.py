@@ -1,6 +1,6 @@
 """Plain-Python/numpy references of the format and both kernels, used only by tests.
 
-Written straight from the paper and DESIGN.md, independently of the Numba code.
+Written straight from the paper and docs/design.md, independently of the Numba code.
 """
 
 import numpy as np
@@ -25,7 +25,7 @@ def encode_column(col_codes):
 
 
 def encode(codes, n_pe):
-    """entries (uint8) and ptr (n_pe, K+1) exactly as DESIGN.md lays them out."""
+    """entries (uint8) and ptr (n_pe, K+1) exactly as docs/design.md lays them out."""
     m, k = codes.shape
     entries, ptr = [], np.zeros((n_pe, k + 1), dtype=np.int64)
     for pe in range(n_pe):
@@ -56,7 +56,7 @@ def _round_half_up(x, frac):
 
 
 def fixed16_layer(codes, codebook, x_q, *, in_frac, w_frac, out_frac, bias=None, relu=False):
-    """The DESIGN.md fixed16 arithmetic, one Python int at a time, in broadcast order."""
+    """The fixed16 arithmetic of docs/design.md, one Python int at a time, in broadcast order."""
     m, k = codes.shape
     s = w_frac + in_frac - out_frac
     cb_q = [_round_half_up(c, w_frac) for c in codebook]
