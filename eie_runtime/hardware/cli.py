@@ -7,7 +7,10 @@ from .config import AUTHORS_SIMULATOR, POINTER_READS, QUEUE_RELEASE, HardwareCon
 
 
 def register(subparsers) -> None:
-    """Add the ``simulate`` subcommand to the ``eie`` command line."""
+    """Add the ``simulate`` and ``sweep`` subcommands to the ``eie`` command line."""
+    from .sweep_cli import register_sweep
+
+    register_sweep(subparsers)
     p = subparsers.add_parser(
         "simulate", help="cycle-level EIE simulation: time, load balance, energy",
         description="Run a .eie model on the simulated EIE accelerator (paper defaults: 64 PEs, 800 MHz, "
