@@ -6,6 +6,7 @@
 >>> simulate([fc6, fc7, fc8], x, HardwareConfig(n_pe=256))   # a feed-forward chain
 >>> simulate(lstm_core, x_seq)                        # any model: its EIE layer calls are traced
 >>> sweep(["alex7", ("model.eie", x)], {"fifo_depth": [1, 2, 4, 8], "n_pe": [32, 64]})   # a table
+>>> record_timeline(layer, x).to_html("run.html")   # per PE and cycle: busy / stalled / starved, queues
 
 The per-cycle core is ``eie_runtime.hardware.cycle_model`` (Numba); timing
 assumptions and the energy model are documented in ``docs/hardware.md``.
@@ -17,10 +18,12 @@ from .report import LayerReport, SimulationReport
 from .simulate import prepare_layer, simulate, simulate_vector
 from .sweep_table import SweepTable
 from .sweeps import expand_grid, sweep
+from .timeline import Timeline, record_timeline
 from .trace import record_layer_calls, trace_model
 from .workloads import Workload
 
 __all__ = [
     "HardwareConfig", "simulate", "simulate_vector", "prepare_layer", "LayerReport", "SimulationReport",
     "EnergyBreakdown", "record_layer_calls", "trace_model", "sweep", "expand_grid", "SweepTable", "Workload",
+    "record_timeline", "Timeline",
 ]

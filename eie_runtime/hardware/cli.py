@@ -40,6 +40,9 @@ def register(subparsers) -> None:
     p.add_argument("--reencode", action="store_true",
                    help="re-encode layers stored for another PE count instead of refusing them")
     p.add_argument("--json", metavar="PATH", help="also write the full report as JSON")
+    p.add_argument("--timeline", metavar="PREFIX",
+                   help="also draw the first layer's run (first sample), per PE and cycle: PREFIX.png and a "
+                        "self-contained PREFIX.html")
     p.set_defaults(func=_run)
 
 
@@ -106,4 +109,19 @@ def _run(args) -> int:
     if args.json:
         report.write_json(args.json)
         print(f"wrote {args.json}")
+    if args.timeline:
+        _timeline(target, x, report.config, args)
     return 0 if report.matches_kernel is not False else 1
+
+
+def _timeline(target, x, config, args) -> None:
+    from ..layer import EIELinear
+    from .timeline import record_timeline
+
+    first = target[0] if isinstance(target, (list, tuple)) and target else target
+    if not isinstance(first, EIELinear):
+        raise EIEInputError("--timeline draws a layer or a chain's first layer; this file holds a model "
+                            "(use eie_runtime.hardware.timeline.record_timeline on one of its layers)")
+    tl = record_timeline(first, x, config, reencode=args.reencode)
+    for path in (tl.to_png(f"{args.timeline}.png"), tl.to_html(f"{args.timeline}.html")):
+        print(f"wrote {path}")

@@ -57,6 +57,11 @@ QUEUE_PUSHES = 8  # activations received into the queue
 HAZARD_STALLS = 9  # cycles stalled on an accumulator hazard (only without the bypass)
 N_PE_STATS = 10
 
+# A cycle's class in ``trace_state`` (the same three as BUSY, STALLED, STARVED).
+TRACE_BUSY = 0
+TRACE_STALLED = 1
+TRACE_STARVED = 2
+
 # Entries of the CCU counter array ``ccu_stats``.
 CCU_BROADCASTS = 0
 CCU_FULL_STALLS = 1  # cycles a broadcast was ready but some queue was full
@@ -141,7 +146,7 @@ def arith_propagate(p, t, entries, cur, acc, last_write, codebook_q, nz_shift, b
 @njit(cache=True)
 def simulate_pass(entries, base, start, end, row0, nz_idx, nz_val, codebook_q, shift, acc,
                   depth, entries_per_line, front_latency, stages, bypass, release_on_read, pointers_in_order,
-                  pe_stats, ccu_stats):
+                  pe_stats, ccu_stats, trace_state, trace_queue):
     """Run one pass of one layer cycle by cycle; return the cycles it took.
 
     Parameters
@@ -164,6 +169,10 @@ def simulate_pass(entries, base, start, end, row0, nz_idx, nz_val, codebook_q, s
                                (``pointer_reads="in_order"``): no read-ahead, an empty slice costs a cycle
     pe_stats : int64 (n_pe, N_PE_STATS), ccu_stats : int64 (N_CCU_STATS,)
                                counters, incremented in place
+    trace_state : uint8 (T, n_pe), trace_queue : int16 (T, n_pe)
+                               per cycle and PE (the first T cycles; T = 0 records nothing): the
+                               cycle's class (TRACE_BUSY, TRACE_STALLED, TRACE_STARVED) and the
+                               activations in the PE's queue at the end of the cycle
 
     Every PE's queue holds the broadcast activations ``[q_head, bcast)``: by
     default an activation stays in it until the PE has finished it ("each PE
@@ -237,11 +246,14 @@ def simulate_pass(entries, base, start, end, row0, nz_idx, nz_val, codebook_q, s
                 e = end[p, j]
                 pe_stats[p, PTR_READS] += 1
             # cycle accounting (Figure 8: starved = nothing to work on)
+            state = TRACE_BUSY
             if not (took == 1 or took == 2):
                 if unread or nxt_valid[p] or not cur_done:
                     pe_stats[p, STALLED] += 1
+                    state = TRACE_STALLED
                 else:
                     pe_stats[p, STARVED] += 1
+                    state = TRACE_STARVED
             # ---------------- update: this PE's flip-flops
             if move:
                 for f in range(5):
@@ -270,6 +282,9 @@ def simulate_pass(entries, base, start, end, row0, nz_idx, nz_val, codebook_q, s
                 q_head[p] = q_read[p]
             if q_head[p] < oldest_head:
                 oldest_head = q_head[p]
+            if t < trace_state.shape[0]:
+                trace_state[t, p] = state
+                trace_queue[t, p] = bcast + (1 if push else 0) - q_head[p]
         # ---------------- update: the CCU's broadcast lands in every queue
         if push:
             bcast += 1
@@ -284,5 +299,9 @@ def simulate_pass(entries, base, start, end, row0, nz_idx, nz_val, codebook_q, s
         drain = stages - 1
         for p in range(n_pe):
             pe_stats[p, STARVED] += drain
+            for d in range(drain):
+                if t + d < trace_state.shape[0]:
+                    trace_state[t + d, p] = TRACE_STARVED
+                    trace_queue[t + d, p] = 0
         t += drain
     return t

@@ -33,6 +33,10 @@ class PreparedLayer:
     calibrated: bool
 
 
+_NO_TRACE_STATE = np.zeros((0, 1), dtype=np.uint8)  # simulate_pass records nothing into these
+_NO_TRACE_QUEUE = np.zeros((0, 1), dtype=np.int16)
+
+
 def _check_config(config) -> HardwareConfig:
     if config is None:
         return HardwareConfig()
@@ -116,8 +120,12 @@ def _check_pointer_width(name: str, counts: np.ndarray, config: HardwareConfig) 
 
 
 def simulate_vector(prep: PreparedLayer, x_q: np.ndarray, config: HardwareConfig, *,
-                    name: str | None = None, verify: bool = True) -> LayerReport:
-    """Run one int16 input vector (``in_frac`` bits) through one prepared layer, cycle by cycle."""
+                    name: str | None = None, verify: bool = True, trace=None) -> LayerReport:
+    """Run one int16 input vector (``in_frac`` bits) through one prepared layer, cycle by cycle.
+
+    ``trace``: optional ``(state uint8 (T, n_pe), queue int16 (T, n_pe))`` arrays that receive each
+    cycle's class and queue occupancy (``cycle_model.simulate_pass``); passes follow one another.
+    """
     layer = prep.layer
     mat = layer.matrix
     m, k = mat.shape
@@ -134,13 +142,14 @@ def simulate_vector(prep: PreparedLayer, x_q: np.ndarray, config: HardwareConfig
     acc[rows % n_pe, rows // n_pe] = prep.bias_q
     pe_stats = np.zeros((n_pe, _cm.N_PE_STATS), dtype=np.int64)
     ccu_stats = np.zeros(_cm.N_CCU_STATS, dtype=np.int64)
+    state, queue = trace if trace is not None else (_NO_TRACE_STATE, _NO_TRACE_QUEUE)
     cycles = 0
     for b in range(prep.n_pass):
         cycles += int(_cm.simulate_pass(
             mat.entries, prep.base, prep.start[b], prep.end[b], prep.row0[b], nz_idx, nz_val,
             prep.codebook_q, layer.fixed.shift, acc, config.fifo_depth, config.entries_per_line,
             config.front_latency, config.arith_stages, config.bypass, config.queue_release == "pointer_read",
-            config.pointer_reads == "in_order", pe_stats, ccu_stats))
+            config.pointer_reads == "in_order", pe_stats, ccu_stats, state[cycles:], queue[cycles:]))
     y = acc[rows % n_pe, rows // n_pe]
     if layer.activation == "relu":
         y = np.maximum(y, 0)  # on write-back
