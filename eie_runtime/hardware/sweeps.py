@@ -7,8 +7,9 @@
 
 Runs go to local processes (``concurrent.futures``) by default, or to a Ray
 cluster (``ray_address``: ``ray.init(address)``; ``"local"`` starts one here).
-The unit of work is one workload at one PE count with its configurations, so
-a worker encodes a layer once per PE count. Results are cached on disk
+The unit of work is one workload with its configurations (split further when
+there are fewer workloads than twice the workers), biggest first, so a worker
+builds a layer once and encodes it once per PE count. Results are cached on disk
 (:mod:`.sweep_cache`): a repeated sweep only runs what it has not seen.
 """
 
@@ -142,10 +143,11 @@ def _error_row(w: Workload, config: HardwareConfig, exc: Exception) -> dict:
 
 
 def run_group(w: Workload, configs: list[HardwareConfig], verify: bool = True) -> list[dict]:
-    """Simulate one workload on configurations that share a PE count; one row each.
+    """Simulate one workload on some configurations; one row each.
 
-    The outputs do not depend on timing, so only the first run is checked
-    against the fixed16 kernel and its verdict stands for the group.
+    The outputs depend on neither the timing nor the PE count, so only the
+    first run is checked against the fixed16 kernel and its verdict stands
+    for the others.
     """
     rows, verdict = [], None
     for i, config in enumerate(configs):
@@ -228,18 +230,26 @@ def sweep(workloads, grid=None, *, base: HardwareConfig | None = None, processes
     return SweepTable(rows, cached=cached, computed=len(rows) - cached, seconds=time.perf_counter() - t0)
 
 
-def _split(groups, workers: int):
-    """Split the groups so that every worker gets work (a group's configs share one encoding)."""
+def _split(wls, groups, workers: int):
+    """Chunks of work, biggest workload first: one per workload (its worker builds the layer once and
+    re-encodes it per PE count) when there are enough to keep every worker busy, else smaller ones."""
     if not groups:
         return []
-    n_runs = sum(len(cis) for _, cis in groups)
-    size = max(1, -(-n_runs // (4 * workers)))  # about four chunks per worker, for balance
-    return [(wi, cis[i:i + size]) for wi, cis in groups for i in range(0, len(cis), size)]
+    per_workload: dict[int, list[int]] = {}
+    for wi, cis in groups:
+        per_workload.setdefault(wi, []).extend(cis)
+    if len(per_workload) >= 2 * workers:
+        chunks = list(per_workload.items())
+    else:
+        n_runs = sum(len(cis) for _, cis in groups)
+        size = max(1, -(-n_runs // (4 * workers)))  # about four chunks per worker, for balance
+        chunks = [(wi, cis[i:i + size]) for wi, cis in groups for i in range(0, len(cis), size)]
+    return sorted(chunks, key=lambda c: -wls[c[0]].cost * len(c[1]))
 
 
 def _run_local(wls, configs, groups, processes, verify, done):
     workers = processes or os.cpu_count() or 1
-    chunks = _split(groups, workers)
+    chunks = _split(wls, groups, workers)
     if workers == 1 or len(chunks) <= 1:
         for wi, cis in chunks:
             done(wi, cis, run_group(wls[wi], [configs[c] for c in cis], verify))
@@ -266,7 +276,7 @@ def _run_ray(wls, configs, groups, address, verify, done):
     remote = ray.remote(run_group)
     refs = {}  # each workload travels to the object store once
     pending = {}
-    for wi, cis in _split(groups, workers):
+    for wi, cis in _split(wls, groups, workers):
         if wi not in refs:
             refs[wi] = ray.put(wls[wi])
         pending[remote.remote(refs[wi], [configs[c] for c in cis], verify)] = (wi, cis)

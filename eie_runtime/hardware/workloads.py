@@ -46,13 +46,14 @@ class Workload:
     payload: object = None
     target: object = None
     x: object = None
+    cost: float = 1.0  # a rough relative run time, to hand out the biggest workloads first
 
     def __post_init__(self):
         if not self.kind:  # user-built: Workload("mine", target=model, x=x)
             if self.target is None:
                 raise EIEInputError(f"workload {self.name!r} needs a target and an input")
             resolved = resolve_workload((self.target, self.x))
-            self.key, self.kind, self.payload = resolved.key, resolved.kind, resolved.payload
+            self.key, self.kind, self.payload, self.cost = resolved.key, resolved.kind, resolved.payload, resolved.cost
             self.target = self.x = None  # the payload holds what runs
 
 
@@ -82,7 +83,10 @@ def _paper(spec: str) -> Workload:
     h.update(f"{name.lower()} {seed}".encode())
     h.update(Path(paper_layers.__file__).read_bytes())  # the generator itself
     label = name.lower() if seed == 0 else f"{name.lower()}@{seed}"
-    return Workload(label, h.hexdigest(), "paper", (name.lower(), seed))
+    spec = paper_layers.paper_layer_spec(name)
+    # simulated entries, plus generating the layer (a pass over M x K codes)
+    cost = spec.m * spec.k * (spec.weight_density * spec.act_density + 0.01)
+    return Workload(label, h.hexdigest(), "paper", (name.lower(), seed), cost=cost)
 
 
 def _load_input(x, where: str):
@@ -103,15 +107,18 @@ def _from_target(name: str, target, x) -> Workload:
         for layer in target:
             _hash_layer(h, layer)
         _hash_array(h, x)
-        return Workload(name, h.hexdigest(), "chain", (list(target), x))
+        cost = float(sum(layer.matrix.stored_entries for layer in target)) * max(1, len(np.atleast_2d(x)))
+        return Workload(name, h.hexdigest(), "chain", (list(target), x), cost=cost)
     calls = trace_model(target, x)
     if not calls:
         raise EIEInputError(f"workload {name!r}: the model ran no EIE layer during its forward pass")
     h.update(b"calls ")
+    cost = 0.0
     for layer, inp in calls:
         _hash_layer(h, layer)
         _hash_array(h, np.asarray(inp))
-    return Workload(name, h.hexdigest(), "calls", calls)
+        cost += layer.matrix.stored_entries * len(np.atleast_2d(inp))
+    return Workload(name, h.hexdigest(), "calls", calls, cost=cost)
 
 
 def resolve_workload(item) -> Workload:
@@ -152,7 +159,7 @@ def resolve_workloads(items) -> list[Workload]:
         n = seen.get(w.name, 0) + 1
         seen[w.name] = n
         if n > 1:
-            w = Workload(f"{w.name}#{n}", w.key, w.kind, w.payload)
+            w = Workload(f"{w.name}#{n}", w.key, w.kind, w.payload, cost=w.cost)
         out.append(w)
     if not out:
         raise EIEInputError("a sweep needs at least one workload")
