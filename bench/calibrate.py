@@ -27,7 +27,7 @@ import numpy as np
 from bench.common import available_cores, set_threads, time_interleaved
 from eie_runtime.atomic import atomic_open
 from eie_runtime.paper_layers import PAPER_LAYERS, make_paper_input, make_paper_layer
-from eie_runtime.exec_layout import ExecLayout
+from eie_runtime.execution import ExecLayout
 from eie_runtime.fixed_point import FixedPointParams, to_fixed
 from eie_runtime.kernel_costs import KernelCosts
 from eie_runtime.kernels import column_scatter as _scatter
@@ -37,7 +37,7 @@ from eie_runtime.kernels import sliced_ell as _ell
 
 def _layout(name: str, seed: int) -> ExecLayout:
     layer = make_paper_layer(name, seed=seed)
-    return ExecLayout(layer.matrix, sliced_ell=_ell.AVAILABLE)  # built whatever its cost, to be timed
+    return ExecLayout(layer.matrix, sliced_ell=_ell.AVAILABLE)  # the sliced ELL whatever its cost, to be timed
 
 
 def _fixed_args(ex: ExecLayout, x: np.ndarray):
@@ -53,31 +53,32 @@ def _cases(ex: ExecLayout, x: np.ndarray) -> dict:
     m, _ = ex.shape
     bias, out, out_q = np.zeros(m, np.float32), np.empty(m, np.float32), np.empty(m, np.int16)
     codebook = ex.matrix.codebook
-    touched = int(np.count_nonzero(x[ex.cols] != 0))  # entries in non-zero columns
+    rows, csr, csc = ex.rows, ex.row_gather.arrays(), ex.column_scatter.arrays()
+    touched = int(np.count_nonzero(x[csr.cols] != 0))  # entries in non-zero columns
     x_q, codebook_q, bias_q, shift = _fixed_args(ex, x)
     cases = {"gather_ns_per_entry": (
-        lambda: _gather.gather_f32(ex.rowptr, ex.cols, ex.codes, codebook, ex.row_bounds, x, bias, False, out), ex.nnz)}
-    if ex.scatter_by_code:  # short blocks: the per-(row, code) scatter is the one this layer runs
+        lambda: _gather.gather_f32(rows.rowptr, csr.cols, csr.codes, codebook, rows.row_bounds, x, bias, False, out),
+        ex.nnz)}
+    if ex.column_scatter.by_code:  # short blocks: the per-(row, code) scatter is the one this layer runs
         cases["scatter_by_code_ns_per_entry"] = (
-            lambda: _scatter.scatter_by_code_f32(ex.colptr, ex.csc_packed, codebook, ex.bounds, x, bias, False, out),
-            touched)
+            lambda: _scatter.scatter_by_code_f32(*csc, codebook, rows.bounds, x, bias, False, out), touched)
     else:
         cases["scatter_ns_per_entry"] = (
-            lambda: _scatter.scatter_f32(ex.colptr, ex.csc_packed, codebook, ex.bounds, x, bias, False, out), touched)
+            lambda: _scatter.scatter_f32(*csc, codebook, rows.bounds, x, bias, False, out), touched)
     cases["scatter_fixed16_ns_per_entry"] = (
-        lambda: _scatter.scatter_fixed16(ex.colptr, ex.csc_packed, codebook_q, ex.bounds, x_q, bias_q, shift, False,
-                                     False, out_q), touched)
-    if ex.ell is not None:
-        gptr, slots, segs, codebook16 = ex.ell
-        steps = int(gptr[-1])
+        lambda: _scatter.scatter_fixed16(*csc, codebook_q, rows.bounds, x_q, bias_q, shift, False, False, out_q),
+        touched)
+    if ex.ell_choice().kept:
+        ell = ex.sliced_ell.arrays()
+        steps = ex.sliced_ell.steps
         x_hi, w_hi = _ell.rounding_halves(shift)
         codebook_w = _ell.codebook_words(codebook_q, w_hi)
         cases["sliced_ell_ns_per_step"] = (
-            lambda: _ell.sliced_ell_f32(gptr, slots, segs, codebook16, ex.row_bounds, x, bias, False, out, 0), steps)
+            lambda: _ell.sliced_ell_f32(*ell, rows.row_bounds, x, bias, False, out, 0), steps)
         for name, fit16_amax in (("sliced_ell_fixed16_ns_per_step", -1), ("sliced_ell_fixed16_words_ns_per_step", 32768)):
             cases[name] = (lambda fit16_amax=fit16_amax: _ell.sliced_ell_fixed16(
-                gptr, slots, segs, codebook_w, ex.row_bounds, x_q, bias_q, shift, x_hi, fit16_amax, (0.0, 0.0), False,
-                out_q), steps)
+                ell.gptr, ell.slots, ell.segs, codebook_w, rows.row_bounds, x_q, bias_q, shift, x_hi, fit16_amax,
+                (0.0, 0.0), False, out_q), steps)
     return cases
 
 

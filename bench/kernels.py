@@ -7,7 +7,8 @@ For every layer and batch size, every method's output is checked against the
 float64 dense product, then all methods are timed interleaved (see
 ``bench.common``). Prints a Table IV-style markdown table per batch size
 (median per-call time and the spread of the kept rounds), the memory per
-stored entry, and how the speed targets came out. Writes every record to
+stored entry (the run-time layouts the timed calls built: in all and per
+kernel), and how the speed targets came out. Writes every record to
 ``out/kernels.json`` and a plot to ``out/kernels.png`` (``--quick``:
 ``out/kernels-quick.*``) unless ``--json``/``--plot`` say otherwise.
 
@@ -83,8 +84,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return a
 
 
+# the parts of ExecLayout.nbytes_by_strategy(), as the memory table names them
+RUNTIME_PARTS = {"column_scatter": "scatter", "row_gather": "gather", "sliced_ell": "sliced ELL",
+                 "panel_batch": "panels", "rows": "rows", "fixed16": "fixed16"}
+
+
 def memory_row(layer: EIELinear) -> dict:
-    """Bytes per stored entry: the stored format (entries, pointers) and the run-time layouts."""
+    """Bytes per stored entry: the stored format (entries, pointers) and the run-time layouts that the
+    calls made so far have built, in all and per part (each kernel's layout; row counts; fixed16's sums)."""
     mat = layer.matrix
     stored = max(1, mat.stored_entries)
     ex = layer.execution_layout()
@@ -96,7 +103,8 @@ def memory_row(layer: EIELinear) -> dict:
         "padding_entries": int(mat.padding_entries),
         "stored_B_per_entry": (mat.entries.nbytes + mat.codebook.nbytes) / stored,
         "pointers16_B_per_entry": 2 * mat.ptr.size / stored,  # the hardware's 16-bit pointers
-        "runtime_B_per_entry": ex.nbytes_with_fixed16() / stored,
+        "runtime_B_per_entry": ex.nbytes() / stored,
+        "runtime_B_per_entry_by_part": {part: b / stored for part, b in ex.nbytes_by_strategy().items()},
         "dense_B_per_entry": 4 * m * k / stored,
     }
 
@@ -165,7 +173,7 @@ def _time_case(name, batches, args, use_cuda) -> tuple[dict, list, list]:
     layer = EIELinear(src.matrix, name=name)  # W x only, like every baseline
     del src
     t = time.perf_counter()
-    memory = memory_row(layer)
+    layer.execution_layout()  # row counts and blocks; each kernel's layout is built by the first call that runs it
     build_s = time.perf_counter() - t
     w = layer.dense()
     w64 = w.astype(np.float64)
@@ -187,7 +195,7 @@ def _time_case(name, batches, args, use_cuda) -> tuple[dict, list, list]:
                             "p25_us": round(float(np.percentile(tm.samples_us, 25)), 2),
                             "p75_us": round(float(np.percentile(tm.samples_us, 75)), 2),
                             "repeats": tm.repeats, "rounds": len(tm.samples_us), "threads": args.threads})
-    return memory, records, rounds_info
+    return memory_row(layer), records, rounds_info  # what the timed calls built
 
 
 def run(args) -> dict:
@@ -294,7 +302,9 @@ def tables(result: dict, summary: dict) -> str:
                      f"fixed16/float32 time at most {s['max_fixed16_over_float32']:.2f}")
     mem = [{"layer": r["layer"], "stored entries": r["stored_entries"], "padding": r["padding_entries"],
             "stored B/entry": f"{r['stored_B_per_entry']:.3f}", "+16-bit ptrs B/entry": f"{r['pointers16_B_per_entry']:.3f}",
-            "run-time layouts B/entry": f"{r['runtime_B_per_entry']:.2f}", "dense B/entry": f"{r['dense_B_per_entry']:.1f}"}
+            "run-time layouts B/entry": f"{r['runtime_B_per_entry']:.2f}",
+            **{label: f"{r['runtime_B_per_entry_by_part'].get(part, 0.0):.2f}" for part, label in RUNTIME_PARTS.items()},
+            "dense B/entry": f"{r['dense_B_per_entry']:.1f}"}
            for r in result["memory"]]
     parts.append(format_table(mem))
     return "\n\n".join(parts)

@@ -1,6 +1,6 @@
 """The per-thread kernel costs from which an execution layout picks its kernels, and how to replace them.
 
-An :class:`~eie_runtime.exec_layout.ExecLayout` keeps the sliced ELL only
+An :class:`~eie_runtime.execution.ExecLayout` keeps the sliced ELL only
 where it beats the row gather, and a call takes it only above the activation
 count where it beats the column scatter. Both crossovers come from these
 costs. The defaults were measured on the 2-core benchmark machine

@@ -9,7 +9,7 @@ import numpy as np
 from .errors import EIEFormatError, EIEInputError
 from .fixed_point import FixedPointParams, from_fixed, to_fixed, frac_bits_for
 from .format import InterleavedCSC
-from .exec_layout import ExecLayout
+from .execution import ExecLayout
 
 _EXEC_LOCK = threading.Lock()  # builds each layer's execution layout once, even under concurrent calls
 

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from eie_runtime.exec_layout import (BY_CODE_MAX_ROWS, FIXED16_CSR_SINGLE_MAX_BATCH, FIXED16_SINGLE_MAX_BATCH,
-                                     GATHER_DENSITY, ExecLayout, _balanced_bounds)
+from eie_runtime.execution import (BY_CODE_MAX_ROWS, FIXED16_CSR_SINGLE_MAX_BATCH, FIXED16_SINGLE_MAX_BATCH,
+                                   GATHER_DENSITY, ExecLayout, balanced_bounds, fit16_amax, term_bound)
 from eie_runtime.fixed_point import FixedPointParams, to_fixed
 from eie_runtime.format import InterleavedCSC
 from eie_runtime.kernels import column_scatter, input_scan, panel_batch, sliced_ell
+from eie_runtime.kernels import row_gather as kernels_row_gather
 from eie_runtime.layer import EIELinear
 
 import layer_data
@@ -60,7 +61,7 @@ def test_float32_table_scatter_is_bit_identical_to_stored_format_kernel():
     rng = np.random.default_rng(1)
     layer, codes, cb, b = _layer(rng, 1900, 90, 0.2)
     layer._exec = ex = ExecLayout(layer.matrix, n_blocks=2, sliced_ell=False)
-    assert not ex.scatter_by_code  # blocks above BY_CODE_MAX_ROWS: the table scatter
+    assert not ex.column_scatter.by_code  # blocks above BY_CODE_MAX_ROWS: the table scatter
     x = _acts(rng, 90, 0.3)
     idx, val = pe_walk.nonzero_activations(x)
     ref = np.empty(1900, dtype=np.float32)
@@ -75,9 +76,10 @@ def test_float32_scatter_kinds_match_reference(m, n_blocks):
     rng = np.random.default_rng(m)
     layer, codes, cb, b = _layer(rng, m, 60, 0.1)
     layer._exec = ex = ExecLayout(layer.matrix, n_blocks=n_blocks)
-    assert ex.scatter_by_code == (m <= 2 * BY_CODE_MAX_ROWS)
-    assert np.diff(ex.bounds).max() <= 4096 and (len(ex.bounds) - 1) % n_blocks == 0  # same count per thread
-    assert len(ex.row_bounds) == n_blocks + 1  # gathers: one block per thread, any height
+    assert ex.column_scatter.by_code == (m <= 2 * BY_CODE_MAX_ROWS)
+    bounds = ex.rows.bounds
+    assert np.diff(bounds).max() <= 4096 and (len(bounds) - 1) % n_blocks == 0  # same count per thread
+    assert len(ex.rows.row_bounds) == n_blocks + 1  # gathers: one block per thread, any height
     x = _acts(rng, 60, 0.3)
     np.testing.assert_allclose(layer(x), float32_layer(cb[codes], x, b, relu=True), rtol=1e-5, atol=1e-5)
 
@@ -100,15 +102,16 @@ def test_panel_entries_hold_every_entry_once_in_panel_order():
     codes = _codes(rng, m, k, 0.2)
     ex = ExecLayout(InterleavedCSC.from_codes(codes, _codebook(rng), 4))
     decoded = np.zeros_like(codes)
-    for p in range(-(-k // ex.panel)):
+    panel, (pptr, packed) = ex.panel_batch.panel, ex.panel_batch.arrays()
+    for p in range(-(-k // panel)):
         for i in range(m):
             q = p * m + i
-            entries = ex.panel_entries[ex.panel_ptr[q]:ex.panel_ptr[q + 1]]
-            cols = p * ex.panel + (entries >> 4)
+            entries = packed[pptr[q]:pptr[q + 1]]
+            cols = p * panel + (entries >> 4)
             assert np.all(np.diff(cols) > 0)  # columns ascend within a pair
             decoded[i, cols] = entries & 15
     np.testing.assert_array_equal(decoded, codes)
-    assert ex.panel_ptr[-1] == ex.nnz
+    assert pptr[-1] == ex.nnz
 
 
 @pytest.mark.parametrize("panel", [1, 17, 300, 4096])
@@ -139,7 +142,7 @@ def test_float32_wide_input_uses_int32_columns_everywhere():
     # K > 65536: column indices no longer fit uint16; every kernel reads int32 ones
     rng = np.random.default_rng(3)
     layer, codes, cb, b = _layer(rng, 24, 70_000, 0.002, relu=False)
-    assert layer.execution_layout().cols.dtype == np.int32
+    assert layer.execution_layout().row_gather.arrays().cols.dtype == np.int32
     for shape, act_density in (((70_000,), 0.2), ((70_000,), 1.0), ((5, 70_000), 0.5)):
         x = _acts(rng, shape, act_density)
         np.testing.assert_allclose(layer(x), float32_layer(cb[codes], x, b, relu=False), rtol=1e-5, atol=1e-5)
@@ -166,7 +169,7 @@ needs_avx512 = pytest.mark.skipif(not sliced_ell.AVAILABLE, reason="the sliced E
 
 def _decode_sliced_ell(ex):
     """The dense (M, K) matrix of codes that the sliced ELL's steps hold."""
-    gptr, slots, segs, _ = ex.ell
+    gptr, slots, segs, _ = ex.sliced_ell.arrays()
     m, k = ex.shape
     out = np.zeros((-(-m // 16) * 16, -(-k // 16) * 16), dtype=np.uint8)
     for g in range(len(gptr) - 1):
@@ -187,7 +190,7 @@ def test_sliced_ell_holds_every_entry_once_and_matches_reference(m, k, n_blocks,
     rng = np.random.default_rng(m + k)
     layer, codes, cb, b = _layer(rng, m, k, 0.3, relu=True)
     layer._exec = ex = ExecLayout(layer.matrix, n_blocks=n_blocks, sliced_ell=True)
-    assert ex.ell is not None
+    assert ex.ell_choice().kept
     np.testing.assert_array_equal(_decode_sliced_ell(ex), codes)
     ran = []
     kernel = sliced_ell.sliced_ell_f32
@@ -203,7 +206,7 @@ def test_sliced_ell_holds_every_entry_once_and_matches_reference(m, k, n_blocks,
         x = _acts(rng, k, act_density)
         np.testing.assert_allclose(layer(x), float32_layer(cb[codes], x, b, relu=True), rtol=1e-5, atol=1e-5)
         n_nz = np.count_nonzero(x)
-        chosen += n_nz >= ex.ell_min_nonzero or n_nz >= GATHER_DENSITY * k  # cheaper than scatter, or than gather
+        chosen += n_nz >= ex.ell_choice().min_nonzero or n_nz >= GATHER_DENSITY * k  # cheaper than scatter, or than gather
     assert len(ran) == 3 and sum(ran) == chosen
     assert chosen >= 2 or m * k < 100  # a 1 x 2 layer's padded steps cost more than its scatter
 
@@ -218,15 +221,16 @@ def test_sliced_ell_counts_the_input_and_declines_what_it_should_not_run():
     x[rng.choice(100, 20, replace=False)] = rng.normal(0, 1, 20).astype(np.float32) + 3
     x[np.flatnonzero(x == 0)[:5]] = -0.0  # negative zeros are zeros
     out = np.full(70, 7.0, np.float32)
-    assert sliced_ell.sliced_ell_f32(*ex.ell, ex.row_bounds, x, bias, False, out, 21) == 20
+    ell, row_bounds = ex.sliced_ell.arrays(), ex.rows.row_bounds
+    assert sliced_ell.sliced_ell_f32(*ell, row_bounds, x, bias, False, out, 21) == 20
     assert (out == 7.0).all()  # too few non-zeros: declined, the output untouched
-    assert sliced_ell.sliced_ell_f32(*ex.ell, ex.row_bounds, x, bias, False, out, 20) == 20
+    assert sliced_ell.sliced_ell_f32(*ell, row_bounds, x, bias, False, out, 20) == 20
     np.testing.assert_allclose(out, float32_layer(cb[codes], x, b, relu=False), rtol=1e-5, atol=1e-5)
     for bad in (np.nan, np.inf, -np.inf):
         x_bad = x.copy()
         x_bad[np.flatnonzero(x == 0)[-1]] = bad  # one more non-zero, and not finite
         out[:] = 7.0
-        assert sliced_ell.sliced_ell_f32(*ex.ell, ex.row_bounds, x_bad, bias, False, out, 0) == -1 - 21
+        assert sliced_ell.sliced_ell_f32(*ell, row_bounds, x_bad, bias, False, out, 0) == -1 - 21
         assert (out == 7.0).all()
 
 
@@ -253,10 +257,10 @@ def test_sliced_ell_is_chosen_by_cost():
     rng = np.random.default_rng(11)
     layer, codes, cb, b = _layer(rng, 256, 512, 0.1)
     ex = ExecLayout(layer.matrix, n_blocks=2)
-    assert ex.ell is not None and 0 < ex.ell_min_nonzero < 512
+    assert ex.ell_choice().kept and 0 < ex.ell_choice().min_nonzero < 512
     # rows far sparser than 16 columns per entry leave the slots nearly empty: not worth keeping
     sparse, *_ = _layer(rng, 256, 4096, 0.002)
-    assert ExecLayout(sparse.matrix, n_blocks=2).ell is None
+    assert not ExecLayout(sparse.matrix, n_blocks=2).ell_choice().kept
 
 
 @needs_avx512
@@ -276,10 +280,10 @@ def test_sliced_ell_fixed16_is_bit_identical_to_stored_format_kernel(shift, amax
     pe_walk.spmspv_fixed16(mat.entries, mat.ptr, cb_q, mat.n_pe, m, x_q, bias, shift, False, ref)
     fits = (32768 * amax + (1 << 29)) >> shift < 32767
     x_hi, w_hi = sliced_ell.rounding_halves(shift)
-    gptr, slots, segs, _ = ex.ell
+    gptr, slots, segs, _ = ex.sliced_ell.arrays()
     for word_add in {False, fits}:
         out = np.empty(m, dtype=np.int16)
-        found = sliced_ell.sliced_ell_fixed16(gptr, slots, segs, sliced_ell.codebook_words(cb_q, w_hi), ex.row_bounds,
+        found = sliced_ell.sliced_ell_fixed16(gptr, slots, segs, sliced_ell.codebook_words(cb_q, w_hi), ex.rows.row_bounds,
                                               x_q[0], bias, shift, x_hi, 32768 if word_add else -1, (0.0, 0.0), False,
                                               out)
         np.testing.assert_array_equal(out, ref[0])
@@ -312,6 +316,15 @@ def _fixed16_rows(codes, cb, b, fp, relu, x_q):
                                    bias=b, relu=relu) for xr in x_q])
 
 
+def _count_csr_block_calls(mp):
+    """Make fixed16 batches take the CSR x block kernel (as on hosts without AVX512BW); returns the list of
+    the batch sizes it then runs."""
+    calls, kernel = [], kernels_row_gather.csr_block_fixed16
+    mp.setattr(panel_batch, "FIXED16_AVAILABLE", False)
+    mp.setattr(kernels_row_gather, "csr_block_fixed16", lambda *a: calls.append(a[5].shape[1]) or kernel(*a))
+    return calls
+
+
 @pytest.mark.parametrize("act_density", [0.2, 1.0])  # scatter and gather
 @pytest.mark.parametrize("act_scale", [0.01, 100.0])  # provably safe (no clamps) and saturating
 @pytest.mark.parametrize("fracs", [(8, 12, 8), (12, 14, 26)])  # gather with int32 sums; shift 0: int64 sums
@@ -322,9 +335,10 @@ def test_fixed16_bit_exact(act_density, act_scale, fracs):
     np.testing.assert_array_equal(layer.run_fixed16_int(x_q), ref)  # batch kernel
     np.testing.assert_array_equal(layer.run_fixed16_int(x_q[:FIXED16_SINGLE_MAX_BATCH]), ref[:FIXED16_SINGLE_MAX_BATCH])
     np.testing.assert_array_equal(layer.run_fixed16_int(x_q[1]), ref[1])
-    with pytest.MonkeyPatch.context() as mp:  # the CSR x block kernel (hosts without AVX-512)
-        mp.setattr(sliced_ell, "AVAILABLE", False)
+    with pytest.MonkeyPatch.context() as mp:  # the CSR x block kernel (hosts without AVX512BW)
+        calls = _count_csr_block_calls(mp)
         np.testing.assert_array_equal(layer.run_fixed16_int(x_q), ref)
+        assert calls == [len(x_q)]
 
 
 @pytest.mark.parametrize("batch", [17, 48, 64, 130])  # chunks of 32, 48, 64 lanes; 130: 64 + 64 + 16
@@ -351,8 +365,8 @@ def test_fixed16_saturation_order_matters_and_is_kept():
     batch = np.stack([x_q] * (FIXED16_CSR_SINGLE_MAX_BATCH + 1))
     assert (layer.run_fixed16_int(batch)[:, 0] == 2767).all()  # batch kernel (panels on AVX-512 hosts)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sliced_ell, "AVAILABLE", False)
-        assert (layer.run_fixed16_int(batch)[:, 0] == 2767).all()  # CSR x block kernel
+        calls = _count_csr_block_calls(mp)
+        assert (layer.run_fixed16_int(batch)[:, 0] == 2767).all() and calls  # CSR x block kernel
     assert fixed16_layer(codes, cb, x_q, in_frac=0, w_frac=0, out_frac=0)[0] == 2767
 
 
@@ -392,17 +406,18 @@ def test_fixed16_unclamped_path_only_when_proven_safe():
     fp = FixedPointParams(in_frac=8, w_frac=12, out_frac=8)
     layer, x_q, ref = _fixed_case(rng, 50, 40, 0.5, 0.5, fp, 0.01)
     ex = layer.execution_layout()
-    _, cb_q, row_abs, _ = ex._fixed16_tables(fp.w_frac)
+    _, cb_q, row_abs, _ = ex.fixed16.tables(fp.w_frac)
+    rowptr, csc = ex.rows.rowptr, ex.column_scatter.arrays()
     bias_q = layer.quantized_bias().astype(np.int32)
     n_nz, amax = input_scan.count_and_amax(x_q[0])
     assert n_nz == np.count_nonzero(x_q[0]) and amax == np.abs(x_q[0].astype(np.int32)).max()
-    assert 0 < amax <= column_scatter.safe_amax(row_abs, ex.rowptr, bias_q, fp.shift)
+    assert 0 < amax <= column_scatter.safe_amax(row_abs, rowptr, bias_q, fp.shift)
     for saturate in (False, True):
         out = np.empty(50, np.int16)
-        column_scatter.scatter_fixed16(ex.colptr, ex.csc_packed, cb_q, ex.bounds, x_q[0], bias_q, fp.shift, True, saturate, out)
+        column_scatter.scatter_fixed16(*csc, cb_q, ex.rows.bounds, x_q[0], bias_q, fp.shift, True, saturate, out)
         np.testing.assert_array_equal(out, ref[0])
     # a bias at the int16 edge leaves no room: never provably safe
-    assert column_scatter.safe_amax(row_abs, ex.rowptr, np.full(50, 32767, np.int32), fp.shift) == -1
+    assert column_scatter.safe_amax(row_abs, rowptr, np.full(50, 32767, np.int32), fp.shift) == -1
 
 
 @pytest.mark.parametrize("shift", [31, 40, 70])
@@ -416,50 +431,11 @@ def test_fixed16_huge_shifts(shift):
 
 def test_balanced_bounds_are_aligned_and_balanced():
     row_nnz = np.r_[np.full(1000, 1), np.full(1000, 9)]
-    bounds = _balanced_bounds(row_nnz, 2)
+    bounds = balanced_bounds(row_nnz, 2)
     assert bounds[0] == 0 and bounds[-1] == 2000 and np.all(bounds[1:-1] % 16 == 0)
     halves = [row_nnz[bounds[i]:bounds[i + 1]].sum() for i in range(2)]
     assert abs(halves[0] - halves[1]) <= 16 * 9
-    assert list(_balanced_bounds(np.ones(5, dtype=np.int64), 4)) == [0, 5]  # never more blocks than 16-row groups
-
-
-def test_layout_memory_and_rebuild_on_new_matrix():
-    rng = np.random.default_rng(5)
-    layer, codes, cb, b = _layer(rng, 256, 128, 0.1)
-    ex = layer.execution_layout()
-    assert layer.execution_layout() is ex
-    nnz = int((codes != 0).sum())
-    assert ex.nnz == nnz
-    # per entry: 2 B (blocked CSC) + 3 B (CSR) + 2 B (panels), plus the sliced ELL where kept; then pointers
-    per_entry = 7 * nnz + (sum(a.nbytes for a in ex.ell) if ex.ell is not None else 0)
-    pointers = 4 * (256 + 1) + 4 * ex.colptr.size + 4 * ex.panel_ptr.size + 8 * (ex.bounds.size + ex.row_bounds.size)
-    assert ex.nbytes() == per_entry + pointers
-    assert ex.nbytes_with_fixed16() == ex.nbytes() + 8 * 256  # fixed16: an int64 per row
-    layer.matrix = InterleavedCSC.from_codes(codes[::-1].copy(), cb, 4)
-    assert layer.execution_layout() is not ex
-    np.testing.assert_allclose(layer(np.ones(128, np.float32)), float32_layer(cb[codes[::-1]], np.ones(128), b,
-                                                                               relu=True), rtol=1e-5, atol=1e-5)
-
-
-def test_concurrent_first_calls_build_one_layout():
-    rng = np.random.default_rng(9)
-    layer, codes, cb, b = _layer(rng, 500, 300, 0.1)
-    x = _acts(rng, 300, 0.3)
-    expected = float32_layer(cb[codes], x, b, relu=True)
-    results, layouts = [], []
-
-    def work():
-        results.append(layer(x))
-        layouts.append(layer.execution_layout())
-
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(results) == 8 and all(lo is layouts[0] for lo in layouts)
-    for y in results:
-        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    assert list(balanced_bounds(np.ones(5, dtype=np.int64), 4)) == [0, 5]  # never more blocks than 16-row groups
 
 
 def test_fixed16_tables_follow_parameter_changes():
@@ -477,6 +453,4 @@ def test_fixed16_tables_follow_parameter_changes():
 @given(wmax=st.integers(0, 32768), shift=st.integers(0, 29), amax=st.integers(0, 32768))
 def test_fit16_amax_is_exactly_the_term_bound(wmax, shift, amax):
     # the kernels compare max |activation| with this bound instead of computing the term bound per call
-    from eie_runtime.exec_layout import _fit16_amax, _term_bound
-
-    assert (amax <= _fit16_amax(wmax, shift)) == (_term_bound(wmax, amax, shift) < 32767)
+    assert (amax <= fit16_amax(wmax, shift)) == (term_bound(wmax, amax, shift) < 32767)

@@ -8,7 +8,7 @@ import pytest
 
 from eie_runtime import kernel_costs
 from eie_runtime.paper_layers import random_activations, random_codes, shared_codebook
-from eie_runtime.exec_layout import ExecLayout
+from eie_runtime.execution import ExecLayout
 from eie_runtime.format import InterleavedCSC
 from eie_runtime.kernel_costs import KernelCosts
 from eie_runtime.kernels import sliced_ell
@@ -86,19 +86,23 @@ def test_costs_move_the_layouts_choices_not_their_results():
     keep = KernelCosts(gather_ns_per_entry=50.0)  # the sliced ELL always beats the gather
     a = ExecLayout(matrix, costs=keep)
     b = ExecLayout(matrix, costs=KernelCosts(gather_ns_per_entry=50.0, sliced_ell_ns_per_step=2 * keep.sliced_ell_ns_per_step))
-    assert a.ell is not None and b.ell is not None
-    assert b.ell_min_nonzero == pytest.approx(2 * a.ell_min_nonzero)  # a dearer step: taken from more non-zeros
-    assert ExecLayout(matrix, costs=KernelCosts(sliced_ell_ns_per_step=1e6)).ell is None  # never worth keeping
+    assert a.ell_choice().kept and b.ell_choice().kept
+    # a dearer step: taken from more non-zeros
+    assert b.ell_choice().min_nonzero == pytest.approx(2 * a.ell_choice().min_nonzero)
+    assert not ExecLayout(matrix, costs=KernelCosts(sliced_ell_ns_per_step=1e6)).ell_choice().kept  # never worth it
 
     x = random_activations(512, 0.5, np.random.default_rng(4)).astype(np.float32)
     bias = np.zeros(160, np.float32)
     ell_first = ExecLayout(matrix, costs=KernelCosts(gather_ns_per_entry=50.0, scatter_ns_per_entry=50.0,
                                                      scatter_by_code_ns_per_entry=50.0))
     scatter_first = ExecLayout(matrix, costs=KernelCosts(gather_ns_per_entry=50.0, sliced_ell_ns_per_step=50.0))
-    assert ell_first.ell_min_nonzero < 256 < scatter_first.ell_min_nonzero  # the same call, two kernels
+    assert ell_first.ell_choice().min_nonzero < 256 < scatter_first.ell_choice().min_nonzero  # one call, two kernels
     ref = np.maximum(matrix.toarray() @ x, 0)
     for ex in (ell_first, scatter_first):
         np.testing.assert_allclose(ex.run_float32(x, bias, True), ref, rtol=1e-5, atol=1e-6)
+    # each built only the layout of the kernel it ran
+    assert ell_first.sliced_ell.built and not ell_first.column_scatter.built
+    assert scatter_first.column_scatter.built and not scatter_first.sliced_ell.built
 
 
 def test_calibrate_writes_a_costs_file_layouts_accept(tmp_path, capsys):

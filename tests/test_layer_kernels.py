@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 import eie_runtime as eie
 from eie_runtime import EIEInputError, EIELinear, FixedPointParams, InterleavedCSC
-from eie_runtime.exec_layout import FIXED16_CSR_SINGLE_MAX_BATCH
+from eie_runtime.execution import FIXED16_CSR_SINGLE_MAX_BATCH
 from eie_runtime.fixed_point import to_fixed
 
 import layer_data
