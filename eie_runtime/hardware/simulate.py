@@ -143,6 +143,11 @@ def simulate_vector(prep: PreparedLayer, x_q: np.ndarray, config: HardwareConfig
     pe_stats = np.zeros((n_pe, _cm.N_PE_STATS), dtype=np.int64)
     ccu_stats = np.zeros(_cm.N_CCU_STATS, dtype=np.int64)
     state, queue = trace if trace is not None else (_NO_TRACE_STATE, _NO_TRACE_QUEUE)
+    if trace is not None and not (
+            isinstance(state, np.ndarray) and isinstance(queue, np.ndarray) and state.dtype == np.uint8
+            and queue.dtype == np.int16 and state.ndim == 2 and state.shape == queue.shape
+            and state.shape[1] == n_pe and state.flags.c_contiguous and queue.flags.c_contiguous):
+        raise EIEInputError(f"trace must be C-contiguous (uint8, int16) arrays of one shape (T, {n_pe})")
     cycles = 0
     for b in range(prep.n_pass):
         cycles += int(_cm.simulate_pass(
