@@ -182,3 +182,20 @@ def test_concurrent_first_calls_build_each_layout_once(monkeypatch):
     assert len(builds) == 1 and len(results) == 8 and all(lo is layouts[0] for lo in layouts)
     for y in results:
         np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+@needs_avx512
+@pytest.mark.parametrize("density, sliced", [(0.1, None), (0.01, None), (0.01, True)])
+def test_the_choices_are_where_the_strategies_costs_meet(density, sliced):
+    layer, *_ = _layer(density=density)
+    ex = ExecLayout(layer.matrix, sliced_ell=sliced)
+    choice, ell, scatter = ex.ell_choice(), ex.sliced_ell, ex.column_scatter
+    assert choice.kept == (sliced or ell.cost() < ex.row_gather.cost())  # kept where it beats the gather
+    if not choice.kept:
+        assert density == 0.01 and not sliced  # rows too sparse to fill its slots
+        return
+    # it is taken from the non-zero count where it costs what the scatter over the non-zeros does
+    assert ell.cost() == pytest.approx(scatter.cost(choice.min_nonzero))
+    for fits, n in zip((False, True), choice.min_nonzero_fixed16):
+        assert ell.cost(fixed16=True, terms_fit16=fits) == pytest.approx(scatter.cost(n, fixed16=True))
+    assert choice.threshold == min(choice.min_nonzero, GATHER_DENSITY * 512)
