@@ -63,7 +63,7 @@ def spmspv_f32(entries, ptr, codebook, n_pe, m, nz_idx, nz_val, bias, relu, out)
 
 @njit(cache=True, parallel=True)
 def spmspv_fixed16(entries, ptr, codebook_q, n_pe, m, x_q, bias_q, shift, relu, out):
-    """Bit-exact fixed16 layer (DESIGN.md) for a batch ``x_q`` (B, K) of int16.
+    """Bit-exact fixed16 layer (docs/design.md) for a batch ``x_q`` (B, K) of int16.
 
     Each row's additions happen in ascending column order, entries in stored
     order, each saturating: the order the hardware's broadcast imposes.

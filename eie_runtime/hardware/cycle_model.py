@@ -35,7 +35,7 @@ listed in ``docs/hardware.md``; the short version:
   accumulator has left the pipeline. A padding entry takes an issue slot but
   writes nothing.
 
-The arithmetic is DESIGN.md's fixed16 (the same as ``spmspv_fixed16``): the
+The arithmetic is docs/design.md's fixed16 (the same as the fast kernels'): the
 accumulators end bit-identical to the kernel's.
 """
 
@@ -158,7 +158,7 @@ def simulate_pass(entries, base, start, end, row0, nz_idx, nz_val, codebook_q, s
     nz_idx, nz_val : int64 (n_nz,)
                                the non-zero activations in broadcast (ascending) order
     codebook_q : int64 (16,)   the codebook in fixed16
-    shift : int                product shift (DESIGN.md fixed16)
+    shift : int                product shift (docs/design.md, fixed16)
     acc : int64 (n_pe, rows)   accumulators by local row, updated in place
     depth, entries_per_line, front_latency, stages : int
     bypass : bool

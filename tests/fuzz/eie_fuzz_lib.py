@@ -9,29 +9,23 @@ A mutant is made in three stages, each optional but at least one applied:
 3. bytes: truncation, bit flips, overwritten/inserted/deleted bytes, a wrong
    header length.
 
-Mutants run in child processes (``eie_fuzz_child.py``), many per child; the
-child logs the start and the end of each mutant, so a crash or a hang names its
-mutant, and a crashed batch is re-run one mutant per child to confirm it.
+Mutants run in child processes (``fuzz_runner``); the ONNX seeds and mutators are
+in ``onnx_mutators``. Both are re-exported here, the one module the tests import.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import os
 import struct
-import subprocess
-import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from hypothesis import strategies as st
 
-CHILD = Path(__file__).with_name("eie_fuzz_child.py")
-HANG_S = 10.0  # a mutant running longer than this is a hang
-START_S = 120.0  # child start-up (imports, Numba cache) before its first mutant
+from hostile_values import BIG_INTS
+
 
 
 # ------------------------------------------------------------------- seed files
@@ -102,36 +96,6 @@ def torch_seed() -> Doc:
         return decode_doc((Path(d) / "t.eie").read_bytes())
 
 
-def onnx_seeds() -> dict:
-    """Small valid ONNX models: an MLP (Gemm, Relu, MatMul, Add, Softmax) and an LSTM."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(11)
-
-    def init(name, *shape):
-        return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
-
-    mlp = helper.make_graph(
-        [helper.make_node("Gemm", ["x", "W1", "B1"], ["h"], name="fc1", transB=1),
-         helper.make_node("Relu", ["h"], ["r"], name="relu"),
-         helper.make_node("MatMul", ["r", "W2"], ["m"], name="fc2"),
-         helper.make_node("Add", ["m", "B2"], ["z"], name="bias2"),
-         helper.make_node("Softmax", ["z"], ["y"], name="softmax", axis=-1)],
-        "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 12])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 6])],
-        [init("W1", 16, 12), init("B1", 16), init("W2", 16, 6), init("B2", 6)])
-    t, i, h = 5, 4, 3
-    lstm = helper.make_graph(
-        [helper.make_node("LSTM", ["X", "W", "R", "B"], ["Y", "Y_h", "Y_c"], name="lstm", hidden_size=h)],
-        "lstm", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [t, "b", i])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [t, 1, "b", h]),
-         helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [1, "b", h])],
-        [init("W", 1, 4 * h, i), init("R", 1, 4 * h, h), init("B", 1, 8 * h)])
-    return {name: helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-            for name, g in (("mlp", mlp), ("lstm", lstm))}
-
-
 def decode_doc(data: bytes) -> Doc:
     from safetensors.numpy import load
 
@@ -167,8 +131,6 @@ def assemble(table: dict, data: bytes) -> bytes:
 
 
 # ------------------------------------------------------------------ mutations
-BIG_INTS = [-(2**63), -(2**31) - 1, -2, -1, 0, 1, 2, 3, 15, 16, 17, 255, 256, 2**15, 2**16, 2**24, 2**24 + 1,
-            2**31 - 1, 2**31, 2**32, 2**62, 2**63 - 1, 2**63, 2**64, 10**30]
 
 
 def hostile_json():
@@ -508,283 +470,5 @@ def mutants(draw, seeds: dict[str, Doc]):
     return raw, "; ".join(what)
 
 
-# ------------------------------------------------------------------- running
-@dataclass
-class Outcome:
-    status: str  # "ran", "rejected" (at load), "run_refused" (EIEError running a loaded graph),
-    #              "error" (any other exception), "crash", "hang"
-    detail: str = ""
-    seconds: float = 0.0
-
-
-@dataclass
-class FuzzReport:
-    outcomes: dict = field(default_factory=dict)  # index -> Outcome
-    children: int = 0
-
-    def counts(self) -> dict:
-        out = {"ran": 0, "rejected": 0, "run_refused": 0, "error": 0, "crash": 0, "hang": 0}
-        for o in self.outcomes.values():
-            out[o.status] += 1
-        return out
-
-
-def _child_env() -> dict:
-    env = dict(os.environ)
-    env.setdefault("NUMBA_NUM_THREADS", "2")
-    env["PYTHONFAULTHANDLER"] = "1"
-    return env
-
-
-def _complete_lines(log: Path) -> list[str]:
-    """The log's finished lines: the child may be half-way through writing the last one."""
-    text = log.read_text(errors="replace")
-    return text.split("\n")[:-1]
-
-
-def _run_child(paths: list[Path], work: Path, tag: str, what: str = "eie") -> tuple[dict, list[int], int | None, str]:
-    """Run ``paths`` in one child. Returns (results by position, started-but-unfinished
-    positions, exit code or None when killed for a hang, stderr tail)."""
-    manifest = work / f"{tag}.manifest"
-    log = work / f"{tag}.log"
-    manifest.write_text("\n".join(str(p) for p in paths))
-    log.write_text("")
-    err_path = work / f"{tag}.err"
-    with open(err_path, "wb") as err:
-        proc = subprocess.Popen([sys.executable, str(CHILD), str(manifest), str(log), what],
-                                stdout=subprocess.DEVNULL, stderr=err, env=_child_env())
-        t0 = time.monotonic()
-        current, since = None, t0
-        rc = None
-        while True:
-            rc = proc.poll()
-            lines = _complete_lines(log)
-            begun = [int(ln[2:]) for ln in lines if ln.startswith("B ")]
-            done = {int(json.loads(ln[2:])["i"]) for ln in lines if ln.startswith("R ")}
-            running = [i for i in begun if i not in done]
-            now = time.monotonic()
-            if rc is not None:
-                break
-            if running:
-                if running[-1] != current:
-                    current, since = running[-1], now
-                if now - since > HANG_S:
-                    proc.kill()
-                    proc.wait()
-                    rc = None
-                    break
-            elif now - t0 > START_S and not begun:
-                proc.kill()
-                proc.wait()
-                raise RuntimeError(f"fuzz child did not start within {START_S} s: {err_path.read_text()[-2000:]}")
-            time.sleep(0.05)
-    results = {}
-    lines = _complete_lines(log)
-    for ln in lines:
-        if ln.startswith("R "):
-            r = json.loads(ln[2:])
-            results[r["i"]] = Outcome(r["status"], r["detail"], r["seconds"])
-    begun = [int(ln[2:]) for ln in lines if ln.startswith("B ")]
-    unfinished = [i for i in begun if i not in results]
-    return results, unfinished, rc, err_path.read_text(errors="replace")[-3000:]
-
-
-def run_mutants(paths: list[Path], work: Path, batch: int = 250, progress=None, what: str = "eie") -> FuzzReport:
-    """Run every mutant file in child processes, ``batch`` per child; ``what`` is "eie"
-    (load and run) or "onnx" (`eie convert`, then load and run)."""
-    report = FuzzReport()
-    pos = 0
-    while pos < len(paths):
-        chunk = paths[pos:pos + batch]
-        res, unfinished, rc, err = _run_child(chunk, work, f"b{pos}", what)
-        report.children += 1
-        for i, o in res.items():
-            report.outcomes[pos + i] = o
-        if rc is None:  # killed: the unfinished mutant hung
-            i = unfinished[-1]
-            report.outcomes[pos + i] = Outcome("hang", f"still running after {HANG_S} s")
-            pos += i + 1
-        elif rc != 0 or len(res) < len(chunk):
-            # the child died: re-run that batch one mutant per child to name the culprit(s)
-            start = len(res)
-            for j in range(len(chunk)):
-                r1, unf1, rc1, err1 = _run_child([chunk[j]], work, f"s{pos + j}", what)
-                report.children += 1
-                if r1 and rc1 == 0:
-                    report.outcomes[pos + j] = r1[0]
-                elif rc1 is None:
-                    report.outcomes[pos + j] = Outcome("hang", f"still running after {HANG_S} s (alone)")
-                else:
-                    report.outcomes[pos + j] = Outcome("crash", f"exit code {rc1}: {err1[-1500:]}")
-            if not any(report.outcomes[pos + j].status == "crash" for j in range(len(chunk))):
-                # no mutant crashes alone: blame the one the batch died in
-                report.outcomes[pos + start] = Outcome("crash", f"batch died (exit {rc}) here, not alone: {err[-1500:]}")
-            pos += len(chunk)
-        else:
-            pos += len(chunk)
-        if progress is not None:
-            progress(min(pos, len(paths)))
-    return report
-
-
-# ------------------------------------------------------------ ONNX mutants
-ONNX_OPS = ["Gemm", "MatMul", "Add", "Relu", "LSTM", "Softmax", "Reshape", "Transpose", "Conv", "Identity",
-            "Flatten", "Sigmoid", "Tanh", "Concat", "Squeeze", "NoSuchOp", ""]
-INT64 = [v for v in BIG_INTS if -(2**63) <= v < 2**63]
-
-
-def _mutate_proto(draw, m) -> str:
-    """One edit of an ONNX ModelProto in place (initializers, nodes, attributes, I/O specs, opset)."""
-    from onnx import TensorProto, helper
-
-    g = m.graph
-    what = draw(st.sampled_from(["init_dims", "init_type", "init_data", "init_external", "init_drop", "init_name",
-                                 "op", "node_io", "attr", "attr_drop", "node_dup", "cycle", "io_dims", "io_type",
-                                 "io_drop", "opset", "ir"]))
-    if what.startswith("init") and g.initializer:
-        t = g.initializer[draw(st.integers(0, len(g.initializer) - 1))]
-        if what == "init_dims":
-            dims = draw(st.lists(st.one_of(st.sampled_from(INT64), st.integers(0, 40)), max_size=4))
-            del t.dims[:]
-            t.dims.extend(dims)
-        elif what == "init_type":
-            t.data_type = draw(st.sampled_from([0, 1, 2, 3, 6, 7, 9, 10, 11, 16, 8, 99]))
-        elif what == "init_data":
-            raw = t.raw_data
-            how = draw(st.sampled_from(["truncate", "extend", "nan", "float_data"]))
-            if how == "truncate":
-                t.raw_data = raw[:draw(st.integers(0, max(0, len(raw) - 1)))]
-            elif how == "extend":
-                t.raw_data = raw + draw(st.binary(min_size=1, max_size=64))
-            elif how == "nan" and len(raw) >= 4:
-                a = np.frombuffer(raw, dtype=np.float32).copy()
-                a[draw(st.integers(0, a.size - 1))] = draw(st.sampled_from([np.nan, np.inf, -np.inf, 3e38]))
-                t.raw_data = a.tobytes()
-            else:
-                t.ClearField("raw_data")
-                t.float_data.extend(draw(st.lists(st.floats(width=32), max_size=20)))
-        elif what == "init_external":
-            t.ClearField("raw_data")
-            t.data_location = TensorProto.EXTERNAL
-            for key, val in (("location", draw(st.sampled_from(["../../etc/passwd", "/etc/passwd", "w.bin", "", "..//x"]))),
-                             ("offset", str(draw(st.sampled_from(INT64)))), ("length", str(draw(st.sampled_from(INT64))))):
-                if draw(st.booleans()) or key == "location":
-                    e = t.external_data.add()
-                    e.key, e.value = key, val
-        elif what == "init_drop":
-            g.initializer.remove(t)
-        else:
-            t.name = draw(st.sampled_from(["", "x", "y", t.name + "_", "h"]))
-        return what
-    if what in ("op", "node_io", "attr", "attr_drop", "node_dup", "cycle") and g.node:
-        n = g.node[draw(st.integers(0, len(g.node) - 1))]
-        if what == "op":
-            n.op_type = draw(st.sampled_from(ONNX_OPS))
-        elif what == "node_io":
-            seq = n.input if draw(st.booleans()) else n.output
-            how = draw(st.sampled_from(["drop", "add", "rename"]))
-            if how == "drop" and len(seq):
-                del seq[draw(st.integers(0, len(seq) - 1))]
-            elif how == "add":
-                seq.append(draw(st.sampled_from(["", "x", "W1", "y", "nope", "r"])))
-            elif len(seq):
-                seq[draw(st.integers(0, len(seq) - 1))] = draw(st.sampled_from(["", "x", "nope", "y", "h", "X"]))
-        elif what == "attr":
-            name = draw(st.sampled_from(["transA", "transB", "alpha", "beta", "axis", "hidden_size", "direction",
-                                         "layout", "clip", "input_forget", "activations", "perm", "allowzero"]))
-            value = draw(st.one_of(st.sampled_from(INT64), st.integers(-3, 5), st.floats(width=32),
-                                   st.sampled_from(["forward", "reverse", "bidirectional", "Sigmoid", ""]),
-                                   st.lists(st.integers(-3, 3), max_size=4)))
-            for a in list(n.attribute):
-                if a.name == name:
-                    n.attribute.remove(a)
-            n.attribute.append(helper.make_attribute(name, value))
-        elif what == "attr_drop" and len(n.attribute):
-            del n.attribute[draw(st.integers(0, len(n.attribute) - 1))]
-        elif what == "node_dup":
-            g.node.append(n)
-        elif what == "cycle" and len(n.input) and len(n.output):
-            n.input[0] = n.output[0]
-        return what
-    if what.startswith("io"):
-        seq = g.input if draw(st.booleans()) else g.output
-        if not len(seq):
-            return "noop"
-        vi = seq[draw(st.integers(0, len(seq) - 1))]
-        if what == "io_dims":
-            dims = vi.type.tensor_type.shape.dim
-            del dims[:]
-            for d in draw(st.lists(st.one_of(st.sampled_from(INT64), st.integers(0, 20), st.just("b")), max_size=4)):
-                dim = dims.add()
-                if isinstance(d, str):
-                    dim.dim_param = d
-                else:
-                    dim.dim_value = d
-        elif what == "io_type":
-            vi.type.tensor_type.elem_type = draw(st.sampled_from([0, 2, 6, 7, 9, 10, 11, 16, 99]))
-        else:
-            seq.remove(vi)
-        return what
-    if what == "opset":
-        m.opset_import[0].version = draw(st.sampled_from([1, 6, 9, 12, 13, 17, 21, 22, 23, 99] + INT64))
-        return what
-    if what == "ir":
-        m.ir_version = draw(st.sampled_from([0, 1, 3, 7, 8, 9, 10, 11, 99]))
-        return what
-    return "noop"
-
-
-@st.composite
-def onnx_mutants(draw, seeds: dict):
-    """One mutant ONNX file: (bytes, description)."""
-    import onnx
-
-    name = draw(st.sampled_from(sorted(seeds)))
-    m = onnx.ModelProto()
-    m.CopyFrom(seeds[name])
-    what = [name]
-    n_proto, n_bytes = draw(st.sampled_from([(1, 0), (1, 0), (2, 0), (3, 0), (0, 1), (1, 1), (0, 2)]))
-    for _ in range(n_proto):
-        try:
-            what.append(_mutate_proto(draw, m))
-        except (ValueError, TypeError, IndexError, OverflowError) as exc:  # protobuf refused the edit itself
-            what.append(f"noop ({type(exc).__name__})")
-    try:
-        raw = m.SerializeToString()
-    except Exception:  # noqa: BLE001 - e.g. a value protobuf cannot encode
-        raw = seeds[name].SerializeToString()
-    b = bytearray(raw)
-    for _ in range(n_bytes):
-        op = draw(st.sampled_from(["truncate", "flip", "overwrite", "insert", "delete"]))
-        i = draw(st.integers(0, max(0, len(b) - 1)))
-        if op == "truncate":
-            b = b[:i]
-        elif op == "flip":
-            if i < len(b):
-                b[i] ^= 1 << draw(st.integers(0, 7))
-        elif op == "overwrite":
-            chunk = draw(st.binary(min_size=1, max_size=8))
-            b[i:i + len(chunk)] = chunk
-        elif op == "insert":
-            b[i:i] = draw(st.binary(min_size=1, max_size=8))
-        else:
-            del b[i:i + draw(st.integers(1, 8))]
-        what.append(op)
-    return bytes(b), "; ".join(what)
-
-
-def keep_findings(paths: list[Path], outcomes: dict, what: list[str]) -> Path | None:
-    """Copy every mutant that errored, crashed or hung (pytest deletes its tmp dirs) to
-    ``$EIE_FUZZ_FINDINGS`` (default: <tmp>/eie-fuzz-findings) with a note of what it is."""
-    import shutil
-    import tempfile
-
-    bad = {i: o for i, o in outcomes.items() if o.status in ("error", "crash", "hang")}
-    if not bad:
-        return None
-    out = Path(os.environ.get("EIE_FUZZ_FINDINGS", Path(tempfile.gettempdir()) / "eie-fuzz-findings"))
-    out.mkdir(parents=True, exist_ok=True)
-    for i, o in bad.items():
-        shutil.copyfile(paths[i], out / paths[i].name)
-        (out / (paths[i].name + ".txt")).write_text(f"{what[i]}\n{o.status}: {o.detail}\n")
-    return out
+from fuzz_runner import CHILD, HANG_S, START_S, FuzzReport, Outcome, keep_findings, run_mutants  # noqa: E402,F401
+from onnx_mutators import onnx_mutants, onnx_seeds  # noqa: E402,F401
