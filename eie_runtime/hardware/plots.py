@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ..atomic import atomic_open
 from .config import HardwareConfig
 from .sweep_table import SweepTable
 
@@ -152,5 +153,6 @@ def plot_sweep(table: SweepTable, folder) -> list[Path]:
 def _save(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    with atomic_open(path) as f:
+        fig.savefig(f, format=path.suffix.lstrip(".") or "png", dpi=120)
     return path

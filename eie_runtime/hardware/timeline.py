@@ -15,9 +15,11 @@ cycles, each pixel mixing the three classes' colours by their share.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_open
 from ..errors import EIEInputError
 from ..fixed_point import to_fixed
 from ..layer import EIELinear
@@ -92,7 +94,8 @@ class Timeline:
         x = (np.arange(shares.shape[1]) + 0.5) * width
         bottom.stackplot(x, *(shares[:, :, c].sum(axis=0) for c in range(3)), colors=COLOURS, labels=CLASSES)
         bottom.set(xlabel="cycle", ylabel="PEs", ylim=(0, n_pe), xlim=(0, self.cycles))
-        fig.savefig(path, dpi=110)
+        with atomic_open(path) as f:
+            fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png", dpi=110)
         return path
 
     def to_html(self, path, max_bins: int = 1200):
