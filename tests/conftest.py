@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 # Numba's first call compiles: no per-example deadline. Both profiles draw fresh examples on every run.
@@ -10,6 +11,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 # the user's cache folder, never from a folder in the repository.
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "eie-runtime" / "hypothesis"
+set_hypothesis_home_dir(str(_CACHE / "home"))  # its own caches (constants, unicode tables) stay out of the tree too
 settings.register_profile("ci", database=None, print_blob=True, **_COMMON)
 settings.register_profile("dev", database=DirectoryBasedExampleDatabase(_CACHE), **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
