@@ -9,7 +9,7 @@ from eie_runtime.format import InterleavedCSC
 from eie_runtime.layer import ACTIVATIONS, EIELinear
 
 from .prune import prune_mask
-from .weight_sharing import check_bits, kmeans_share
+from .weight_sharing import check_bits, check_init, kmeans_share
 
 
 def as_weight_matrix(weight, what: str = "weight") -> np.ndarray:
@@ -40,10 +40,12 @@ def quantize_matrix(weight, *, density: float, bits: int = 4, seed: int = 0, ini
     """Prune then share: ``(codes uint8 (M, K), codebook float32 (2**bits,))``.
 
     ``mask`` (boolean, same shape) overrides magnitude pruning, e.g. the mask a
-    fine-tuning run kept fixed.
+    fine-tuning run kept fixed. ``init`` is the codebook initialisation
+    (``weight_sharing.INITS``: linear, density / quantile, random).
     """
     w = as_weight_matrix(weight)
     bits = check_bits(bits)
+    check_init(init)
     if mask is None:
         mask = prune_mask(w, density)
     elif mask.shape != w.shape:
@@ -61,6 +63,11 @@ def compress_matrix(weight, *, density: float, bits: int = 4, n_pe: int = 64, bi
                     name: str | None = None) -> EIELinear:
     """Prune ``weight`` (M, K) to ``density``, share its weights in ``2**bits - 1``
     values, and encode it for ``n_pe`` PEs.
+
+    ``init`` chooses the k-means codebook initialisation: ``"linear"`` over
+    [min, max] (the default, Deep Compression's), ``"density"`` (alias
+    ``"quantile"``: equally spaced quantiles, lower weight error on matrices
+    with outliers) or ``"random"`` (``seed``). See ``weight_sharing.INITS``.
 
     Examples
     --------

@@ -40,7 +40,7 @@ def linear_from_codes(weight: np.ndarray, bias, codebook: np.ndarray, *, n_pe: i
 
 
 def lstm_from_codes(weights: list[list[LSTMDirectionWeights]], codebooks, *, n_pe: int,
-                    name: str = "lstm") -> EIELSTMCore:
+                    name: str = "lstm", bias: str = "shared") -> EIELSTMCore:
     """An EIE LSTM from weights already pruned and shared; ``codebooks[l][d] = (cell, proj or None)``.
 
     The matrix of each layer/direction comes from :func:`~eie_runtime.converters.lstm.assemble_lstm`,
@@ -50,4 +50,4 @@ def lstm_from_codes(weights: list[list[LSTMDirectionWeights]], codebooks, *, n_p
         codebook = codebooks[l][d][1 if is_proj else 0]
         return codes_of(mat, codebook, f"layer {lname!r}"), codebook
 
-    return assemble_lstm(weights, quantize, n_pe=check_n_pe(n_pe), name=name)
+    return assemble_lstm(weights, quantize, n_pe=check_n_pe(n_pe), name=name, bias=bias)

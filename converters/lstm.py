@@ -48,11 +48,26 @@ def lstm_matrix(w: LSTMDirectionWeights) -> np.ndarray:
     return np.concatenate([w_ih, w_hh, bias[:, None]], axis=1).astype(np.float32)
 
 
+LSTM_BIAS = ("shared", "dense")
+
+
+def check_lstm_bias(bias) -> str:
+    if bias not in LSTM_BIAS:
+        raise EIEInputError(f"lstm_bias must be one of {LSTM_BIAS}, got {bias!r}")
+    return bias
+
+
 def compress_lstm(weights: list[list[LSTMDirectionWeights]], *, density: float | list, bits: int | list = 4,
-                  n_pe: int = 64, seed: int = 0, name: str = "lstm") -> EIELSTMCore:
+                  n_pe: int = 64, seed: int = 0, name: str = "lstm", init: str = "linear",
+                  bias: str = "shared") -> EIELSTMCore:
     """Prune and share every layer/direction's matrix (and projection) separately.
 
-    ``density`` / ``bits`` may be one value or a list with one value per layer.
+    ``density`` / ``bits`` may be one value or a list with one value per layer;
+    ``init`` is the codebook initialisation (``weight_sharing.INITS``).
+    ``bias="shared"`` (the paper's NT-LSTM) prunes and shares the bias column
+    with the weights; ``bias="dense"`` keeps ``b_ih + b_hh`` exact as the cell
+    layer's float32 bias (the accumulators' starting value, DESIGN.md), the
+    matrix's last column then holding no entries.
     """
     n_pe = check_n_pe(n_pe)
     n_layers = len(weights)
@@ -62,19 +77,22 @@ def compress_lstm(weights: list[list[LSTMDirectionWeights]], *, density: float |
         raise EIEInputError(f"density/bits lists need one value per LSTM layer ({n_layers})")
 
     def quantize(mat, l, d, is_proj, lname):
-        return quantize_matrix(mat, density=dens[l], bits=bts[l], seed=seed)
+        return quantize_matrix(mat, density=dens[l], bits=bts[l], seed=seed, init=init)
 
-    return assemble_lstm(weights, quantize, n_pe=n_pe, name=name)
+    return assemble_lstm(weights, quantize, n_pe=n_pe, name=name, bias=bias)
 
 
-def assemble_lstm(weights: list[list[LSTMDirectionWeights]], quantize, *, n_pe: int, name: str) -> EIELSTMCore:
+def assemble_lstm(weights: list[list[LSTMDirectionWeights]], quantize, *, n_pe: int, name: str,
+                  bias: str = "shared") -> EIELSTMCore:
     """Encode every layer/direction's matrix (and projection) with ``quantize``.
 
     ``quantize(matrix, layer, direction, is_proj, layer_name) -> (codes, codebook)``
     decides the values: fresh pruning and sharing (``compress_lstm``) or the
     codebooks a fine-tuning run kept. The matrices and names are built here
-    only, so every path lays an LSTM out the same way.
+    only, so every path lays an LSTM out the same way. ``bias="dense"`` moves
+    the bias column out of the matrix into the cell layer's bias.
     """
+    check_lstm_bias(bias)
     suffix = ("", "_reverse")
     cells, projs = [], []
     hidden = None
@@ -84,8 +102,13 @@ def assemble_lstm(weights: list[list[LSTMDirectionWeights]], quantize, *, n_pe: 
             mat = lstm_matrix(w)
             hidden = mat.shape[0] // 4
             lname = f"{name}.l{l}{suffix[d]}"
+            cell_bias = None
+            if bias == "dense":
+                cell_bias = mat[:, -1].copy()
+                mat[:, -1] = 0.0
             codes, codebook = quantize(mat, l, d, False, lname)
-            cell_row.append(EIELinear(InterleavedCSC.from_codes(codes, codebook, n_pe, name=lname), name=lname))
+            cell_row.append(EIELinear(InterleavedCSC.from_codes(codes, codebook, n_pe, name=lname), bias=cell_bias,
+                                      name=lname))
             if w.w_hr is not None:
                 pname = lname + ".proj"
                 codes, codebook = quantize(as_weight_matrix(w.w_hr, "w_hr"), l, d, True, pname)

@@ -102,3 +102,18 @@ def test_compress_vgg6_sized_layer():
     x[::7] = 1.0
     ref = layer.dense() @ x
     np.testing.assert_allclose(layer(x), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_codebook_inits_quantile_is_density_and_bad_init_is_named():
+    rng = np.random.default_rng(3)
+    vals = np.concatenate([rng.standard_normal(5000) * 0.05, [3.0, -2.5]])  # a few outliers
+    cb_d, codes_d = kmeans_share(vals, 4, init="density")
+    cb_q, codes_q = kmeans_share(vals, 4, init="quantile")
+    assert np.array_equal(cb_d, cb_q) and np.array_equal(codes_d, codes_q)
+    cb_l, codes_l = kmeans_share(vals, 4, init="linear")
+    err = lambda cb, codes: np.linalg.norm(cb[codes] - vals) / np.linalg.norm(vals)
+    assert err(cb_d, codes_d) < err(cb_l, codes_l)  # linear spends centroids on the empty range
+    assert cb_l.max() > 2.0  # ... and keeps the outlier represented
+    for bad in ("kmeans++", None):
+        with pytest.raises(EIEInputError, match="init must be one of"):
+            quantize_matrix(vals[None, :100].astype(np.float32), density=0.5, init=bad)

@@ -59,7 +59,7 @@ def test_pruned_weights_stay_zero_through_training_and_gradual_pruning():
 def test_centroid_gradient_is_sum_of_its_weights_gradients():
     torch.manual_seed(1)
     lin = nn.Linear(20, 7)
-    ft = et.prepare_finetune(lin, density=0.4, bits=3)
+    ft = et.prepare_finetune(lin, density=0.4, bits=3, stage="shared")
     param = ft.parametrizations.weight[0]
     x = torch.randn(9, 20)
     ft(x).sin().sum().backward()
@@ -80,7 +80,7 @@ def test_finalize_equals_trained_model(two_stage):
         steps(ft, x)
         ft = et.share_weights(ft, bits={"lstm": 3})
     else:
-        ft = et.prepare_finetune(model, density=0.4, bits=4)
+        ft = et.prepare_finetune(model, density=0.4, bits=4, stage="shared")
     steps(ft, x, opt=torch.optim.Adam(ft.parameters(), lr=1e-2))
     vals = torch.cat([ft.lstm.weight_ih_l0.flatten(), ft.lstm.weight_hh_l0.flatten(), ft.lstm.bias_ih_l0])
     assert torch.unique(vals).numel() <= (8 if two_stage else 16)  # shared: at most 2**bits values
@@ -113,3 +113,71 @@ def test_agreement_and_bad_input():
         et.distill(lin, [], progress=False)
     with pytest.raises(EIEError, match="not shared yet|prepare_finetune"):
         et.finalize(lin)
+
+
+def test_prepare_defaults_to_the_pruned_stage_and_remembers_bits_and_init():
+    torch.manual_seed(4)
+    model, x = Tagger().eval(), torch.randn(3, 6, 6)
+    ft = et.prepare_finetune(model, density=0.3, bits={"lstm": 3}, init="density")
+    assert {n: s.shared for n, s in et.finetune_state(ft).items()} == dict.fromkeys(["emb", "lstm", "cell", "out"], False)
+    steps(ft, x, opt=torch.optim.Adam(ft.parameters(), lr=1e-2))  # the weights themselves train
+    small = et.finalize(ft, n_pe=4)
+    assert small.lstm.eie_layers()[0].matrix.bits == 3 and small.emb.eie_layers()[0].matrix.bits == 4
+    # the codebook is the density-initialised k-means over the trained, kept weights
+    from eie_runtime.converters import quantize_matrix
+    w = ft.emb.weight.detach().numpy()
+    _, cb = quantize_matrix(w, density=1.0, bits=4, init="density", mask=w != 0)
+    assert np.array_equal(small.emb.eie_layers()[0].matrix.codebook, cb)
+    with torch.no_grad():
+        assert rel_err(small(x), et.share_weights(ft)(x)) < 1e-5
+
+
+@pytest.mark.parametrize("init", ["linear", "density", "quantile", "random"])
+def test_compress_takes_the_codebook_init(init):
+    torch.manual_seed(5)
+    model, x = Tagger().eval(), torch.randn(2, 4, 6)
+    a = et.finalize(et.prepare_finetune(model, density=0.3, init=init, seed=2), n_pe=8)
+    b = et.compress(model, density=0.3, init=init, seed=2, n_pe=8)
+    for la, lb in zip(a.lstm.eie_layers(), b.lstm.eie_layers()):
+        assert np.array_equal(la.matrix.codebook, lb.matrix.codebook)
+    assert torch.equal(a(x), b(x))
+    with pytest.raises(EIEError, match="init must be one of"):
+        et.compress(model, init="kmeans++")
+
+
+def test_lstm_bias_dense_keeps_the_bias_exact_through_every_path():
+    torch.manual_seed(6)
+    model, x = Tagger().eval(), torch.randn(2, 4, 6)
+    with torch.no_grad():
+        model.lstm.bias_ih_l0.add_(3.0)  # a bias far from the weights' range
+    b = et.compress(model, density=0.3, n_pe=8, lstm_bias="dense")
+    cell = b.lstm.eie_layers()[0]
+    exact = (model.lstm.bias_ih_l0 + model.lstm.bias_hh_l0).detach().numpy()
+    assert np.allclose(cell.bias, exact) and not cell.dense()[:, -1].any()
+    shared = et.compress(model, density=0.3, n_pe=8)
+    assert shared.lstm.eie_layers()[0].bias is None
+    ref = et.to_dense(b)  # the bias goes back into bias_ih
+    assert torch.allclose(ref.lstm.bias_ih_l0, torch.from_numpy(exact))
+    with torch.no_grad():
+        assert rel_err(b(x), ref(x)) < 1e-5
+    # fine-tuning: biases train freely, finalize keeps them as the cell layer's bias
+    ft = et.prepare_finetune(model, density=0.3, lstm_bias="dense")
+    assert not hasattr(ft.lstm.parametrizations, "bias_ih_l0")
+    steps(ft, x, opt=torch.optim.Adam(ft.parameters(), lr=1e-2))
+    et.set_density(ft, 0.2)
+    shared_ft = et.share_weights(ft)
+    steps(shared_ft, x, opt=torch.optim.Adam(shared_ft.parameters(), lr=1e-2))
+    small = et.finalize(shared_ft, n_pe=4)
+    got = small.lstm.eie_layers()[0].bias
+    want = (shared_ft.lstm.bias_ih_l0 + shared_ft.lstm.bias_hh_l0).detach().numpy()
+    assert np.allclose(got, want, atol=1e-6)
+    with torch.no_grad():
+        assert rel_err(small(x), shared_ft(x)) < 1e-5
+    # untrained: prepare + finalize equals compress bit for bit in this mode too
+    c = et.finalize(et.prepare_finetune(model, density=0.3, lstm_bias="dense"), n_pe=8)
+    for la, lb in zip(c.lstm.eie_layers(), b.lstm.eie_layers()):
+        assert np.array_equal(la.matrix.entries, lb.matrix.entries) and np.array_equal(la.bias, lb.bias)
+    with pytest.raises(EIEError, match="lstm_bias must be one of"):
+        et.compress(model, lstm_bias="exact")
+    with pytest.raises(EIEError, match="stage must be one of"):
+        et.prepare_finetune(model, stage="centroids")

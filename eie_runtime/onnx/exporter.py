@@ -57,6 +57,9 @@ class _Writer:
         hs = a["hidden_size"]
         if "cells" in a:
             mats = [self.model.layers[i].dense() for i in a["cells"]]
+            for m, i in zip(mats, a["cells"]):  # lstm_bias="dense": the bias is the layer's, not the last column
+                if self.model.layers[i].bias is not None:
+                    m[:, -1] += self.model.layers[i].bias
         else:
             mats = [self.model.constants[c] for c in a["dense_cells"]]
         in_size = mats[0].shape[1] - hs - 1

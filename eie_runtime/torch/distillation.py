@@ -1,13 +1,16 @@
 """Label-free recovery: train a pruned-and-shared copy to reproduce the dense model's outputs.
 
 ``agreement`` measures how closely one model's outputs follow another's;
-``distill_finetune`` trains a prepared model against a teacher; ``distill``
-does both ends: prepare, train, finalize into EIE modules.
+``distill_finetune`` trains a prepared model against a teacher (one stage);
+``distill`` runs the whole Deep Compression pipeline against the teacher:
+gradual pruning with masked retraining, sharing, centroid retraining,
+finalize into EIE modules, with the agreement after each stage.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -15,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import EIEInputError
-from .finetune import finalize, prepare_finetune
+from .finetune import density_schedule, finalize, prepare_finetune, set_density, share_weights
 from .model import call_model
 from .threads import keep_torch_threads
 
@@ -36,16 +39,38 @@ class Agreement:
 
 @dataclass
 class DistillReport:
-    """Agreement with the dense model before and after distillation, and the loss per epoch."""
+    """Agreement with the dense model after each stage, and the loss per epoch.
 
-    before: Agreement
-    after: Agreement
+    ``stages`` is a list of ``(stage name, Agreement)`` in order: for
+    :func:`distill` ``compressed`` (pruned and shared, no training), ``pruned``
+    (after gradual pruning and masked retraining), ``shared`` (k-means just
+    applied), ``centroids`` (after centroid retraining) and ``eie`` (the
+    finalized EIE modules, in the chosen mode). ``before`` / ``after`` are the
+    first and the last.
+    """
+
+    stages: list = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
     inputs: list | None = None
+    seconds: dict = field(default_factory=dict)  # stage -> wall seconds of its training
+
+    @property
+    def before(self) -> Agreement:
+        return self.stages[0][1]
+
+    @property
+    def after(self) -> Agreement:
+        return self.stages[-1][1]
+
+    def __getitem__(self, stage: str) -> Agreement:
+        for name, a in self.stages:
+            if name == stage:
+                return a
+        raise KeyError(stage)
 
     def __str__(self) -> str:
-        return f"before: {self.before}\nafter:  {self.after}"
-
+        width = max(len(n) for n, _ in self.stages)
+        return "\n".join(f"{n + ':':<{width + 1}} {a}" for n, a in self.stages)
 
 
 def _flat_outputs(out) -> list:
@@ -86,14 +111,44 @@ def agreement(reference, model, inputs: Iterable) -> Agreement:
                      top1=top / top_n if top_n else None)
 
 
-def distill_finetune(teacher, student, inputs: Iterable, *, epochs: int = 20, lr: float = 1e-3,
-                     eval_inputs: Iterable | None = None, progress: bool = True) -> DistillReport:
-    """Train a prepared ``student`` (in place) to reproduce ``teacher``'s outputs on unlabeled ``inputs``.
+def _norm_mse(outs, targets, scale) -> torch.Tensor:
+    return sum(torch.nn.functional.mse_loss(o, t) for o, t in zip(outs, targets)) / (len(targets) * scale)
 
-    The loss is the outputs' mean squared error normalised by the teacher's
-    mean square, minimised with Adam over the student's trainable parameters
-    (the centroids, and any layers left dense). Both run in eval mode (no
-    dropout), so the student matches the teacher's inference behaviour.
+
+class _Taps:
+    """Forward hooks recording the outputs of named submodules (intermediate activations)."""
+
+    def __init__(self, model, names):
+        mods = dict(model.named_modules())
+        self.out: dict = {}
+        self.handles = [mods[n].register_forward_hook(self._hook(n)) for n in names if n in mods]
+
+    def _hook(self, name):
+        def hook(mod, args, output):
+            self.out[name] = _flat_outputs(output)
+        return hook
+
+    def close(self):
+        for h in self.handles:
+            h.remove()
+
+
+def distill_finetune(teacher, student, inputs: Iterable, *, epochs: int = 20, lr: float = 1e-3,
+                     eval_inputs: Iterable | None = None, progress: bool = True, on_step: Callable | None = None,
+                     layer_loss: float = 0.0, layers: Iterable[str] | None = None, stage: str = "trained",
+                     report: DistillReport | None = None, desc: str = "distill") -> DistillReport:
+    """Train ``student`` (in place) to reproduce ``teacher``'s outputs on unlabeled ``inputs``.
+
+    Trains every parameter of ``student`` that requires a gradient: the
+    weights under their masks in the pruned stage, the centroids in the shared
+    stage, and any layers left dense. The loss is the outputs' mean squared
+    error normalised by the teacher's mean square, plus ``layer_loss`` times the
+    same measure on the outputs of the submodules named ``layers`` (default:
+    the compressed ones; names shared by teacher and student), minimised with
+    Adam under a cosine learning-rate decay. Both run in eval mode (no
+    dropout). ``on_step(step, total_steps)`` runs before each step (e.g.
+    gradual pruning). The agreement after training is appended to ``report``
+    (a new one if None) as ``stage``.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise EIEInputError(f"epochs must be an integer >= 0, got {epochs!r}")
@@ -101,56 +156,143 @@ def distill_finetune(teacher, student, inputs: Iterable, *, epochs: int = 20, lr
     if not items:
         raise EIEInputError("distillation needs at least one input batch")
     evals = list(eval_inputs) if eval_inputs is not None else items
+    report = report if report is not None else DistillReport(stages=[("before", agreement(teacher, student, evals))])
     teacher_was, student_was = teacher.training, student.training
     teacher.eval()
     student.eval()
+    taps_t = taps_s = None
+    if layer_loss:
+        from .finetune import finetune_state
+        names = list(layers) if layers is not None else [n for n in finetune_state(student) if n]
+        taps_t, taps_s = _Taps(teacher, names), _Taps(student, names)
+    t0 = time.perf_counter()
     try:
-        with torch.no_grad():
-            targets = [[t.detach() for t in _flat_outputs(call_model(teacher, it))] for it in items]
-        scale = [sum(float((t ** 2).mean()) for t in ts) / len(ts) or 1.0 for ts in targets]
-        before = agreement(teacher, student, evals)
+        targets = None
+        if not layer_loss:  # outputs only: the teacher runs once
+            with torch.no_grad():
+                targets = [[t.detach() for t in _flat_outputs(call_model(teacher, it))] for it in items]
         params = [p for p in student.parameters() if p.requires_grad]
+        if not params:
+            raise EIEInputError("the student has no trainable parameters")
         opt = torch.optim.Adam(params, lr=lr)
-        losses = []
+        total = epochs * len(items)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, total))
         bar = range(epochs)
         if progress:
             from tqdm.auto import tqdm
-            bar = tqdm(bar, desc="distill", unit="epoch")
+            bar = tqdm(bar, desc=desc, unit="epoch")
+        step = 0
         for _ in bar:
-            total = 0.0
-            for it, ts, s in zip(items, targets, scale):
+            epoch_loss = 0.0
+            for i, it in enumerate(items):
+                if on_step is not None:
+                    on_step(step, total)
+                if targets is not None:
+                    ts = targets[i]
+                else:
+                    with torch.no_grad():
+                        ts = [t.detach() for t in _flat_outputs(call_model(teacher, it))]
+                    inner_t = {k: [t.detach() for t in v] for k, v in taps_t.out.items()}
+                scale = sum(float((t ** 2).mean()) for t in ts) / len(ts) or 1.0
                 opt.zero_grad()
-                outs = _flat_outputs(call_model(student, it))
-                loss = sum(torch.nn.functional.mse_loss(o, t) for o, t in zip(outs, ts)) / (len(ts) * s)
+                loss = _norm_mse(_flat_outputs(call_model(student, it)), ts, scale)
+                if layer_loss:
+                    extra = [_norm_mse(taps_s.out[k], v, sum(float((t ** 2).mean()) for t in v) / len(v) or 1.0)
+                             for k, v in inner_t.items() if k in taps_s.out]
+                    if extra:
+                        loss = loss + layer_loss * sum(extra) / len(extra)
                 loss.backward()
                 opt.step()
-                total += float(loss.detach())
-            losses.append(total / len(items))
+                sched.step()
+                epoch_loss += float(loss.detach())
+                step += 1
+            report.losses.append(epoch_loss / len(items))
             if progress:
-                bar.set_postfix(loss=f"{losses[-1]:.3g}")
-        after = agreement(teacher, student, evals)
+                bar.set_postfix(loss=f"{report.losses[-1]:.3g}")
+        report.seconds[stage] = time.perf_counter() - t0
+        report.stages.append((stage, agreement(teacher, student, evals)))
     finally:
+        for taps in (taps_t, taps_s):
+            if taps is not None:
+                taps.close()
         teacher.train(teacher_was)
         student.train(student_was)
-    return DistillReport(before, after, losses, inputs=items)
+    report.inputs = items
+    return report
+
+
+def pruning_step(model, density: float, ramp_steps: int, every: int = 0) -> Callable:
+    """An ``on_step`` that prunes ``model`` (pruned stage) gradually to ``density``.
+
+    Cubic schedule (:func:`density_schedule`) over ``ramp_steps`` steps, the
+    masks updated every ``every`` steps (default: about 40 updates in all).
+    """
+    every = every or max(1, ramp_steps // 40)
+
+    def on_step(step, total):
+        if step <= ramp_steps and step % every == 0:
+            set_density(model, density_schedule(step, ramp_steps, density))
+    return on_step
 
 
 @keep_torch_threads
 def distill(model: nn.Module, inputs: Iterable, *, density=0.1, bits=4, n_pe: int = 64, epochs: int = 20,
-            lr: float = 1e-3, filter_fn: Callable | None = None, eval_inputs: Iterable | None = None,
-            mode: str = "float32", seed: int = 0, progress: bool = True) -> tuple[nn.Module, DistillReport]:
-    """Compress ``model`` and recover its behaviour without labels (knowledge distillation).
+            share_epochs: int | None = None, lr: float = 1e-3, share_lr: float | None = None, ramp: float = 0.5,
+            init: str = "linear", lstm_bias: str = "shared", layer_loss: float = 0.0,
+            filter_fn: Callable | None = None, eval_inputs: Iterable | None = None, mode: str = "float32",
+            seed: int = 0, progress: bool = True) -> tuple[nn.Module, DistillReport]:
+    """Compress ``model`` the Deep Compression way and recover its behaviour without labels.
 
-    The pruned-and-shared copy learns to reproduce the dense model's outputs on
-    ``inputs`` (any iterable of model inputs), masks and centroid sharing kept
-    throughout (only the codebooks train, each centroid's gradient the sum of
-    its weights'). Returns the EIE model and a report of output agreement
-    (cosine similarity, max-abs error, argmax agreement) before vs after, on
-    ``eval_inputs`` (default: ``inputs``).
+    The whole pipeline, with the dense model as the teacher on unlabeled
+    ``inputs`` (any iterable of model inputs):
+
+    1. **prune**: gradual magnitude pruning from dense to ``density`` (cubic
+       schedule over the first ``ramp`` of ``epochs``) with masked retraining
+       of the surviving weights, ``epochs`` passes in all at ``lr``;
+    2. **share**: k-means sharing of each matrix's kept weights into
+       ``2**bits - 1`` centroids (``init``);
+    3. **centroids**: centroid retraining, ``share_epochs`` passes (default
+       ``epochs // 2``) at ``share_lr`` (default ``lr / 2``);
+    4. **finalize** into EIE modules (``mode``; fixed16 calibrated on ``eval_inputs``).
+
+    ``layer_loss`` > 0 adds the compressed modules' own outputs (intermediate
+    activations) to the loss with that weight. ``epochs=0`` skips retraining
+    (then only the centroids train). The report lists the agreement (cosine,
+    max-abs error, argmax agreement) with the dense model on ``eval_inputs``
+    (default: ``inputs``) after each stage; each stage shows a tqdm bar.
+    Stages are open for a custom loop: :func:`prepare_finetune`,
+    :func:`pruning_step`, :func:`distill_finetune`, :func:`share_weights`,
+    :func:`finalize`.
     """
-    prepared = prepare_finetune(model, density=density, bits=bits, filter_fn=filter_fn, seed=seed)
-    report = distill_finetune(model, prepared, inputs, epochs=epochs, lr=lr, eval_inputs=eval_inputs,
-                              progress=progress)
-    calib = list(eval_inputs if eval_inputs is not None else report.inputs) if mode == "fixed16" else None
+    share_epochs = max(1, epochs // 2) if share_epochs is None else share_epochs
+    share_lr = lr / 2 if share_lr is None else share_lr
+    items = list(inputs)
+    if not items:
+        raise EIEInputError("distillation needs at least one input batch")
+    evals = list(eval_inputs) if eval_inputs is not None else items
+    kw = dict(progress=progress, layer_loss=layer_loss, eval_inputs=evals)
+    start = prepare_finetune(model, density=density, bits=bits, init=init, lstm_bias=lstm_bias,
+                             filter_fn=filter_fn, seed=seed)
+    report = DistillReport(stages=[("compressed", agreement(model, share_weights(start), evals))])
+    if epochs:
+        pruned = prepare_finetune(model, density=1.0, bits=bits, init=init, lstm_bias=lstm_bias,
+                                  filter_fn=filter_fn, seed=seed)
+        ramp_steps = int(ramp * epochs * len(items))
+        dens = density
+        if not isinstance(density, (int, float)):
+            raise EIEInputError("distill with epochs > 0 prunes gradually to one density; "
+                                "pass a number (or epochs=0 with a dict)")
+        distill_finetune(model, pruned, items, epochs=epochs, lr=lr, on_step=pruning_step(pruned, dens, ramp_steps),
+                         stage="pruned", report=report, desc="distill: prune + retrain", **kw)
+        set_density(pruned, dens)
+    else:
+        pruned = start
+    shared = share_weights(pruned)
+    report.stages.append(("shared", agreement(model, shared, evals)))
+    distill_finetune(model, shared, items, epochs=share_epochs, lr=share_lr, stage="centroids", report=report,
+                     desc="distill: centroids", **kw)
+    calib = evals if mode == "fixed16" else None
+    small = finalize(shared, n_pe=n_pe, mode=mode, calibration=calib)
+    report.stages.append(("eie", agreement(model, small, evals)))
     report.inputs = None
-    return finalize(prepared, n_pe=n_pe, mode=mode, calibration=calib, seed=seed), report
+    return small, report

@@ -7,10 +7,16 @@ Two stages, each a plain torch model a user trains with their own loop:
    (``w = w_orig * mask``), so its gradient is masked and optimizers, weight
    decay and momentum cannot revive it. ``set_density`` + ``density_schedule``
    prune gradually between steps.
-2. **shared**: ``share_weights`` (or ``prepare_finetune(..., bits=4)``
+2. **shared**: ``share_weights`` (or ``prepare_finetune(..., stage="shared")``
    directly) replaces each matrix by ``codebook[codes]`` with only the
    centroids trainable, so autograd gives each centroid the sum of its
    weights' gradients (Deep Compression's centroid fine-tuning); index 0 stays 0.
+
+``prepare_finetune(model, density=d, bits=4)`` starts at stage 1 (the weights
+themselves retrain under the mask) and remembers ``bits`` / ``init`` for
+``share_weights`` and ``finalize``: the strong path is the default one. Going
+straight to stage 2 trains only ``2**bits - 1`` numbers per matrix and is much
+weaker at low density (measured in docs/torch.md).
 
 An LSTM layer/direction is pruned and shared as one matrix over
 ``[x_t; h_{t-1}; 1]`` (exactly the matrix ``compress_lstm`` builds), its bias
@@ -31,9 +37,9 @@ from torch import nn
 
 from ..converters.compress import quantize_matrix
 from ..converters.from_codes import linear_from_codes, lstm_from_codes
-from ..converters.lstm import lstm_matrix
+from ..converters.lstm import check_lstm_bias, lstm_matrix
 from ..converters.prune import check_density, prune_mask
-from ..converters.weight_sharing import check_bits
+from ..converters.weight_sharing import check_bits, check_init
 from ..errors import EIEInputError
 from .base import check_mode
 from .linear import EIELinear
@@ -51,16 +57,28 @@ def _per_layer(setting, mod, kind):
     return list(setting) if isinstance(setting, (list, tuple)) else [setting] * mod.num_layers
 
 
-def _lstm_mask(w, density, has_bias):
+def _lstm_mask(w, density, shared_bias):
     mat = lstm_matrix(w)
+    if not shared_bias:
+        mat[:, -1] = 0.0  # no bias, or a dense one: the column holds no entries
     mask = prune_mask(mat, density)
-    if not has_bias:
-        mask[:, -1] = False  # no bias to hold the column: keep it pruned
+    if not shared_bias:
+        mask[:, -1] = False
     return mat, mask
 
 
-def prepare_finetune(model, *, density=0.1, bits=4, filter_fn: Callable | None = None, seed: int = 0):
-    """A trainable copy of ``model`` whose Linear/LSTM/LSTMCell weights are pruned (and shared).
+def _lstm_bias_mode(mod, l, d) -> str:
+    """``"dense"`` if a prepared layer/direction has biases left unparametrized, else ``"shared"``."""
+    n = lstm_names(mod, l, d)
+    return "dense" if n["bih"] is not None and param_of(mod, n["bih"]) is None else "shared"
+
+
+STAGES = ("pruned", "shared")
+
+
+def prepare_finetune(model, *, density=0.1, bits=4, stage: str = "pruned", init: str = "linear",
+                     lstm_bias: str = "shared", filter_fn: Callable | None = None, seed: int = 0):
+    """A trainable copy of ``model`` whose Linear/LSTM/LSTMCell weights are pruned (stage 1) or shared (stage 2).
 
     Parameters
     ----------
@@ -68,49 +86,68 @@ def prepare_finetune(model, *, density=0.1, bits=4, filter_fn: Callable | None =
         float32 on the CPU; left untouched.
     density : float or dict by module name
         Fraction of each matrix kept (magnitude pruning), as in ``eie_runtime.torch.compress``.
+        Start at 1.0 and lower it with :func:`set_density` for gradual pruning.
     bits : int, dict, or None
-        Codebook bits: the copy's matrices are ``codebook[codes]`` with
-        trainable centroids. ``None``: prune only (masked weights train freely;
-        call :func:`share_weights` after retraining).
+        Codebook bits the weights will be shared in (``None``: 4). Remembered
+        for :func:`share_weights` and :func:`finalize`.
+    stage : "pruned" (default) or "shared"
+        ``"pruned"``: masked weights that train freely (pruned ones stay 0);
+        train, then :func:`share_weights` (and train the centroids) or
+        :func:`finalize` directly. ``"shared"``: straight to ``codebook[codes]``
+        with only the centroids trainable -- the weak path at low density,
+        kept for a model that was already retrained pruned.
+    init : "linear", "density" / "quantile", "random"
+        k-means codebook initialisation used when the weights are shared.
+    lstm_bias : "shared" or "dense"
+        Whether an LSTM's bias column is pruned and shared with its gate weights
+        (the paper's NT-LSTM) or kept exact (trains freely).
     filter_fn : callable(module, name) -> bool, optional
     seed : int
         Seed of the k-means (same quantization as ``compress`` with this seed).
 
     Examples
     --------
-    >>> ft = prepare_finetune(model, density=0.1, bits=None)      # 1. prune, retrain
-    >>> train(ft); ft = share_weights(ft, bits=4)                   # 2. share, retrain centroids
+    >>> ft = prepare_finetune(model, density=0.1, bits=4)         # 1. prune, retrain the weights
+    >>> train(ft); ft = share_weights(ft)                           # 2. share (4 bits), retrain centroids
     >>> train(ft); small = eie_runtime.torch.finalize(ft)
     """
+    if stage not in STAGES:
+        raise EIEInputError(f"stage must be one of {STAGES}, got {stage!r}")
+    check_init(init)
+    check_lstm_bias(lstm_bias)
     targets = find_targets(model, density=density, bits=4 if bits is None else bits, filter_fn=filter_fn)
     if not targets:
         raise EIEInputError("the model has no nn.Linear / nn.LSTM / nn.LSTMCell to prepare")
     new = copy.deepcopy(model)
     mods = dict(new.named_modules(remove_duplicate=False))
+    pruned = stage == "pruned"
     for t in targets:
         mod = mods[t.name]
         dens = _per_layer(t.density, mod, t.kind)
-        bts = None if bits is None else _per_layer(t.bits, mod, t.kind)
+        bts = _per_layer(t.bits, mod, t.kind)
         if t.kind == "linear":
             w = to_numpy(mod.weight)
-            if bits is None:
-                apply_linear(mod, mask=prune_mask(w, dens[0]))
+            if pruned:
+                apply_linear(mod, mask=prune_mask(w, dens[0]), plan={"bits": bts[0], "init": init, "seed": seed})
             else:
-                codes, cb = quantize_matrix(w, density=dens[0], bits=bts[0], seed=seed)
+                codes, cb = quantize_matrix(w, density=dens[0], bits=bts[0], seed=seed, init=init)
                 apply_linear(mod, codes=codes, codebook=cb)
             continue
         for l, d in directions(mod):
             w = direction_weights(mod, l, d)
-            mat, mask = _lstm_mask(w, dens[l], lstm_names(mod, l, d)["bih"] is not None)
+            shared_bias = lstm_bias == "shared" and lstm_names(mod, l, d)["bih"] is not None
+            mat, mask = _lstm_mask(w, dens[l], shared_bias)
             pmask = prune_mask(w.w_hr, dens[l]) if w.w_hr is not None else None
-            if bits is None:
-                apply_lstm_direction(mod, l, d, mask=mask, pmask=pmask)
+            if pruned:
+                apply_lstm_direction(mod, l, d, mask=mask, pmask=pmask, shared_bias=lstm_bias == "shared",
+                                     plan={"bits": bts[l], "init": init, "seed": seed})
             else:
-                codes, cb = quantize_matrix(mat, density=dens[l], bits=bts[l], seed=seed, mask=mask)
+                codes, cb = quantize_matrix(mat, density=dens[l], bits=bts[l], seed=seed, mask=mask, init=init)
                 pc = pcb = None
                 if w.w_hr is not None:
-                    pc, pcb = quantize_matrix(w.w_hr, density=dens[l], bits=bts[l], seed=seed, mask=pmask)
-                apply_lstm_direction(mod, l, d, codes=codes, codebook=cb, pcodes=pc, pcodebook=pcb)
+                    pc, pcb = quantize_matrix(w.w_hr, density=dens[l], bits=bts[l], seed=seed, mask=pmask, init=init)
+                apply_lstm_direction(mod, l, d, codes=codes, codebook=cb, pcodes=pc, pcodebook=pcb,
+                                     shared_bias=lstm_bias == "shared")
     return new
 
 
@@ -140,7 +177,7 @@ class ModuleState:
                 p = param_of(mod, n["hr"])
                 row.append((param_of(mod, n["ih"]).codebook(), p.codebook() if p is not None else None))
             codebooks.append(row)
-        return lstm_from_codes(weights, codebooks, n_pe=n_pe, name=name)
+        return lstm_from_codes(weights, codebooks, n_pe=n_pe, name=name, bias=_lstm_bias_mode(mod, 0, 0))
 
 
 def finetune_state(model) -> dict[str, ModuleState]:
@@ -157,38 +194,52 @@ def finetune_state(model) -> dict[str, ModuleState]:
     return out
 
 
-def share_weights(model, *, bits=None, seed: int = 0):
+def share_weights(model, *, bits=None, init: str | None = None, seed: int | None = None):
     """A copy of a pruned-stage model with each matrix's kept weights shared in ``2**bits - 1`` centroids.
 
-    The masks stay as they are; ``bits`` is one value or a dict by module name (default 4).
-    Modules already shared are left as they are.
+    The masks stay as they are. ``bits`` (one value or a dict by module name)
+    ``init`` and ``seed`` default to what :func:`prepare_finetune` was given
+    (4 bits, linear, 0). Modules already shared are left as they are.
     """
+    if init is not None:
+        check_init(init)
     new = copy.deepcopy(model)
     mods = dict(new.named_modules())
     for name, st in finetune_state(new).items():
         if st.shared:
             continue
         mod = mods[name]
-        b = bits.get(name, 4) if isinstance(bits, dict) else (4 if bits is None else bits)
-        b = check_bits(b)
+        first = param_of(mod, "weight" if st.kind == "linear" else lstm_names(mod, 0, 0)["ih"])
+        plan = getattr(first, "plan", {}) or {}
+        b = bits.get(name, plan.get("bits", 4)) if isinstance(bits, dict) else (plan.get("bits", 4) if bits is None else bits)
+        ini = init if init is not None else plan.get("init", "linear")
+        sd = seed if seed is not None else plan.get("seed", 0)
         if st.kind == "linear":
+            b = check_bits(b)
             mask = param_of(mod, "weight").mask.numpy() > 0
-            codes, cb = quantize_matrix(to_numpy(mod.weight), density=1.0, bits=b, seed=seed, mask=mask)
+            codes, cb = quantize_matrix(to_numpy(mod.weight), density=1.0, bits=b, seed=sd, mask=mask, init=ini)
             apply_linear(mod, codes=codes, codebook=cb)
             continue
+        per_layer = _per_layer(b, mod, st.kind)
         for l, d in directions(mod):
+            bl = check_bits(per_layer[l])
             n = lstm_names(mod, l, d)
+            shared_bias = _lstm_bias_mode(mod, l, d) == "shared"
             w = direction_weights(mod, l, d)
             mat = lstm_matrix(w)
             mask = np.concatenate([param_of(mod, n["ih"]).mask.numpy(), param_of(mod, n["hh"]).mask.numpy()], axis=1)
-            col = param_of(mod, n["bih"]).mask.numpy()[:, None] if n["bih"] else np.zeros((mat.shape[0], 1), np.float32)
+            if n["bih"] and shared_bias:
+                col = param_of(mod, n["bih"]).mask.numpy()[:, None]
+            else:
+                col = np.zeros((mat.shape[0], 1), np.float32)
             mask = np.concatenate([mask, col], axis=1) > 0
-            codes, cb = quantize_matrix(mat, density=1.0, bits=b, seed=seed, mask=mask)
+            codes, cb = quantize_matrix(mat, density=1.0, bits=bl, seed=sd, mask=mask, init=ini)
             pc = pcb = None
             if n["hr"]:
                 pmask = param_of(mod, n["hr"]).mask.numpy() > 0
-                pc, pcb = quantize_matrix(w.w_hr, density=1.0, bits=b, seed=seed, mask=pmask)
-            apply_lstm_direction(mod, l, d, codes=codes, codebook=cb, pcodes=pc, pcodebook=pcb)
+                pc, pcb = quantize_matrix(w.w_hr, density=1.0, bits=bl, seed=sd, mask=pmask, init=ini)
+            apply_lstm_direction(mod, l, d, codes=codes, codebook=cb, pcodes=pc, pcodebook=pcb,
+                                 shared_bias=shared_bias)
     return new
 
 
@@ -211,7 +262,7 @@ def set_density(model, density: float) -> None:
         for l, d in directions(mod):
             n = lstm_names(mod, l, d)
             w = direction_weights(mod, l, d)
-            mat, keep = _lstm_mask(w, density, n["bih"] is not None)
+            mat, keep = _lstm_mask(w, density, _lstm_bias_mode(mod, l, d) == "shared" and n["bih"] is not None)
             i_size, p_size = w.w_ih.shape[1], w.w_hh.shape[1]
             parts = {"ih": keep[:, :i_size], "hh": keep[:, i_size:i_size + p_size], "bih": keep[:, -1], "bhh": keep[:, -1]}
             for key, k in parts.items():
@@ -235,12 +286,13 @@ def density_schedule(step: int, total_steps: int, final_density: float, initial_
 
 @keep_torch_threads
 def finalize(model: nn.Module, *, bits=None, n_pe: int = 64, mode: str = "float32",
-             calibration: Iterable | None = None, seed: int = 0) -> nn.Module:
+             calibration: Iterable | None = None, seed: int | None = None, init: str | None = None) -> nn.Module:
     """Turn a model from :func:`prepare_finetune` (after training) into EIE modules.
 
-    Masks and codebooks are kept exactly as trained; modules that were only
-    pruned (no ``bits`` at prepare time) are shared now with ``bits`` (default 4)
-    over their kept weights. The result equals the prepared model's output.
+    Masks and codebooks are kept exactly as trained; modules still in the
+    pruned stage are shared now over their kept weights, with ``bits`` /
+    ``init`` / ``seed`` (default: what ``prepare_finetune`` was given). The result equals
+    the shared model's output.
     """
     check_mode(mode)
     if mode == "fixed16" and calibration is None:
@@ -248,7 +300,7 @@ def finalize(model: nn.Module, *, bits=None, n_pe: int = 64, mode: str = "float3
     states = finetune_state(model)
     if not states:
         raise EIEInputError("the model has no modules prepared by prepare_finetune")
-    shared = share_weights(model, bits=bits, seed=seed) if any(not s.shared for s in states.values()) else model
+    shared = share_weights(model, bits=bits, seed=seed, init=init) if any(not s.shared for s in states.values()) else model
     new = copy.deepcopy(shared)
     states = finetune_state(new)
     modules = dict(new.named_modules(remove_duplicate=False))

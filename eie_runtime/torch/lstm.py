@@ -88,9 +88,11 @@ class _LSTMBase(EIEModule):
 
     def _cell_dense(self, l: int, d: int):
         """(w_ih, w_hh, bias) of one layer/direction from its EIE matrix (bias = last column)."""
-        mat = self.core.cells[l][d].dense()
+        cell = self.core.cells[l][d]
+        mat = cell.dense()
         i_size = mat.shape[1] - self.core.out_size - 1
-        return mat[:, :i_size], mat[:, i_size:-1], mat[:, -1]
+        bias = mat[:, -1] if cell.bias is None else mat[:, -1] + cell.bias  # lstm_bias="dense": the layer's bias
+        return mat[:, :i_size], mat[:, i_size:-1], bias
 
 
 class EIELSTM(_LSTMBase):

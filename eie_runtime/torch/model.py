@@ -9,13 +9,17 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
+from ..converters.compress import compress_matrix
+from ..converters.lstm import check_lstm_bias, compress_lstm
+from ..converters.weight_sharing import check_init
 from ..errors import EIEInputError
 from ..tables import format_table
 from .base import EIEModule, check_mode
 from .linear import EIELinear
 from .lstm import EIELSTM, EIELSTMCell
-from .targets import Target, find_targets, replace_modules
+from .targets import Target, check_module, find_targets, replace_modules
 from .threads import keep_torch_threads
+from .weights import linear_parts, lstm_weights
 
 
 def call_model(model, item):
@@ -32,23 +36,26 @@ def eie_modules(model: nn.Module) -> dict[str, EIEModule]:
     return {n: m for n, m in model.named_modules() if isinstance(m, EIEModule)}
 
 
-def _wrap(target: Target, *, n_pe: int, seed: int, mode: str) -> EIEModule:
+def _wrap(target: Target, *, n_pe: int, seed: int, mode: str, init: str = "linear",
+          lstm_bias: str = "shared") -> EIEModule:
     name = target.name or "model"
     mod = target.module
+    check_module(mod, name)
     if target.kind == "linear":
-        return EIELinear.from_linear(mod, density=target.density, bits=target.bits, n_pe=n_pe, seed=seed,
-                                     name=name, mode="float32")
+        w, b = linear_parts(mod)
+        return EIELinear(compress_matrix(w, density=target.density, bits=target.bits, n_pe=n_pe, bias=b, seed=seed,
+                                         init=init, name=name), mode="float32")
+    core = compress_lstm(lstm_weights(mod), density=target.density, bits=target.bits, n_pe=n_pe, seed=seed,
+                         name=name, init=init, bias=lstm_bias)
     if target.kind == "lstm":
-        return EIELSTM.from_lstm(mod, density=target.density, bits=target.bits, n_pe=n_pe, seed=seed,
-                                 name=name, mode="float32")
-    return EIELSTMCell.from_lstm_cell(mod, density=target.density, bits=target.bits, n_pe=n_pe, seed=seed,
-                                      name=name, mode="float32")
+        return EIELSTM(core, batch_first=mod.batch_first, mode="float32")
+    return EIELSTMCell(core, mode="float32")
 
 
 @keep_torch_threads
 def compress(model: nn.Module, *, density=0.1, bits=4, n_pe: int = 64, mode: str = "float32",
              filter_fn: Callable | None = None, calibration: Iterable | None = None, seed: int = 0,
-             progress: bool = False) -> nn.Module:
+             init: str = "linear", lstm_bias: str = "shared", progress: bool = False) -> nn.Module:
     """A copy of ``model`` with its ``nn.Linear``, ``nn.LSTM`` and ``nn.LSTMCell`` modules compressed.
 
     Parameters
@@ -69,6 +76,15 @@ def compress(model: nn.Module, *, density=0.1, bits=4, n_pe: int = 64, mode: str
         item is a tensor, a tuple of positional arguments, or a dict of keyword arguments.
     seed : int
         Seed of the weight-sharing k-means.
+    init : "linear", "density" (alias "quantile") or "random"
+        Codebook initialisation of the k-means (``converters.weight_sharing.INITS``).
+        ``"density"`` gives lower weight error on matrices with outliers and is
+        the better choice when the model is not retrained afterwards; see
+        docs/torch.md, "Choices that decide quality".
+    lstm_bias : "shared" or "dense"
+        ``"shared"`` (the paper's NT-LSTM): the bias column is pruned and shared
+        with the gate weights. ``"dense"``: the bias stays exact, as the cell
+        layer's float32 bias.
 
     Returns
     -------
@@ -81,6 +97,8 @@ def compress(model: nn.Module, *, density=0.1, bits=4, n_pe: int = 64, mode: str
     >>> print(summary(small)); y = small(x)
     """
     check_mode(mode)
+    check_init(init)
+    check_lstm_bias(lstm_bias)
     if mode == "fixed16" and calibration is None:
         raise EIEInputError("mode='fixed16' needs calibration=<iterable of sample inputs> to choose fractional bits")
     targets = find_targets(model, density=density, bits=bits, filter_fn=filter_fn)
@@ -93,7 +111,7 @@ def compress(model: nn.Module, *, density=0.1, bits=4, n_pe: int = 64, mode: str
         it = tqdm(targets, desc="compress", unit="module")
     for t in it:
         t = Target(t.name, t.names, new_modules[t.name], t.kind, t.density, t.bits)
-        wrapped = _wrap(t, n_pe=n_pe, seed=seed, mode=mode)
+        wrapped = _wrap(t, n_pe=n_pe, seed=seed, mode=mode, init=init, lstm_bias=lstm_bias)
         for n in t.names:
             replacements[n] = wrapped
     new = replace_modules(new, replacements)

@@ -20,10 +20,11 @@ from .targets import module_kind
 class PruneMask(nn.Module):
     """``w * mask``: pruned weights stay 0 and get no gradient."""
 
-    def __init__(self, mask: np.ndarray, group):
+    def __init__(self, mask: np.ndarray, group, plan: dict | None = None):
         super().__init__()
         self.register_buffer("mask", torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32)))
         self.group = group
+        self.plan = dict(plan or {})  # what sharing will use later: bits, init (prepare_finetune's choices)
 
     def forward(self, w):
         return w * self.mask
@@ -70,6 +71,12 @@ def lstm_names(mod, l: int, d: int) -> dict:
     return names
 
 
+def bias_shared(mod, l: int, d: int) -> bool:
+    """Whether a prepared layer/direction's bias column is pruned and shared (``lstm_bias="shared"``)."""
+    n = lstm_names(mod, l, d)
+    return n["bih"] is not None and param_of(mod, n["bih"]) is not None
+
+
 def param_of(mod, name: str | None):
     """The parametrization on ``mod.<name>`` (PruneMask, SharedWeights, HeldZero), or None."""
     if name is None or not parametrize.is_parametrized(mod, name):
@@ -79,6 +86,11 @@ def param_of(mod, name: str | None):
 
 def _register(mod, name: str, param: nn.Module) -> None:
     if parametrize.is_parametrized(mod, name):
+        # a deep copy shares its original's parametrized class, and removing a
+        # parametrization deletes the property from that class: give this module
+        # its own copy of the class first, so the original keeps its weights
+        cls = mod.__class__
+        mod.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
         parametrize.remove_parametrizations(mod, name, leave_parametrized=True)
     parametrize.register_parametrization(mod, name, param)
     if module_kind(mod) == "lstm" and not getattr(mod, "_eie_flat_hook", False):
@@ -99,31 +111,36 @@ def _centroids(codebook: np.ndarray) -> nn.Parameter:
     return nn.Parameter(torch.from_numpy(codebook[1:].copy()))  # index 0 is 0.0, not trained
 
 
-def apply_linear(mod: nn.Linear, *, mask=None, codes=None, codebook=None) -> None:
+def apply_linear(mod: nn.Linear, *, mask=None, codes=None, codebook=None, plan: dict | None = None) -> None:
     """Put the pruned stage (``mask``) or the shared stage (``codes``, ``codebook``) on an ``nn.Linear``."""
     if codes is None:
-        _register(mod, "weight", PruneMask(mask, ("linear",)))
+        _register(mod, "weight", PruneMask(mask, ("linear",), plan))
     else:
         _register(mod, "weight", SharedWeights(codes, _centroids(codebook), ("linear",)))
 
 
 def apply_lstm_direction(mod, l, d, *, mask=None, pmask=None, codes=None, codebook=None, pcodes=None,
-                         pcodebook=None) -> None:
+                         pcodebook=None, shared_bias: bool = True, plan: dict | None = None) -> None:
     """Put the pruned stage (``mask``, ``pmask``) or the shared stage (codes and codebooks) on one
-    layer/direction; ``mask`` / ``codes`` cover its ``[W_ih | W_hh | bias]`` matrix, ``p*`` its ``W_hr``."""
+    layer/direction; ``mask`` / ``codes`` cover its ``[W_ih | W_hh | bias]`` matrix, ``p*`` its ``W_hr``.
+
+    ``shared_bias=False`` (``lstm_bias="dense"``) leaves both biases unparametrized: they train freely
+    and become the cell layer's exact float32 bias."""
     n = lstm_names(mod, l, d)
+    if not shared_bias:
+        n = dict(n, bih=None, bhh=None)
     i_size = getattr(mod, n["ih"]).shape[1]
     p_size = getattr(mod, n["hh"]).shape[1]
     cols = {"ih": slice(0, i_size), "hh": slice(i_size, i_size + p_size)}
     group = ("cell", l, d)
     if codes is None:
         for key in ("ih", "hh"):
-            _register(mod, n[key], PruneMask(mask[:, cols[key]], group))
+            _register(mod, n[key], PruneMask(mask[:, cols[key]], group, plan))
         if n["bih"]:  # b_ih + b_hh is the matrix's last column: mask both alike
-            _register(mod, n["bih"], PruneMask(mask[:, -1], group))
-            _register(mod, n["bhh"], PruneMask(mask[:, -1], group))
+            _register(mod, n["bih"], PruneMask(mask[:, -1], group, plan))
+            _register(mod, n["bhh"], PruneMask(mask[:, -1], group, plan))
         if n["hr"]:
-            _register(mod, n["hr"], PruneMask(pmask, ("proj", l, d)))
+            _register(mod, n["hr"], PruneMask(pmask, ("proj", l, d), plan))
         return
     cent = _centroids(codebook)
     for key in ("ih", "hh"):
