@@ -16,6 +16,14 @@ _EXEC_LOCK = threading.Lock()  # builds each layer's execution layout once, even
 ACTIVATIONS = (None, "relu")
 MODES = ("float32", "fixed16")
 
+_observers = [0]  # open recorders of layer calls (hardware.trace); fused recurrent kernels step aside while > 0
+
+
+def calls_observed() -> bool:
+    """Whether some recorder (``hardware.trace.record_layer_calls``) is watching layer calls: recurrent
+    cores then run one layer call per matrix and step, so that every product is seen."""
+    return _observers[0] > 0
+
 
 class EIELinear:
     """A compressed fully-connected layer on EIE's interleaved CSC.

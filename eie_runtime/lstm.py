@@ -14,11 +14,13 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import EIEFormatError, EIEInputError
-from .layer import EIELinear
+from .kernels import recurrent as _rk
+from .layer import MODES, EIELinear, calls_observed
+from .recurrent_plan import acc0, cached_csr, empty_csr, scale
 
 
 def _sigmoid(x):
-    # split by sign so exp never overflows
+    # split by sign so exp never overflows (the graph executor's Sigmoid)
     out = np.empty_like(x)
     pos = x >= 0
     out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
@@ -84,21 +86,23 @@ class EIELSTMCore:
 
     # ------------------------------------------------------------------ run
     def step(self, l: int, d: int, x_t, h, c, mode: str = "float32"):
-        """One time step of layer ``l``, direction ``d``: (B, I), (B, P), (B, H) -> h', c'."""
+        """One time step of layer ``l``, direction ``d``: (B, I), (B, P), (B, H) -> h', c'.
+
+        Each matrix product is one EIE layer call (what the simulator traces); the gate
+        non-linearities are ``kernels.recurrent.lstm_update``, the same code the sequence kernel runs.
+        """
         hs = self.hidden_size
         z = np.concatenate([x_t, h, np.ones((x_t.shape[0], 1), dtype=np.float32)], axis=1)
-        gates = self.cells[l][d](z, mode=mode)
-        i = _sigmoid(gates[:, :hs])
-        f = _sigmoid(gates[:, hs:2 * hs])
-        g = np.tanh(gates[:, 2 * hs:3 * hs])
-        o = _sigmoid(gates[:, 3 * hs:])
-        c_new = f * c + i * g
-        h_new = o * np.tanh(c_new)
+        gates = np.ascontiguousarray(self.cells[l][d](z, mode=mode), dtype=np.float32)
+        c = np.ascontiguousarray(c, dtype=np.float32)
+        h_new = np.empty((gates.shape[0], hs), dtype=np.float32)
+        c_new = np.empty_like(h_new)
+        _rk.lstm_update(gates, c, h_new, c_new)
         if self.proj:
             h_new = self.proj[l][d](h_new, mode=mode)
-        return h_new.astype(np.float32), c_new.astype(np.float32)
+        return h_new.astype(np.float32, copy=False), c_new
 
-    def forward(self, x, h0=None, c0=None, seq_lens=None, mode: str = "float32"):
+    def forward(self, x, h0=None, c0=None, seq_lens=None, mode: str = "float32", fused: bool | None = None):
         """Run the sequence ``x`` (T, B, I), time-major.
 
         ``h0`` (L*D, B, P), ``c0`` (L*D, B, H) default to zeros. ``seq_lens``
@@ -106,8 +110,16 @@ class EIELSTMCore:
         and the final states are those at the sample's last step (ONNX's rule;
         the reverse direction starts at the sample's last step).
 
+        ``fused`` (default: whenever it can) runs each layer/direction as one
+        sequence-kernel call (``kernels/recurrent.py``); ``False`` runs step by
+        step, one EIE layer call per matrix and step. Both give the same
+        results, fixed16 bit for bit; while a simulator trace records layer
+        calls (``layer.calls_observed()``), the step path runs.
+
         Returns ``(y (T, B, D*P), h_n (L*D, B, P), c_n (L*D, B, H))``.
         """
+        if mode not in MODES:
+            raise EIEInputError(f"mode must be one of {MODES}, got {mode!r}")
         x = _as_float32(x, "LSTM input")
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise EIEInputError(f"LSTM input has shape {x.shape}, expected (seq_len, batch, {self.input_size})")
@@ -116,12 +128,13 @@ class EIELSTMCore:
         n_states = self.num_layers * nd
         h0 = self._state(h0, (n_states, batch, ps), "h0")
         c0 = self._state(c0, (n_states, batch, hs), "c0")
-        if seq_lens is None:
-            lens = np.full(batch, t_len, dtype=np.int64)
-        else:
-            lens = np.asarray(seq_lens).astype(np.int64)
-            if lens.shape != (batch,) or (lens < 0).any() or (lens > t_len).any():
-                raise EIEInputError(f"seq_lens must be (batch,) = ({batch},) integers in [0, {t_len}], got {np.asarray(seq_lens)!r}")
+        lens = seq_lengths(seq_lens, batch, t_len)
+        if fused is None:
+            fused = self.can_fuse(mode)
+        elif fused and not self.can_fuse(mode):
+            raise EIEInputError("this LSTM cannot run fused: " + self._fuse_blocker(mode))
+        if mode == "fixed16" and not np.isfinite(x).all():
+            raise EIEInputError("fixed16 mode refuses NaN or Inf inputs")
         h_n = np.empty_like(h0)
         c_n = np.empty_like(c0)
         layer_in = x
@@ -129,6 +142,9 @@ class EIELSTMCore:
             out = np.zeros((t_len, batch, nd * ps), dtype=np.float32)
             for d in range(nd):
                 s = l * nd + d
+                if fused:
+                    self._run_fused(l, d, layer_in, h0[s], c0[s], lens, mode, out, h_n[s], c_n[s])
+                    continue
                 h, c = h0[s].copy(), c0[s].copy()
                 steps = range(t_len) if d == 0 else range(t_len - 1, -1, -1)
                 for t in steps:
@@ -143,6 +159,62 @@ class EIELSTMCore:
             layer_in = out
         return layer_in, h_n, c_n
 
+    # ------------------------------------------------------------------ fused
+    def _fuse_blocker(self, mode: str) -> str:
+        for layer in self.layers():
+            if type(layer) is not EIELinear:
+                return f"{type(layer).__name__} stands in for an EIE layer"
+            if "run_float32" in vars(layer) or "run_fixed16" in vars(layer):
+                return f"layer {layer.name!r} has its run methods replaced (a recorder watches its calls)"
+            if layer.activation is not None:
+                return f"layer {layer.name!r} has an activation"
+            if mode == "fixed16":
+                if layer.fixed is None:
+                    return f"layer {layer.name!r} has no fixed-point parameters (calibrate it)"
+                if layer.fixed.shift >= 63:
+                    return f"layer {layer.name!r} has a product shift >= 63"
+        if calls_observed():
+            return "layer calls are being recorded"
+        return ""
+
+    def can_fuse(self, mode: str = "float32") -> bool:
+        """Whether ``forward`` can run the sequence kernel (real EIE layers without activations,
+        calibrated for fixed16, and no trace recording layer calls)."""
+        return not self._fuse_blocker(mode)
+
+    def _run_fused(self, l, d, layer_in, h0, c0, lens, mode, out, h_n, c_n):
+        cell = self.cells[l][d]
+        proj = self.proj[l][d] if self.proj else None
+        in_size = layer_in.shape[2]
+        ps = self.out_size
+        fixed = mode == "fixed16"
+        xcsr = cached_csr(self, ("x", l, d), cell, 0, in_size)
+        hcsr = cached_csr(self, ("h", l, d), cell, in_size, in_size + ps + 1)
+        t_len, batch = layer_in.shape[:2]
+        xt = np.ascontiguousarray(layer_in.reshape(t_len * batch, in_size).T)
+        gx = np.empty((cell.out_features, t_len * batch), dtype=np.int32 if fixed else np.float32)
+        if fixed:
+            fc = cell.fixed
+            xq = np.empty((in_size, t_len * batch), dtype=np.int32)
+            _rk.quantize_t(layer_in.reshape(t_len * batch, in_size), scale(fc.in_frac), xq)
+            _rk.rows_fixed16_batch(xcsr.ptr, xcsr.cols, xcsr.wq(fc.w_frac), xq, acc0(cell, True), fc.shift, gx)
+            h_args = (hcsr.wq(fc.w_frac), scale(fc.in_frac), fc.shift, scale(-fc.out_frac))
+        else:
+            _rk.rows_f32_batch(xcsr.ptr, xcsr.cols, xcsr.vals, xt, gx)
+            gx += cell._bias_f32()[:, None]
+            h_args = (np.zeros(0, np.int16), 1.0, 0, 1.0)
+        if proj is not None:
+            pcsr = cached_csr(self, ("p", l, d), proj, 0, proj.in_features)
+            pf = proj.fixed if fixed else None
+            p_args = (pcsr.ptr, pcsr.cols, pcsr.vals, pcsr.wq(pf.w_frac) if fixed else np.zeros(0, np.int16),
+                      acc0(proj, fixed), scale(pf.in_frac) if fixed else 1.0, pf.shift if fixed else 0,
+                      scale(-pf.out_frac) if fixed else 1.0)
+        else:
+            ptr, cols, vals, wq = empty_csr()
+            p_args = (ptr, cols, vals, wq, np.zeros(0, np.float32), 1.0, 0, 1.0)
+        _rk.lstm_sequence(fixed, gx, hcsr.ptr, hcsr.cols, hcsr.vals, *h_args, *p_args,
+                          np.ascontiguousarray(h0), np.ascontiguousarray(c0), lens, d == 1, out, d * ps, h_n, c_n)
+
     @staticmethod
     def _state(s, shape, name):
         if s is None:
@@ -151,3 +223,16 @@ class EIELSTMCore:
         if s.shape != shape:
             raise EIEInputError(f"LSTM {name} has shape {s.shape}, expected {shape}")
         return s
+
+
+def seq_lengths(seq_lens, batch: int, t_len: int) -> np.ndarray:
+    """``seq_lens`` checked as (batch,) integers in [0, t_len] (int64); all ``t_len`` when None."""
+    if seq_lens is None:
+        return np.full(batch, t_len, dtype=np.int64)
+    raw = np.asarray(seq_lens)
+    if raw.dtype.kind not in "iub" and not (raw.dtype.kind == "f" and np.all(np.mod(raw, 1) == 0)):
+        raise EIEInputError(f"seq_lens must be integers, got {raw!r}")
+    lens = raw.astype(np.int64)
+    if lens.shape != (batch,) or (lens < 0).any() or (lens > t_len).any():
+        raise EIEInputError(f"seq_lens must be (batch,) = ({batch},) integers in [0, {t_len}], got {raw!r}")
+    return np.ascontiguousarray(lens)

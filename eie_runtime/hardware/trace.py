@@ -16,6 +16,7 @@ import threading
 
 import numpy as np
 
+from .. import layer as _layer_module
 from ..layer import EIELinear
 
 _patch_lock = threading.Lock()
@@ -66,6 +67,7 @@ def record_layer_calls():
                 _originals[name] = original
                 setattr(EIELinear, name, recorded)
         _open_count += 1
+        _layer_module._observers[0] = _open_count  # recurrent cores step through their layer calls
     calls: list = []
     stack = getattr(_local, "stack", None)
     if stack is None:
@@ -77,6 +79,7 @@ def record_layer_calls():
         stack.pop()
         with _patch_lock:
             _open_count -= 1
+            _layer_module._observers[0] = _open_count
             if _open_count == 0:
                 for name, original in _originals.items():
                     setattr(EIELinear, name, original)

@@ -1,0 +1,206 @@
+"""GRU on EIE layers, shared by the torch and ONNX front ends (numpy only).
+
+API (for front ends)::
+
+    from eie_runtime.gru import EIEGRUCore
+    from eie_runtime.converters.gru import GRUDirectionWeights, compress_gru
+    core = compress_gru([[GRUDirectionWeights(w_ih, w_hh, b_ih, b_hh), ...], ...],   # [layer][direction]
+                        density=0.1, bits=4, n_pe=64, linear_before_reset=True)
+    y, h_n = core.forward(x, h0=None, seq_lens=None, mode="float32")
+    # x (T, B, I) time-major; h0 (L*D, B, H); y (T, B, D*H); h_n (L*D, B, H)
+    h_next = core.step(l, d, x_t, h, mode)                   # one cell step, (B, I), (B, H) -> (B, H)
+
+Weights arrive in torch's layout and gate order (r, z, n): ``w_ih`` (3H, I),
+``w_hh`` (3H, H); the ONNX importer permutes ONNX's (z, r, h) first.
+
+Each layer/direction is three EIE matrices (``cells[l][d] = (w_x, w_hrz, w_hn)``):
+
+- ``w_x`` (3H, I + 1) over ``[x_t; 1]``, rows r, z, n: every input product,
+  with the biases that add to them (``b_ir + b_hr``, ``b_iz + b_hz``, and for
+  the candidate ``b_in``, plus ``b_hn`` when not ``linear_before_reset``);
+- ``w_hrz`` (2H, H) over ``h_{t-1}``: the hidden part of r and z;
+- ``w_hn`` (H, H + 1) over ``[h_{t-1}; 1]`` (``linear_before_reset``, torch's
+  GRU: ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``) or over
+  ``[r * h_{t-1}; 1]`` (ONNX's default: ``n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)``),
+  its last column ``b_hn`` in the first case and empty in the second.
+
+``h_t = (1 - z) * n + z * h_{t-1}``. Only ``w_hrz`` and ``w_hn`` depend on the
+recurrence, so the sequence kernel (``kernels/recurrent.py``) runs ``w_x`` for
+every step as one batched product first. Like the LSTM's, ``forward`` runs a
+layer/direction in one compiled call (``fused``) or step by step, one EIE
+layer call per matrix (what the simulator traces); fixed16 bit for bit alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import EIEFormatError, EIEInputError
+from .kernels import recurrent as _rk
+from .layer import MODES, EIELinear, calls_observed
+from .lstm import _as_float32, seq_lengths
+from .recurrent_plan import acc0, cached_csr, scale
+
+
+class EIEGRUCore:
+    """A (multi-layer, optionally bidirectional) GRU whose matrices are EIE layers.
+
+    Parameters
+    ----------
+    cells : list[list[tuple[EIELinear, EIELinear, EIELinear]]]
+        ``cells[layer][direction] = (w_x, w_hrz, w_hn)``, shapes (3H, I_l + 1), (2H, H), (H, H + 1).
+    hidden_size : int
+    linear_before_reset : bool
+        torch's GRU (True) or ONNX's default (False); see the module docstring.
+    """
+
+    def __init__(self, cells, hidden_size: int, linear_before_reset: bool = True):
+        self.cells = [[tuple(c) for c in dirs] for dirs in cells]
+        self.hidden_size = int(hidden_size)
+        self.linear_before_reset = bool(linear_before_reset)
+        self.num_layers = len(self.cells)
+        if self.num_layers == 0:
+            raise EIEFormatError("a GRU needs at least one layer")
+        self.num_directions = len(self.cells[0])
+        if self.num_directions not in (1, 2) or any(len(c) != self.num_directions for c in self.cells):
+            raise EIEFormatError("every GRU layer needs the same number of directions (1 or 2)")
+        h = self.hidden_size
+        for l, dirs in enumerate(self.cells):
+            for d, mats in enumerate(dirs):
+                if len(mats) != 3:
+                    raise EIEFormatError(f"GRU layer {l} direction {d}: expected 3 matrices (w_x, w_hrz, w_hn)")
+                in_size = self.input_size if l == 0 else self.num_directions * h
+                for what, m, want in zip(("w_x", "w_hrz", "w_hn"), mats,
+                                         ((3 * h, in_size + 1), (2 * h, h), (h, h + 1))):
+                    if not hasattr(m, "shape") or m.shape != want:
+                        raise EIEFormatError(f"GRU layer {l} direction {d}: {what} shape "
+                                             f"{getattr(m, 'shape', None)}, expected {want}")
+
+    @property
+    def input_size(self) -> int:
+        return self.cells[0][0][0].in_features - 1
+
+    out_size = property(lambda self: self.hidden_size)
+
+    def layers(self) -> list[EIELinear]:
+        """Every EIE layer, in (layer, direction, matrix) order."""
+        return [m for dirs in self.cells for mats in dirs for m in mats]
+
+    # ------------------------------------------------------------------ run
+    def step(self, l: int, d: int, x_t, h, mode: str = "float32"):
+        """One time step of layer ``l``, direction ``d``: (B, I), (B, H) -> h'."""
+        w_x, w_hrz, w_hn = self.cells[l][d]
+        ones = np.ones((x_t.shape[0], 1), dtype=np.float32)
+        gx = np.ascontiguousarray(w_x(np.concatenate([x_t, ones], axis=1), mode=mode), dtype=np.float32)
+        return self._hidden_step(l, d, gx, np.ascontiguousarray(h, dtype=np.float32), mode)
+
+    def _hidden_step(self, l, d, gx, h, mode):
+        _, w_hrz, w_hn = self.cells[l][d]
+        hs = self.hidden_size
+        ones = np.ones((h.shape[0], 1), dtype=np.float32)
+        hrz = np.ascontiguousarray(w_hrz(h, mode=mode), dtype=np.float32)
+        if self.linear_before_reset:
+            v = h
+        else:
+            rz = np.empty_like(hrz)
+            _rk.gru_gates(gx, hrz, rz)
+            v = rz[:, :hs] * h
+        hn = np.ascontiguousarray(w_hn(np.concatenate([v, ones], axis=1), mode=mode), dtype=np.float32)
+        out = np.empty_like(h)
+        _rk.gru_update(gx, hrz, hn, h, self.linear_before_reset, out)
+        return out
+
+    def forward(self, x, h0=None, seq_lens=None, mode: str = "float32", fused: bool | None = None):
+        """Run the sequence ``x`` (T, B, I), time-major; ``h0`` (L*D, B, H) defaults to zeros.
+
+        ``seq_lens`` (B,) stops each sample's recurrence at its length (later
+        outputs 0, final state from its last step; the reverse direction starts
+        there). ``fused`` as for ``EIELSTMCore.forward``. Returns ``(y (T, B, D*H), h_n (L*D, B, H))``.
+        """
+        if mode not in MODES:
+            raise EIEInputError(f"mode must be one of {MODES}, got {mode!r}")
+        x = _as_float32(x, "GRU input")
+        if x.ndim != 3 or x.shape[2] != self.input_size:
+            raise EIEInputError(f"GRU input has shape {x.shape}, expected (seq_len, batch, {self.input_size})")
+        if mode == "fixed16" and not np.isfinite(x).all():
+            raise EIEInputError("fixed16 mode refuses NaN or Inf inputs")
+        t_len, batch, _ = x.shape
+        nd, hs = self.num_directions, self.hidden_size
+        h0 = self._state(h0, (self.num_layers * nd, batch, hs))
+        lens = seq_lengths(seq_lens, batch, t_len)
+        if fused is None:
+            fused = self.can_fuse(mode)
+        elif fused and not self.can_fuse(mode):
+            raise EIEInputError("this GRU cannot run fused: " + self._fuse_blocker(mode))
+        h_n = np.empty_like(h0)
+        layer_in = x
+        for l in range(self.num_layers):
+            out = np.zeros((t_len, batch, nd * hs), dtype=np.float32)
+            # the input matrix for every step at once (one batched layer call per direction)
+            flat = layer_in.reshape(t_len * batch, -1)
+            flat1 = np.concatenate([flat, np.ones((flat.shape[0], 1), dtype=np.float32)], axis=1)
+            for d in range(nd):
+                s = l * nd + d
+                if fused:
+                    gx = np.ascontiguousarray(self.cells[l][d][0](flat1, mode=mode).T)
+                    self._run_fused(l, d, gx, h0[s], lens, mode, out, h_n[s])
+                    continue
+                h = h0[s].copy()
+                steps = range(t_len) if d == 0 else range(t_len - 1, -1, -1)
+                for t in steps:
+                    live = t < lens
+                    if not live.any():
+                        continue
+                    h_new = self.step(l, d, layer_in[t], h, mode)
+                    h = np.where(live[:, None], h_new, h)
+                    out[t, :, d * hs:(d + 1) * hs] = np.where(live[:, None], h_new, 0.0)
+                h_n[s] = h
+            layer_in = out
+        return layer_in, h_n
+
+    # ------------------------------------------------------------------ fused
+    def _fuse_blocker(self, mode: str) -> str:
+        for layer in self.layers():
+            if type(layer) is not EIELinear:
+                return f"{type(layer).__name__} stands in for an EIE layer"
+            if "run_float32" in vars(layer) or "run_fixed16" in vars(layer):
+                return f"layer {layer.name!r} has its run methods replaced (a recorder watches its calls)"
+            if layer.activation is not None:
+                return f"layer {layer.name!r} has an activation"
+            if mode == "fixed16":
+                if layer.fixed is None:
+                    return f"layer {layer.name!r} has no fixed-point parameters (calibrate it)"
+                if layer.fixed.shift >= 63:
+                    return f"layer {layer.name!r} has a product shift >= 63"
+        if calls_observed():
+            return "layer calls are being recorded"
+        return ""
+
+    def can_fuse(self, mode: str = "float32") -> bool:
+        """Whether ``forward`` can run the sequence kernel (see ``EIELSTMCore.can_fuse``)."""
+        return not self._fuse_blocker(mode)
+
+    def _run_fused(self, l, d, gx, h0, lens, mode, out, h_n):
+        _, w_hrz, w_hn = self.cells[l][d]
+        hs = self.hidden_size
+        fixed = mode == "fixed16"
+        args = []
+        for key, layer in (("rz", w_hrz), ("n", w_hn)):
+            csr = cached_csr(self, (key, l, d), layer, 0, layer.in_features)
+            if fixed:
+                f = layer.fixed
+                args += [csr.ptr, csr.cols, csr.vals, csr.wq(f.w_frac), acc0(layer, True), scale(f.in_frac),
+                         f.shift, scale(-f.out_frac)]
+            else:
+                args += [csr.ptr, csr.cols, csr.vals, np.zeros(0, np.int16), acc0(layer, False), 1.0, 0, 1.0]
+        _rk.gru_sequence(fixed, self.linear_before_reset, gx, *args, np.ascontiguousarray(h0), lens, d == 1,
+                         out, d * hs, h_n)
+
+    @staticmethod
+    def _state(s, shape):
+        if s is None:
+            return np.zeros(shape, dtype=np.float32)
+        s = _as_float32(s, "GRU h0")
+        if s.shape != shape:
+            raise EIEInputError(f"GRU h0 has shape {s.shape}, expected {shape}")
+        return s

@@ -1,0 +1,81 @@
+"""What the sequence kernels (``kernels/recurrent.py``) read of an EIE layer: CSRs of column ranges.
+
+A :class:`RowsCSR` is the part of a layer's matrix in a range of columns,
+rows in order and columns ascending within each row (the order fixed16
+accumulates in), with each weight as float32 and, per ``w_frac``, as int16.
+It is built from the layer's execution CSR (``RowGather.source``), once, and
+rebuilt when the layer's matrix is replaced.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .fixed_point import to_fixed
+from .layer import EIELinear
+
+_LOCK = threading.Lock()
+
+
+class RowsCSR:
+    """Columns ``[lo, hi)`` of ``layer``'s matrix as a CSR with local column numbers."""
+
+    def __init__(self, layer: EIELinear, lo: int, hi: int):
+        self.matrix = layer.matrix
+        ex = layer.execution_layout()
+        rowptr = ex.rows.rowptr
+        cols, codes = ex.row_gather.source()
+        m = layer.out_features
+        row_of = np.repeat(np.arange(m, dtype=np.int64), np.diff(rowptr.astype(np.int64)))
+        cols = cols.astype(np.int64)
+        keep = (cols >= lo) & (cols < hi)
+        self.ptr = np.zeros(m + 1, dtype=np.int64)
+        np.cumsum(np.bincount(row_of[keep], minlength=m), out=self.ptr[1:])
+        self.cols = np.ascontiguousarray(cols[keep] - lo, dtype=np.int32)
+        self.vals = np.ascontiguousarray(self.matrix.codebook[codes[keep]], dtype=np.float32)
+        self._wq = (None, None)
+
+    def wq(self, w_frac: int) -> np.ndarray:
+        """The weights in int16 with ``w_frac`` fractional bits (the codebook's ``to_fixed``)."""
+        frac, arr = self._wq
+        if frac != w_frac:
+            arr = to_fixed(self.vals, w_frac)
+            self._wq = (w_frac, arr)
+        return arr
+
+    def nbytes(self) -> int:
+        return self.ptr.nbytes + self.cols.nbytes + self.vals.nbytes
+
+
+
+
+def empty_csr():
+    """A CSR with no rows (stands for 'no projection')."""
+    return (np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.int16))
+
+
+def cached_csr(owner, key, layer: EIELinear, lo: int, hi: int) -> RowsCSR:
+    """``owner._csr[key]``, rebuilt if ``layer``'s matrix was replaced (thread-safe; built once)."""
+    cache = owner.__dict__.setdefault("_csr", {})
+    csr = cache.get(key)
+    if csr is None or csr.matrix is not layer.matrix:
+        with _LOCK:
+            csr = cache.get(key)
+            if csr is None or csr.matrix is not layer.matrix:
+                csr = RowsCSR(layer, lo, hi)
+                cache[key] = csr
+    return csr
+
+
+def scale(frac: int) -> float:
+    """2**frac as the float64 that ``to_fixed`` / ``from_fixed`` multiply by."""
+    return float(2.0 ** frac)
+
+
+def acc0(layer: EIELinear, fixed: bool) -> np.ndarray:
+    """Where a row's accumulator starts: the layer's rounded int bias (fixed16) or float32 bias."""
+    if fixed:
+        return layer.quantized_bias().astype(np.int64)
+    return layer._bias_f32()
