@@ -1,4 +1,11 @@
-"""The ONNX front end: compress an ONNX model into an EIE graph model, export it back.
+"""The ONNX front end: convert an ONNX model's layers into EIE nodes, run it with onnxruntime.
+
+>>> import eie_runtime.onnx as eonnx
+>>> eonnx.convert_onnx("bert.onnx", "bert_eie.onnx", density=0.1)    # the same graph, EIE-domain layers
+>>> sess = eonnx.InferenceSession("bert_eie.onnx", mode="float32")
+>>> outputs = sess.run(None, {"input_ids": ids, "attention_mask": mask})
+
+The older route below (a numpy graph executor over ``.eie`` graph files) stays for the ops it covers:
 
 >>> import eie_runtime.onnx as eonnx, eie_runtime as eie
 >>> model = eonnx.convert("mlp.onnx", density=0.1, bits=4, n_pe=64,
@@ -24,7 +31,42 @@ from ..errors import EIEFormatError
 from ..graph import GraphModel
 from ..model_file import load
 
-__all__ = ["convert", "export", "GraphModel"]
+__all__ = ["convert", "convert_onnx", "export", "GraphModel", "InferenceSession"]
+
+
+def __getattr__(name):
+    if name == "InferenceSession":  # imports onnx and onnxruntime, so only when asked for
+        from .session import InferenceSession
+
+        return InferenceSession
+    raise AttributeError(name)
+
+
+def convert_onnx(model, path=None, *, density: float = 0.1, bits: int = 4, n_pe: int = 64,
+                 layer_overrides: dict | None = None, seed: int = 0, lossless: bool = False,
+                 calibrate: dict | None = None, progress: bool = False):
+    """Convert an ONNX model into the same ONNX graph with EIE-domain nodes (docs/onnx.md).
+
+    Every Gemm, MatMul with a constant weight (a following Add folded) and LSTM,
+    also inside If/Loop/Scan bodies, becomes an ``ai.eie`` node holding the
+    compressed arrays (1 byte per stored entry); everything else stays. Run the
+    result with :class:`InferenceSession`. ``calibrate`` (input name -> sample
+    batch) stores fixed16 parameters so that ``mode="fixed16"`` runs. Writes
+    ``path`` (atomically) when given; returns ``(onnx.ModelProto, summary rows)``.
+    """
+    from .converter import convert_model
+
+    proto, rows = convert_model(model, density=density, bits=bits, n_pe=n_pe, seed=seed,
+                                layer_overrides=layer_overrides, lossless=lossless, progress=progress)
+    if calibrate:
+        from .session import InferenceSession
+
+        sess = InferenceSession(proto)
+        sess.calibrate(calibrate)
+        proto = sess.model
+    if path is not None:
+        atomic_write_bytes(path, proto.SerializeToString())
+    return proto, rows
 
 
 def convert(model, *, density: float = 0.1, bits: int = 4, n_pe: int = 64, layer_overrides: dict | None = None,

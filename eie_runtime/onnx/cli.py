@@ -49,7 +49,31 @@ def _parse_inputs(items: list[str], input_names: list[str], what: str) -> dict:
     return feeds
 
 
+def _convert_onnx(args, overrides) -> int:
+    from .session import InferenceSession
+    from .converter import convert_model
+
+    proto, rows = convert_model(args.input, density=args.density, bits=args.bits, n_pe=args.pes, seed=args.seed,
+                                layer_overrides=overrides, lossless=args.lossless, progress=not args.quiet)
+    if args.calibrate:
+        sess = InferenceSession(proto)
+        sess.calibrate(_parse_inputs(args.calibrate, sess.input_names, "--calibrate"))
+        proto = sess.model
+    data = proto.SerializeToString()
+    atomic_write_bytes(args.output, data)
+    done = sum(1 for r in rows if not str(r["note"]).startswith("kept"))
+    size_in = Path(args.input).stat().st_size
+    print(f"{args.input} ({size_in} bytes) -> {args.output} ({len(data)} bytes, {size_in / max(1, len(data)):.1f}x "
+          f"smaller): {done} EIE layer matri(ces), {len(rows) - done} node(s) kept as they were")
+    if rows:
+        print(format_table(rows))
+    return 0
+
+
 def _convert(args) -> int:
+    overrides = dict(_parse_layer(t) for t in args.layer or [])
+    if str(args.output).endswith(".onnx"):
+        return _convert_onnx(args, overrides)
     overrides = dict(_parse_layer(t) for t in args.layer or [])
     model = convert(args.input, density=args.density, bits=args.bits, n_pe=args.pes, layer_overrides=overrides,
                     seed=args.seed, lossless=args.lossless, progress=not args.quiet)
@@ -63,7 +87,33 @@ def _convert(args) -> int:
     return 0
 
 
+def _run_onnx(args) -> int:
+    from .session import InferenceSession
+
+    sess = InferenceSession(args.file, mode=args.mode)
+    feeds = _parse_inputs(args.input, sess.input_names, "--input")
+    names = [o.name for o in sess.get_outputs()]
+    out = dict(zip(names, sess.run(None, feeds)))
+    _print_outputs(out, args.output)
+    return 0
+
+
+def _print_outputs(out, path):
+    for name, arr in out.items():
+        arr = np.asarray(arr)
+        flat = arr.reshape(-1)
+        head = np.array2string(flat[:6], precision=5, separator=", ")
+        print(f"{name}: {arr.dtype} {tuple(arr.shape)} {head}{' ...' if flat.size > 6 else ''}")
+    if path:
+        buf = io.BytesIO()
+        np.savez(buf, **out)
+        atomic_write_bytes(path, buf.getvalue())
+        print(f"wrote {path}")
+
+
 def _run(args) -> int:
+    if str(args.file).endswith(".onnx"):
+        return _run_onnx(args)
     model = load(args.file)
     if not isinstance(model, GraphModel):
         raise EIEInputError(f"{args.file}: `eie run` runs converted graph models (from `eie convert`), "
@@ -74,21 +124,18 @@ def _run(args) -> int:
             raise EIEInputError(f"{args.file}: layers {missing} have no fixed16 parameters; convert with "
                                 "`eie convert ... --calibrate NAME=samples.npy` to run --mode fixed16")
     feeds = _parse_inputs(args.input, model.input_names, "--input")
-    out = model.run(feeds, mode=args.mode)
-    for name, arr in out.items():
-        flat = np.asarray(arr).reshape(-1)
-        head = np.array2string(flat[:6], precision=5, separator=", ")
-        print(f"{name}: {arr.dtype} {tuple(arr.shape)} {head}{' ...' if flat.size > 6 else ''}")
-    if args.output:
-        buf = io.BytesIO()
-        np.savez(buf, **out)
-        atomic_write_bytes(args.output, buf.getvalue())
-        print(f"wrote {args.output}")
+    _print_outputs(model.run(feeds, mode=args.mode), args.output)
     return 0
 
 
 def _export(args) -> int:
-    proto = export(args.file, args.output)
+    if str(args.file).endswith(".onnx"):
+        from .dense import to_dense
+
+        proto = to_dense(args.file)
+        atomic_write_bytes(args.output, proto.SerializeToString())
+    else:
+        proto = export(args.file, args.output)
     print(f"{args.file} -> {args.output}: {len(proto.graph.node)} ONNX nodes, opset {proto.opset_import[0].version}, "
           f"{Path(args.output).stat().st_size} bytes")
     return 0
@@ -96,9 +143,10 @@ def _export(args) -> int:
 
 def register(sub) -> None:
     """Add ``convert``, ``run`` and ``export`` to the ``eie`` command's subparsers."""
-    c = sub.add_parser("convert", help="compress an ONNX model's FC/LSTM layers into a .eie graph model")
+    c = sub.add_parser("convert", help="compress an ONNX model's FC/LSTM layers: -o X.onnx writes the same ONNX graph with "
+                       "EIE-domain layer nodes (run by onnxruntime + EIE), -o X.eie the older numpy-executor graph")
     c.add_argument("input", help="ONNX model file")
-    c.add_argument("-o", "--output", required=True, help="output .eie file")
+    c.add_argument("-o", "--output", required=True, help="output file: .onnx (EIE nodes inside ONNX) or .eie")
     c.add_argument("--density", type=float, default=0.1, help="fraction of weights kept per layer (default 0.1)")
     c.add_argument("--bits", type=int, default=4, help="codebook index bits, 1..4 (default 4)")
     c.add_argument("--pes", type=int, default=64, help="processing elements (default 64)")
@@ -110,14 +158,16 @@ def register(sub) -> None:
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_convert)
 
-    r = sub.add_parser("run", help="run a converted .eie graph model on .npy inputs (needs neither torch nor onnx)")
+    r = sub.add_parser("run", help="run a converted model on .npy inputs: .onnx with EIE nodes (onnxruntime runs the "
+                       "rest) or a .eie graph (needs neither torch nor onnx)")
     r.add_argument("file")
     r.add_argument("--input", "-i", action="append", metavar="NAME=FILE.npy", help="an input (repeat per input)")
     r.add_argument("-o", "--output", help="write the outputs to this .npz file")
     r.add_argument("--mode", choices=("float32", "fixed16"), default="float32")
     r.set_defaults(func=_run)
 
-    e = sub.add_parser("export", help="write a converted .eie graph model as dense ONNX")
+    e = sub.add_parser("export", help="write a converted model (.onnx with EIE nodes, or .eie) as plain dense ONNX")
     e.add_argument("file")
     e.add_argument("-o", "--output", required=True, help="output .onnx file")
+    e.add_argument("--dense", action="store_true", help="dense weights (the only form written; kept for clarity)")
     e.set_defaults(func=_export)

@@ -21,8 +21,8 @@ from ..graph import ONNX_DTYPES, TensorSpec
 MIN_OPSET, MAX_OPSET = 7, 28
 
 
-def load_onnx(src):
-    """Read and check an ONNX model from a path, bytes, or a ``ModelProto``."""
+def load_onnx(src, infer_shapes: bool = True):
+    """Read and check an ONNX model from a path, bytes, or a ``ModelProto`` (shape-inferred unless told not to)."""
     if isinstance(src, onnx.ModelProto):
         model, where = src, "model"
     else:
@@ -55,6 +55,8 @@ def load_onnx(src):
     except (onnx.checker.ValidationError, ValueError) as exc:  # ValueError: e.g. names that are not UTF-8
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EIEFormatError(f"{where}: not a valid ONNX model (truncated or corrupt?): {first}") from None
+    if not infer_shapes:
+        return model
     try:
         model = onnx.shape_inference.infer_shapes(model)
     except Exception:  # inference is a help for error messages, not a requirement

@@ -1,0 +1,468 @@
+"""ONNX model -> the same ONNX model with its compressible nodes as EIE-domain nodes.
+
+Every ``Gemm`` and ``MatMul`` with a constant 2-D float32 weight (a following
+``Add`` of a constant ``(N,)`` bias and a following ``Relu`` folded in) becomes
+an ``EIELinear`` node; every ``LSTM`` with constant weights and the default
+activations becomes an ``EIELSTM`` node (:mod:`eie_runtime.onnx.nodes`). Nodes
+inside ``If``/``Loop``/``Scan`` bodies are converted too; the weights may live
+in an enclosing graph. Every other node stays as it was, and so does a node
+whose weight is computed at run time (attention's ``MatMul``) or that EIE
+cannot express (LSTM peepholes, ``clip``, other activations): each such node
+is listed with its reason in the conversion summary.
+
+The result is deterministic: the same input and settings give the same bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import ChainMap
+
+import numpy as np
+import onnx
+from onnx import AttributeProto, helper, numpy_helper
+from tqdm import tqdm
+
+from ..converters.compress import check_n_pe, compress_matrix
+from ..converters.lstm import LSTMDirectionWeights, compress_lstm, lstm_matrix
+from ..converters.prune import check_density
+from ..converters.weight_sharing import check_bits
+from ..errors import EIEFormatError, EIEInputError
+from . import nodes as N
+from .reader import load_onnx
+
+SOURCE_OPS = ("Gemm", "MatMul", "LSTM")
+ONNX_TO_TORCH_GATES = (0, 2, 3, 1)  # ONNX LSTM gates (i, o, f, c) -> (i, f, g, o)
+_DEFAULT_ACTS = ("sigmoid", "tanh", "tanh")
+
+
+class _Keep(Exception):
+    """The node stays an ONNX node (the message says why)."""
+
+
+def subgraphs(node):
+    for a in node.attribute:
+        if a.type == AttributeProto.GRAPH:
+            yield a.g
+        elif a.type == AttributeProto.GRAPHS:
+            yield from a.graphs
+
+
+def free_names(graph) -> set:
+    """Names a graph reads from enclosing scopes."""
+    defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    used = set()
+    for node in graph.node:
+        used.update(node_reads(node) - defined)
+        defined.update(node.output)
+    used.update(o.name for o in graph.output if o.name not in defined)
+    return used - {""}
+
+
+def node_reads(node) -> set:
+    """Every name a node reads: its inputs and what its bodies take from outside."""
+    out = set(node.input)
+    for g in subgraphs(node):
+        out |= free_names(g)
+    return out - {""}
+
+
+def _settings(name, ctx):
+    o = ctx.overrides.get(name)
+    if o is None:
+        return ctx.density, ctx.bits
+    if isinstance(o, dict):
+        unknown = set(o) - {"density", "bits"}
+        if unknown:
+            raise EIEInputError(f"layer override for {name!r}: unknown keys {sorted(unknown)} (use density, bits)")
+        return check_density(o.get("density", ctx.density)), check_bits(o.get("bits", ctx.bits))
+    return check_density(o), ctx.bits
+
+
+class _Ctx:
+    def __init__(self, density, bits, n_pe, seed, overrides, lossless, bar, taken):
+        self.density, self.bits, self.n_pe, self.seed = density, bits, n_pe, seed
+        self.overrides, self.lossless, self.bar = overrides, lossless, bar
+        self.taken = {t.split(".")[0] for t in taken}  # new names are PREFIX.suffix with a PREFIX unused here
+        self.count = 0
+        self.rows: list[dict] = []
+        self.consumed: set = set()  # weight names the converted nodes read (and constants folded into them)
+        self.opsets: list = []
+
+    def prefix(self, name: str) -> str:
+        self.count += 1
+        base = re.sub(r"[^A-Za-z0-9_/:-]", "_", name) or "node"
+        p = f"eie{self.count}:{base}"
+        while p in self.taken:
+            p += "_"
+        self.taken.add(p)
+        return p
+
+
+def _row(ctx, name, op, layers, note=""):
+    for lay in layers:
+        if isinstance(lay, np.ndarray):
+            ctx.rows.append({"node": name, "op": op, "shape": f"{lay.shape[0]}x{lay.shape[1]}", "density": 1.0,
+                             "bits": 32, "bytes": lay.nbytes, "ratio": 1.0, "note": note or "lossless"})
+        else:
+            s = lay.matrix.stats()
+            ctx.rows.append({"node": name, "op": op, "shape": f"{s.shape[0]}x{s.shape[1]}",
+                             "density": round(s.density, 4), "bits": lay.matrix.bits, "bytes": s.nbytes,
+                             "ratio": round(s.compression_ratio, 1), "note": note})
+
+
+#: ops whose outputs are constants when their inputs are (the chains exporters put in front of weights)
+FOLDABLE = ("Unsqueeze", "Squeeze", "Reshape", "Transpose", "Identity", "Cast", "Concat", "Slice", "Gather",
+            "Split", "Mul", "Add", "Sub", "Div", "Neg", "Flatten", "Expand", "Shape", "ConstantOfShape")
+
+
+def _weight(consts, name, node_name, op, what) -> np.ndarray:
+    if not name or name not in consts:
+        raise _Keep(f"{what} is computed at run time")
+    w = consts[name]
+    if w.dtype != np.float32:
+        raise _Keep(f"{what} is {w.dtype}, EIE layers hold float32 weights")
+    return w
+
+
+class _Folder:
+    """Evaluates the constant chains in front of weights (``Constant -> Unsqueeze -> LSTM W``)."""
+
+    def __init__(self, graph, consts, ctx):
+        self.graph, self.consts, self.ctx = graph, consts, ctx
+        self.producer = {o: n for n in graph.node for o in n.output if o}
+        self.nodes: list = []  # the nodes folded (dropped later if nothing else reads them)
+
+    def _chain(self, name, seen, out) -> bool:
+        if name in self.consts or name in seen:
+            return True
+        n = self.producer.get(name)
+        if n is None or n.domain not in ("", "ai.onnx") or n.op_type not in FOLDABLE or any(subgraphs(n)):
+            return False
+        seen.add(name)
+        if not all(self._chain(t, seen, out) for t in n.input if t):
+            return False
+        if not any(n is m for m in out):
+            out.append(n)
+        return True
+
+    def fold(self, names) -> None:
+        for name in names:
+            chain: list = []
+            if not name or name in self.consts or not self._chain(name, set(), chain):
+                continue
+            from onnx.reference import ReferenceEvaluator
+
+            ins = sorted({t for n in chain for t in n.input if t and t in self.consts})
+            outs = [o for n in chain for o in n.output if o]
+            g = helper.make_graph(chain, "fold", [], [onnx.ValueInfoProto(name=o) for o in outs],
+                                  initializer=[numpy_helper.from_array(np.asarray(self.consts[t]), t) for t in ins])
+            opset = [o for o in self.ctx.opsets if o.domain in ("", "ai.onnx")]
+            try:
+                vals = ReferenceEvaluator(helper.make_model(g, opset_imports=opset)).run(None, {})
+            except Exception:  # not foldable after all: the node stays
+                continue
+            for o, v in zip(outs, vals):
+                self.consts[o] = np.asarray(v)
+            self.ctx.consumed.update(outs)
+            self.ctx.consumed.update(ins)  # the constants the chain starts from (dropped if nothing else reads them)
+
+
+class _GraphConverter:
+    def __init__(self, graph, outer: ChainMap, ctx: _Ctx):
+        self.g, self.ctx = graph, ctx
+        local = {}
+        for t in graph.initializer:
+            try:
+                local[t.name] = numpy_helper.to_array(t)
+            except Exception as exc:
+                raise EIEFormatError(f"initializer {t.name!r} cannot be read: {exc}") from None
+        for n in graph.node:
+            if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and len(n.attribute) == 1 \
+                    and n.attribute[0].name == "value":
+                local[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+        self.consts = outer.new_child(local)
+        self.folded = _Folder(graph, self.consts, ctx)
+        self.readers: dict[str, int] = {}
+        for n in graph.node:
+            for t in node_reads(n):
+                self.readers[t] = self.readers.get(t, 0) + 1
+        self.outputs = {o.name for o in graph.output}
+        self.producer = {o: n for n in graph.node for o in n.output}
+        self.new_inits: list = []
+
+    def _single_reader(self, value: str, op: str):
+        """The node that alone reads ``value`` if it is a default-domain ``op`` node, else None."""
+        if value in self.outputs or self.readers.get(value, 0) != 1:
+            return None
+        for n in self.g.node:
+            if value in n.input:
+                return n if n.op_type == op and n.domain in ("", "ai.onnx") and not any(n is s for s in self.skip) else None
+        return None
+
+    def run(self):
+        self.skip: list = []
+        out = []
+        for node in self.g.node:
+            if any(node is s for s in self.skip):
+                continue
+            for sub in subgraphs(node):
+                _GraphConverter(sub, self.consts, self.ctx).run()
+            if node.domain in ("", "ai.onnx") and node.op_type in SOURCE_OPS:
+                name = node.name or f"{node.op_type}_{len(out)}"
+                try:
+                    made = getattr(self, "_" + node.op_type.lower())(node, name)
+                except _Keep as why:
+                    self.ctx.rows.append({"node": name, "op": node.op_type, "shape": "-", "density": "-",
+                                          "bits": "-", "bytes": "-", "ratio": "-", "note": f"kept: {why}"})
+                    made = [node]
+                self.ctx.bar.update(1)
+                out.extend(made)
+            else:
+                out.append(node)
+        del self.g.node[:]
+        self.g.node.extend(out)
+        self.g.initializer.extend(self.new_inits)
+
+    # -- helpers
+    def _emit(self, name, x, y, w, bias):
+        """EIE node(s) for ``y = x @ w.T + bias``, folding a following Relu."""
+        relu = self._single_reader(y, "Relu")
+        act = None
+        if relu is not None:
+            self.skip.append(relu)
+            act, y = "relu", relu.output[0]
+        prefix = self.ctx.prefix(name)
+        if self.ctx.lossless:
+            node, inits = N.dense_linear_node(name, x, y, w, bias, prefix, act)
+            _row(self.ctx, name, N.DENSE_LINEAR, [w])
+        else:
+            density, bits = _settings(name, self.ctx)
+            layer = compress_matrix(np.ascontiguousarray(w, np.float32), density=density, bits=bits,
+                                    n_pe=self.ctx.n_pe, bias=bias, activation=act, seed=self.ctx.seed, name=name)
+            node, inits = N.linear_node(name, x, y, layer, prefix)
+            _row(self.ctx, name, N.LINEAR, [layer])
+        self.new_inits.extend(inits)
+        return node
+
+    def _gemm(self, n, name):
+        a = {x.name: helper.get_attribute_value(x) for x in n.attribute}
+        alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+        self.folded.fold(n.input[1:3])
+        b = _weight(self.consts, n.input[1], name, "Gemm", "weight B")
+        if b.ndim != 2:
+            raise _Keep(f"weight B has shape {b.shape}")
+        w = b if a.get("transB", 0) else b.T
+        if alpha != 1.0:
+            w = (w * np.float32(alpha)).astype(np.float32)
+        made, x = [], n.input[0]
+        if a.get("transA", 0):
+            x = f"{self.ctx.prefix(name)}.A_T"
+            made.append(helper.make_node("Transpose", [n.input[0]], [x], name=f"{name}/transA", perm=[1, 0]))
+        c_name = n.input[2] if len(n.input) > 2 else ""
+        bias, post, m = None, None, w.shape[0]
+        if c_name and c_name in self.consts:
+            c = self.consts[c_name].astype(np.float32) * np.float32(beta)
+            if c.size == 1 or (c.ndim <= 2 and c.size == m and c.shape[-1] == m):
+                bias = np.broadcast_to(c.reshape(-1), (m,)).astype(np.float32)
+            else:
+                post = f"{self.ctx.prefix(name)}.C"
+                self.new_inits.append(numpy_helper.from_array(c, post))
+        elif c_name:
+            post = c_name
+            if beta != 1.0:
+                p = self.ctx.prefix(name)
+                self.new_inits.append(numpy_helper.from_array(np.asarray(beta, np.float32), f"{p}.beta"))
+                made.append(helper.make_node("Mul", [c_name, f"{p}.beta"], [f"{p}.betaC"], name=f"{name}/beta"))
+                post = f"{p}.betaC"
+        self.ctx.consumed.update(t for t in n.input[1:3] if t)
+        if post is None:
+            made.append(self._emit(name, x, n.output[0], w, bias))
+        else:
+            mid = f"{self.ctx.prefix(name)}.AB"
+            made.append(self._emit_plain(name, x, mid, w, bias))
+            made.append(helper.make_node("Add", [mid, post], [n.output[0]], name=f"{name}/C"))
+        return made
+
+    def _emit_plain(self, name, x, y, w, bias):
+        saved, self._single_reader = self._single_reader, lambda *_: None
+        try:
+            return self._emit(name, x, y, w, bias)
+        finally:
+            self._single_reader = saved
+
+    def _matmul(self, n, name):
+        self.folded.fold(n.input[1:2])
+        b = _weight(self.consts, n.input[1], name, "MatMul", "weight B")
+        if b.ndim != 2:
+            raise _Keep(f"weight B has shape {b.shape}, not a 2-D matrix")
+        out, bias = n.output[0], None
+        add = self._single_reader(out, "Add")
+        if add is not None:
+            other = add.input[1] if add.input[0] == out else add.input[0]
+            c = self.consts.get(other)
+            if c is not None and c.dtype == np.float32 and c.shape == (b.shape[1],):
+                bias, out = c, add.output[0]
+                self.skip.append(add)
+                self.ctx.consumed.add(other)
+        self.ctx.consumed.add(n.input[1])
+        return [self._emit(name, n.input[0], out, b.T, bias)]
+
+    def _lstm(self, n, name):
+        a = {x.name: helper.get_attribute_value(x) for x in n.attribute}
+        if "clip" in a:
+            raise _Keep("cell clipping ('clip') has no EIE form")
+        if a.get("input_forget", 0):
+            raise _Keep("input_forget=1 has no EIE form")
+        direction = a.get("direction", b"forward")
+        direction = direction.decode() if isinstance(direction, bytes) else direction
+        nd = 2 if direction == "bidirectional" else 1
+        acts = [s.decode().lower() if isinstance(s, bytes) else s.lower() for s in a.get("activations", [])]
+        if acts and acts != list(_DEFAULT_ACTS) * nd or "activation_alpha" in a or "activation_beta" in a:
+            raise _Keep(f"activations {acts} are not the default (Sigmoid, Tanh, Tanh)")
+        ins = list(n.input) + [""] * (8 - len(n.input))
+        self.folded.fold([ins[1], ins[2], ins[3], ins[7]])
+        w = _weight(self.consts, ins[1], name, "LSTM", "weight W")
+        r = _weight(self.consts, ins[2], name, "LSTM", "recurrence R")
+        bias = _weight(self.consts, ins[3], name, "LSTM", "bias B") if ins[3] else None
+        if ins[7]:
+            p = _weight(self.consts, ins[7], name, "LSTM", "peepholes P")
+            if np.any(p != 0):
+                raise _Keep("peepholes (non-zero P): EIE's one-matrix step has no cell-state term")
+        if w.ndim != 3 or w.shape[0] != nd or w.shape[1] % 4:
+            raise EIEFormatError(f"node {name!r} (LSTM): W has shape {w.shape}, expected ({nd}, 4*hidden, input)")
+        hs = w.shape[1] // 4
+        if r.shape != (nd, 4 * hs, hs) or (bias is not None and bias.shape != (nd, 8 * hs)):
+            raise EIEFormatError(f"node {name!r} (LSTM): R {r.shape} / B {None if bias is None else bias.shape} "
+                                 f"disagree with W {w.shape}")
+
+        def gates(m):
+            return np.concatenate([m[k * hs:(k + 1) * hs] for k in ONNX_TO_TORCH_GATES]).astype(np.float32)
+
+        dirs = [LSTMDirectionWeights(w_ih=gates(w[d]), w_hh=gates(r[d]),
+                                     b_ih=gates(bias[d, :4 * hs]) if bias is not None else None,
+                                     b_hh=gates(bias[d, 4 * hs:]) if bias is not None else None) for d in range(nd)]
+        if self.ctx.lossless:
+            cells = [lstm_matrix(dw) for dw in dirs]
+        else:
+            density, bits = _settings(name, self.ctx)
+            cells = compress_lstm([dirs], density=density, bits=bits, n_pe=self.ctx.n_pe, seed=self.ctx.seed,
+                                  name=name).cells[0]
+        self.ctx.consumed.update(t for t in (ins[1], ins[2], ins[3], ins[7]) if t)
+        node, inits = N.lstm_node(name, [ins[0], ins[4], ins[5], ins[6]], list(n.output), cells, hidden_size=hs,
+                                  direction=direction, layout=int(a.get("layout", 0)), prefix=self.ctx.prefix(name))
+        _row(self.ctx, name, N.LSTM, cells)
+        self.new_inits.extend(inits)
+        return [node]
+
+
+def _all_graphs(graph):
+    yield graph
+    for n in graph.node:
+        for g in subgraphs(n):
+            yield from _all_graphs(g)
+
+
+def _count_layers(graph) -> tuple[int, list]:
+    names = [n.name for g in _all_graphs(graph) for n in g.node
+             if n.domain in ("", "ai.onnx") and n.op_type in SOURCE_OPS]
+    return len(names), names
+
+
+def _drop_unused(model, consumed: set) -> None:
+    """Remove the weights (initializers, Constant nodes, folded chains) only the converted nodes read."""
+    changed = True
+    while changed:
+        changed = False
+        read = set()
+        for g in _all_graphs(model.graph):
+            for n in g.node:
+                read.update(n.input)
+            read.update(o.name for o in g.output)
+        for g in _all_graphs(model.graph):
+            dead = [n for n in g.node if n.output and all(o in consumed and o not in read for o in n.output)]
+            for n in dead:
+                g.node.remove(n)
+                changed = True
+    for g in _all_graphs(model.graph):
+        dead = [t for t in g.initializer if t.name in consumed and t.name not in read]
+        for t in dead:
+            g.initializer.remove(t)
+        names = {t.name for t in dead}
+        for vi in [vi for vi in g.input if vi.name in names]:  # old IR versions list initializers as inputs
+            g.input.remove(vi)
+
+
+def unique_node_names(model) -> list[tuple[str, str]]:
+    """Rename nodes whose name an earlier node already has (onnxruntime refuses such graphs): ``fc`` -> ``fc_1``.
+
+    Deterministic (graph order, bodies after their graph). Returns the ``(old, new)`` renames.
+    """
+    seen: set = set()
+    renames = []
+    for g in _all_graphs(model.graph):
+        for n in g.node:
+            if not n.name:
+                continue
+            if n.name in seen:
+                k, new = 1, f"{n.name}_1"
+                while new in seen:
+                    k += 1
+                    new = f"{n.name}_{k}"
+                renames.append((n.name, new))
+                n.name = new
+            seen.add(n.name)
+    return renames
+
+
+def check_loads(model, where: str) -> None:
+    """Refuse a model onnxruntime cannot load, with onnxruntime's reason."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own classes (Fail, InvalidGraph, NotImplemented...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EIEFormatError(f"{where}: onnxruntime cannot load this model: {first}") from None
+
+
+def convert_model(src, *, density: float = 0.1, bits: int = 4, n_pe: int = 64, seed: int = 0,
+                  layer_overrides: dict | None = None, lossless: bool = False, progress: bool = False,
+                  check: bool = True):
+    """Convert an ONNX model (path, bytes or ModelProto); returns ``(ModelProto, summary rows)``."""
+    n_pe = check_n_pe(n_pe)
+    if not lossless:
+        density, bits = check_density(density), check_bits(bits)
+    where = str(src) if not hasattr(src, "graph") and not isinstance(src, (bytes, bytearray)) else "model"
+    model = onnx.ModelProto()
+    model.CopyFrom(load_onnx(src, infer_shapes=False))
+    if any(op.domain == N.DOMAIN for op in model.opset_import):
+        raise EIEInputError(f"{where}: already converted (imports the {N.DOMAIN} domain)")
+    renames = unique_node_names(model)
+    if check:
+        check_loads(model, where)
+    total, names = _count_layers(model.graph)
+    overrides = dict(layer_overrides or {})
+    unknown = set(overrides) - set(names)
+    if unknown:
+        raise EIEInputError(f"layer overrides name unknown layer node(s) {sorted(unknown)}; "
+                            f"the model's layer nodes are {sorted(set(names))}")
+    taken = {t for g in _all_graphs(model.graph) for n in g.node for t in list(n.input) + list(n.output)}
+    taken |= {t.name for g in _all_graphs(model.graph) for t in g.initializer}
+    bar = tqdm(total=total, desc="compressing layers", unit="layer", disable=not progress or total == 0)
+    ctx = _Ctx(density, bits, n_pe, seed, overrides, lossless, bar, taken)
+    ctx.opsets = list(model.opset_import)
+    try:
+        _GraphConverter(model.graph, ChainMap(), ctx).run()
+    finally:
+        bar.close()
+    _drop_unused(model, ctx.consumed)
+    if ctx.count:
+        model.opset_import.append(helper.make_opsetid(N.DOMAIN, N.DOMAIN_VERSION))
+    for old, new in renames:
+        ctx.rows.append({"node": new, "op": "-", "shape": "-", "density": "-", "bits": "-", "bytes": "-", "ratio": "-",
+                         "note": f"renamed from {old!r}: another node has that name (onnxruntime needs unique names)"})
+    return model, ctx.rows

@@ -1,0 +1,102 @@
+"""A converted model (EIE-domain nodes) back to plain ONNX for runtimes without the EIE ops.
+
+Each ``EIELinear``/``EIEDenseLinear`` becomes ``MatMul`` (+ ``Add`` bias, + ``Relu``)
+with the pruned-and-shared weights as a dense float32 initializer; each
+``EIELSTM`` becomes an ONNX ``LSTM`` (gates reordered back to ONNX's i, o, f, c;
+the matrix's bias column as ``Wb``, ``Rb`` zero). Nodes inside bodies too.
+The result runs on onnxruntime alone and computes what the converted model
+computes in float32 mode (to float32 rounding).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from . import nodes as N
+from .converter import _all_graphs
+
+TORCH_TO_ONNX_GATES = (0, 3, 1, 2)  # (i, f, g, o) blocks -> ONNX's (i, o, f, c)
+
+
+def _dense_nodes(node, kernel, prefix):
+    inits, made = [], []
+    if isinstance(kernel, N.LinearKernel):
+        lay = kernel.layer
+        w = lay.dense() if hasattr(lay, "dense") else lay.weight
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(w.T, np.float32), f"{prefix}.WT"))
+        cur = f"{prefix}.XW"
+        made.append(helper.make_node("MatMul", [node.input[0], f"{prefix}.WT"], [cur], name=f"{node.name}/MatMul"))
+        if lay.bias is not None:
+            inits.append(numpy_helper.from_array(np.asarray(lay.bias, np.float32), f"{prefix}.b"))
+            made.append(helper.make_node("Add", [cur, f"{prefix}.b"], [f"{prefix}.XWb"], name=f"{node.name}/Add"))
+            cur = f"{prefix}.XWb"
+        if lay.activation == "relu":
+            made.append(helper.make_node("Relu", [cur], [f"{prefix}.relu"], name=f"{node.name}/Relu"))
+            cur = f"{prefix}.relu"
+        made.append(helper.make_node("Identity", [cur], [node.output[0]], name=f"{node.name}/out"))
+        return made, inits
+    a = kernel.a
+    hs, nd = a["hidden_size"], len(kernel.cores)
+    ws, rs, bs = [], [], []
+    for core in kernel.cores:
+        cell = core.cells[0][0]
+        m = cell.dense() if hasattr(cell, "dense") else cell.weight
+        isz = m.shape[1] - hs - 1
+
+        def onnx_order(x):
+            return np.concatenate([x[k * hs:(k + 1) * hs] for k in TORCH_TO_ONNX_GATES])
+
+        ws.append(onnx_order(m[:, :isz]))
+        rs.append(onnx_order(m[:, isz:isz + hs]))
+        bs.append(np.concatenate([onnx_order(m[:, isz + hs]), np.zeros(4 * hs, np.float32)]))
+    for key, arr in (("W", ws), ("R", rs), ("B", bs)):
+        inits.append(numpy_helper.from_array(np.stack(arr).astype(np.float32), f"{prefix}.{key}"))
+    ins = list(node.input[:4]) + [""] * (4 - len(node.input[:4]))
+    made.append(helper.make_node("LSTM", [ins[0], f"{prefix}.W", f"{prefix}.R", f"{prefix}.B", ins[1], ins[2], ins[3]],
+                                 list(node.output), name=node.name, hidden_size=hs, direction=a["direction"],
+                                 layout=a["layout"]))
+    return made, inits
+
+
+def _post_order(graph):
+    for n in graph.node:
+        for a in n.attribute:
+            for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                yield from _post_order(g)
+    yield graph
+
+
+def to_dense(model) -> onnx.ModelProto:
+    """The plain-ONNX form of a converted model (path, bytes or ModelProto)."""
+    from .session import InferenceSession
+
+    sess = InferenceSession(model)  # decodes and checks every EIE node
+    kernels = sess.kernels_by_node()
+    proto = sess.model  # the session is ours alone: its model is edited in place
+    weights, count = set(), 0
+    for g in _post_order(proto.graph):  # bodies first: rewriting a graph copies its nodes (and their bodies)
+        out = []
+        for n in g.node:
+            if not N.is_eie(n):
+                out.append(n)
+                continue
+            count += 1
+            made, inits = _dense_nodes(n, kernels[id(n)], f"dense{count}:{n.name}")
+            weights.update(n.input[1 if n.op_type != N.LSTM else 4:])
+            out.extend(made)
+            g.initializer.extend(inits)
+        new = [onnx.NodeProto() for _ in out]
+        for a, b in zip(new, out):
+            a.CopyFrom(b)
+        del g.node[:]
+        g.node.extend(new)
+    read = {t for g in _all_graphs(proto.graph) for n in g.node for t in n.input}
+    for g in _all_graphs(proto.graph):
+        for t in [t for t in g.initializer if t.name in weights and t.name not in read]:
+            g.initializer.remove(t)
+    keep = [o for o in proto.opset_import if o.domain != N.DOMAIN]
+    del proto.opset_import[:]
+    proto.opset_import.extend(keep)
+    return proto
