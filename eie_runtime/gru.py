@@ -189,12 +189,12 @@ class EIEGRUCore:
             csr = cached_csr(self, (key, l, d), layer, 0, layer.in_features)
             if fixed:
                 f = layer.fixed
-                args += [csr.ptr, csr.cols, csr.vals, csr.wq(f.w_frac), acc0(layer, True), scale(f.in_frac),
-                         f.shift, scale(-f.out_frac)]
+                args += [csr.ptr, csr.cols, csr.wq(f.w_frac), acc0(layer, True)[:, None], scale(f.in_frac), f.shift,
+                         scale(-f.out_frac)]
             else:
-                args += [csr.ptr, csr.cols, csr.vals, np.zeros(0, np.int16), acc0(layer, False), 1.0, 0, 1.0]
-        _rk.gru_sequence(fixed, self.linear_before_reset, gx, *args, np.ascontiguousarray(h0), lens, d == 1,
-                         out, d * hs, h_n)
+                args += [csr.ptr, csr.cols, csr.vals, acc0(layer, False)]
+        run = _rk.gru_sequence_fixed16 if fixed else _rk.gru_sequence_f32
+        run(self.linear_before_reset, gx, *args, np.ascontiguousarray(h0), lens, d == 1, out, d * hs, h_n)
 
     @staticmethod
     def _state(s, shape):

@@ -16,7 +16,14 @@ import numpy as np
 from .errors import EIEFormatError, EIEInputError
 from .kernels import recurrent as _rk
 from .layer import MODES, EIELinear, calls_observed
-from .recurrent_plan import acc0, cached_csr, empty_csr, scale
+from .recurrent_plan import acc0, cached_csr, scale
+
+# an empty CSR: "no projection" for the sequence kernels
+_NO_ROWS = np.zeros(1, np.int64)
+_NO_COLS = np.zeros(0, np.uint32)
+_NO_VALS = np.zeros(0, np.float32)
+_NO_WQ = np.zeros(0, np.int16)
+_NO_INT2 = np.zeros((0, 1), np.int64)
 
 
 def _sigmoid(x):
@@ -185,35 +192,49 @@ class EIELSTMCore:
     def _run_fused(self, l, d, layer_in, h0, c0, lens, mode, out, h_n, c_n):
         cell = self.cells[l][d]
         proj = self.proj[l][d] if self.proj else None
-        in_size = layer_in.shape[2]
+        t_len, batch, in_size = layer_in.shape
         ps = self.out_size
-        fixed = mode == "fixed16"
+        flat = layer_in.reshape(t_len * batch, in_size)
         xcsr = cached_csr(self, ("x", l, d), cell, 0, in_size)
-        hcsr = cached_csr(self, ("h", l, d), cell, in_size, in_size + ps + 1)
-        t_len, batch = layer_in.shape[:2]
-        xt = np.ascontiguousarray(layer_in.reshape(t_len * batch, in_size).T)
-        gx = np.empty((cell.out_features, t_len * batch), dtype=np.int32 if fixed else np.float32)
-        if fixed:
-            fc = cell.fixed
-            xq = np.empty((in_size, t_len * batch), dtype=np.int32)
-            _rk.quantize_t(layer_in.reshape(t_len * batch, in_size), scale(fc.in_frac), xq)
-            _rk.rows_fixed16_batch(xcsr.ptr, xcsr.cols, xcsr.wq(fc.w_frac), xq, acc0(cell, True), fc.shift, gx)
-            h_args = (hcsr.wq(fc.w_frac), scale(fc.in_frac), fc.shift, scale(-fc.out_frac))
-        else:
-            _rk.rows_f32_batch(xcsr.ptr, xcsr.cols, xcsr.vals, xt, gx)
-            gx += cell._bias_f32()[:, None]
-            h_args = (np.zeros(0, np.int16), 1.0, 0, 1.0)
         if proj is not None:
             pcsr = cached_csr(self, ("p", l, d), proj, 0, proj.in_features)
-            pf = proj.fixed if fixed else None
-            p_args = (pcsr.ptr, pcsr.cols, pcsr.vals, pcsr.wq(pf.w_frac) if fixed else np.zeros(0, np.int16),
-                      acc0(proj, fixed), scale(pf.in_frac) if fixed else 1.0, pf.shift if fixed else 0,
-                      scale(-pf.out_frac) if fixed else 1.0)
         else:
-            ptr, cols, vals, wq = empty_csr()
-            p_args = (ptr, cols, vals, wq, np.zeros(0, np.float32), 1.0, 0, 1.0)
-        _rk.lstm_sequence(fixed, gx, hcsr.ptr, hcsr.cols, hcsr.vals, *h_args, *p_args,
-                          np.ascontiguousarray(h0), np.ascontiguousarray(c0), lens, d == 1, out, d * ps, h_n, c_n)
+            pcsr = None
+        h0, c0 = np.ascontiguousarray(h0), np.ascontiguousarray(c0)
+        if mode == "fixed16":
+            fc = cell.fixed
+            hcsr = cached_csr(self, ("h1", l, d), cell, in_size, in_size + ps + 1)  # with the bias column
+            xq = np.empty((in_size, t_len * batch), dtype=np.int32)
+            _rk.quantize_t(flat, scale(fc.in_frac), xq)
+            gx = np.empty((cell.out_features, t_len * batch), dtype=np.int32)
+            _rk.rows_fixed16_batch(xcsr.ptr, xcsr.cols, xcsr.wq(fc.w_frac), xq, acc0(cell, True), fc.shift, gx)
+            if pcsr is not None:
+                pf = proj.fixed
+                p_args = (pcsr.ptr, pcsr.cols, pcsr.wq(pf.w_frac), acc0(proj, True)[:, None], scale(pf.in_frac), pf.shift,
+                          scale(-pf.out_frac))
+            else:
+                p_args = (_NO_ROWS, _NO_COLS, _NO_WQ, _NO_INT2, 1.0, 0, 1.0)
+            _rk.lstm_sequence_fixed16(gx, hcsr.ptr, hcsr.cols, hcsr.wq(fc.w_frac), scale(fc.in_frac), fc.shift,
+                                      scale(-fc.out_frac), *p_args, h0, c0, lens, d == 1, out, d * ps, h_n, c_n)
+            return
+        hcsr = cached_csr(self, ("h", l, d), cell, in_size, in_size + ps)
+        bias = self.__dict__.setdefault("_fused_bias", {})
+        key = (l, d)
+        if key not in bias or bias[key][0] is not cell.matrix or bias[key][1] is not cell.bias:
+            bcol = cached_csr(self, ("b", l, d), cell, in_size + ps, in_size + ps + 1)
+            b = cell._bias_f32().copy()
+            b[np.repeat(np.arange(cell.out_features), np.diff(bcol.ptr))] += bcol.vals
+            bias[key] = (cell.matrix, cell.bias, b)
+        gx = np.empty((cell.out_features, t_len * batch), dtype=np.float32)
+        _rk.rows_f32_batch(xcsr.ptr, xcsr.cols, xcsr.vals, np.ascontiguousarray(flat.T), gx)
+        gx += bias[key][2][:, None]
+        gx = np.ascontiguousarray(gx.T)  # (T*B, 4H): each step reads one row
+        if pcsr is not None:
+            p_args = (pcsr.ptr, pcsr.cols, pcsr.vals, proj._bias_f32())
+        else:
+            p_args = (_NO_ROWS, _NO_COLS, _NO_VALS, _NO_VALS)
+        _rk.lstm_sequence_f32(gx, hcsr.ptr, hcsr.cols, hcsr.vals, *p_args, h0, c0, lens, d == 1, out, d * ps,
+                              h_n, c_n)
 
     @staticmethod
     def _state(s, shape, name):

@@ -33,7 +33,7 @@ class RowsCSR:
         keep = (cols >= lo) & (cols < hi)
         self.ptr = np.zeros(m + 1, dtype=np.int64)
         np.cumsum(np.bincount(row_of[keep], minlength=m), out=self.ptr[1:])
-        self.cols = np.ascontiguousarray(cols[keep] - lo, dtype=np.int32)
+        self.cols = np.ascontiguousarray(cols[keep] - lo, dtype=np.uint32)
         self.vals = np.ascontiguousarray(self.matrix.codebook[codes[keep]], dtype=np.float32)
         self._wq = (None, None)
 
@@ -49,11 +49,6 @@ class RowsCSR:
         return self.ptr.nbytes + self.cols.nbytes + self.vals.nbytes
 
 
-
-
-def empty_csr():
-    """A CSR with no rows (stands for 'no projection')."""
-    return (np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.int16))
 
 
 def cached_csr(owner, key, layer: EIELinear, lo: int, hi: int) -> RowsCSR:

@@ -3,11 +3,13 @@
 A recurrent layer's matrices are split by what is known up front. The input
 columns of every time step are one batched product (``rows_f32_batch`` /
 ``rows_fixed16_batch``, samples in the inner loop, so they vectorise); only
-the hidden columns run step by step, inside ``lstm_sequence`` /
-``gru_sequence``, which never return to Python between steps.
+the hidden columns run step by step, inside ``lstm_sequence_*`` /
+``gru_sequence_*``, which never return to Python between steps. The float32
+kernels may reassociate their row sums (``fastmath`` reassoc/contract only),
+which lets LLVM vectorise them; the fixed16 ones are exact.
 
-The matrices come as CSRs over the decoded weights, columns ascending in
-every row (``vals`` float32, ``wq`` the same weights in int16 with the
+The matrices come as CSRs over the decoded weights (``cols`` unsigned, so
+no index needs a wrap-around check), columns ascending in every row (``vals`` float32, ``wq`` the same weights in int16 with the
 layer's ``w_frac``). In fixed16 every accumulator follows docs/design.md bit
 for bit: it starts at its (rounded) bias, takes ``saturate(acc +
 round_shift(w * a, shift))`` for its columns in ascending order (the input
@@ -50,6 +52,37 @@ def _quant(v, scale):
     if q < -32768.0:
         return np.int64(-32768)
     return np.int64(q)
+
+
+# float32 kernels: exp by Cephes' expf polynomial (within 2 ulp on [-87, 88]) and a table of 2**k, which
+# LLVM vectorises; the fixed16 kernels and the step path use the float64 libm functions above
+_POW2 = np.array([2.0 ** k for k in range(-127, 128)], dtype=np.float32)
+
+
+@njit(cache=True, inline="always", fastmath={"reassoc", "contract"})
+def _exp_fast(x):
+    x = np.float32(-87.0) if x < np.float32(-87.0) else (np.float32(88.0) if x > np.float32(88.0) else x)
+    t = x * np.float32(1.44269504)
+    ki = np.int32(t + np.float32(0.5) if t >= np.float32(0.0) else t - np.float32(0.5))  # nearest integer
+    k = np.float32(ki)
+    r = x - k * np.float32(0.693359375) - k * np.float32(-2.12194440e-4)
+    p = np.float32(1.9875691500e-4)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    return (p * r * r + r + np.float32(1.0)) * _POW2[np.uint32(ki + np.int32(127))]
+
+
+@njit(cache=True, inline="always", fastmath={"reassoc", "contract"})
+def _sig_fast(x):
+    return np.float32(1.0) / (np.float32(1.0) + _exp_fast(-x))
+
+
+@njit(cache=True, inline="always", fastmath={"reassoc", "contract"})
+def _tanh_fast(x):
+    return np.float32(2.0) * _sig_fast(np.float32(2.0) * x) - np.float32(1.0)
 
 
 @njit(cache=True, inline="always")
@@ -106,14 +139,14 @@ def gru_update(gx, hrz, hn, h, lbr, h_out):
 
 
 # ------------------------------------------------------------------ batched input columns
-@njit(cache=True, fastmath={"reassoc", "contract"})
+@njit(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
 def rows_f32_batch(indptr, cols, vals, xt, out):
     """out (M, N) = W xt for a CSR W and xt (K, N): every sample in the inner loop."""
     n = xt.shape[1]
     for r in range(indptr.shape[0] - 1):
         for s in range(n):
             out[r, s] = np.float32(0.0)
-        for e in range(indptr[r], indptr[r + 1]):
+        for e in range(np.uint64(indptr[r]), np.uint64(indptr[r + 1])):
             v = vals[e]
             c = cols[e]
             for s in range(n):
@@ -143,48 +176,99 @@ def quantize_t(x, scale, out):
             out[k, s] = _quant(x[s, k], scale)
 
 
-# ------------------------------------------------------------------ one step's hidden product
+# ------------------------------------------------------------------ one step's products
 @njit(cache=True, inline="always")
-def _hidden_f32(indptr, cols, vals, v, start, col, out):
-    """out[r] = start[r, col] + sum_e vals[e] * v[cols[e]] (v ends with the constant 1 where a bias column is)."""
-    for r in range(indptr.shape[0] - 1):
-        acc = start[r, col]
-        for e in range(indptr[r], indptr[r + 1]):
+def _mv_f32(ptr, cols, vals, v, out):
+    """out[r] = sum_e vals[e] * v[cols[e]] over row r's entries (reassociated in the fastmath callers)."""
+    for r in range(ptr.shape[0] - 1):
+        acc = np.float32(0.0)
+        for e in range(np.uint64(ptr[r]), np.uint64(ptr[r + 1])):  # unsigned: no wrap-around checks
             acc += vals[e] * v[cols[e]]
         out[r] = acc
 
 
 @njit(cache=True, inline="always")
-def _hidden_fixed16(indptr, cols, wq, vq, start, col, shift, out_scale, out):
-    """The fixed16 rendering of ``_hidden_f32``: start (M, N) int accumulators, vq int, out float32."""
-    for r in range(indptr.shape[0] - 1):
+def _mv_fixed16(ptr, cols, wq, vq, start, col, shift, out_scale, out):
+    """out[r] = float32(acc * out_scale), acc from start[r, col] by saturating adds of the rounded
+    products, columns ascending: one fixed16 layer call (docs/design.md)."""
+    for r in range(ptr.shape[0] - 1):
         acc = np.int64(start[r, col])
-        for e in range(indptr[r], indptr[r + 1]):
-            acc = saturate(acc + round_shift(np.int64(wq[e]) * np.int64(vq[cols[e]]), shift))
+        for e in range(np.uint64(ptr[r]), np.uint64(ptr[r + 1])):
+            acc = saturate(acc + round_shift(np.int64(wq[e]) * vq[cols[e]], shift))
         out[r] = np.float32(np.float64(acc) * out_scale)
 
 
-@njit(cache=True)
-def lstm_sequence(fixed, gx, h_ptr, h_cols, h_vals, h_wq, h_in_scale, h_shift, h_out_scale,
-                  p_ptr, p_cols, p_vals, p_wq, p_acc0, p_in_scale, p_shift, p_out_scale,
-                  h0, c0, lens, reverse, y, y_off, h_n, c_n):
-    """One LSTM layer/direction over a whole sequence.
+# float32 only: reassociated row sums, and numpy's error model (a float division by zero is Inf, not an
+# exception, so the gate loops have no branch out): both let LLVM vectorise; NaN/Inf keep their meaning
+_FAST = {"reassoc", "contract"}
 
-    gx (4H, T*B): the input columns' part of each step's gates (float32; in fixed16 the int
-    accumulators after the input columns). h_*: the CSR of the hidden columns plus the bias column
-    (local column P is the constant 1). p_*: the projection (P, H) CSR, or an empty one (``p_ptr``
-    of length 1) for none. Samples with ``t >= lens[b]`` keep their state and output 0 (y must
-    come zeroed). Writes y[t, b, y_off:y_off+P], h_n (B, P), c_n (B, H).
+
+@njit(cache=True, fastmath=_FAST, error_model="numpy")
+def lstm_sequence_f32(gx, h_ptr, h_cols, h_vals, p_ptr, p_cols, p_vals, p_bias,
+                      h0, c0, lens, reverse, y, y_off, h_n, c_n):
+    """One LSTM layer/direction over a whole sequence, float32.
+
+    gx (T*B, 4H): the input columns' part of each step's gates, bias included. h_*: the CSR of the
+    hidden columns (H or P of them). p_*: the projection (P, H) CSR and its bias, or an empty CSR
+    (``p_ptr`` of length 1) for none. Samples with ``t >= lens[b]`` keep their state and output 0
+    (y must come zeroed). Writes y[t, b, y_off:y_off+P], h_n (B, P), c_n (B, H).
     """
     t_len = y.shape[0]
-    nb = h0.shape[0]
-    ps = h0.shape[1]
+    nb, ps = h0.shape
     hs = c0.shape[1]
     proj = p_ptr.shape[0] > 1
     gates = np.empty(4 * hs, dtype=np.float32)
     m = np.empty(hs, dtype=np.float32)
     hp = np.empty(ps, dtype=np.float32)
-    v = np.empty(ps + 1, dtype=np.float32)
+    v = np.empty(ps, dtype=np.float32)
+    h = h0.copy()
+    c = c0.copy()
+    for step in range(t_len):
+        t = t_len - 1 - step if reverse else step
+        for b in range(nb):
+            if t >= lens[b]:
+                continue
+            col = t * nb + b
+            for j in range(ps):
+                v[j] = h[b, j]
+            _mv_f32(h_ptr, h_cols, h_vals, v, gates)
+            for j in range(4 * hs):
+                gates[j] += gx[col, j]
+            for j in range(hs):
+                cn = _sig_fast(gates[hs + j]) * c[b, j] + _sig_fast(gates[j]) * _tanh_fast(gates[2 * hs + j])
+                c[b, j] = cn
+                m[j] = _sig_fast(gates[3 * hs + j]) * _tanh_fast(cn)
+            if proj:
+                _mv_f32(p_ptr, p_cols, p_vals, m, hp)
+                for j in range(ps):
+                    h[b, j] = hp[j] + p_bias[j]
+            else:
+                for j in range(ps):
+                    h[b, j] = m[j]
+            for j in range(ps):
+                y[t, b, y_off + j] = h[b, j]
+    h_n[:, :] = h
+    c_n[:, :] = c
+
+
+@njit(cache=True)
+def lstm_sequence_fixed16(gx, h_ptr, h_cols, h_wq, h_in_scale, h_shift, h_out_scale,
+                          p_ptr, p_cols, p_wq, p_acc0, p_in_scale, p_shift, p_out_scale,
+                          h0, c0, lens, reverse, y, y_off, h_n, c_n):
+    """``lstm_sequence_f32`` in fixed16, bit for bit the step path's layer calls.
+
+    gx (4H, T*B) int: the accumulators after the input columns (``rows_fixed16_batch``). h_*: the
+    CSR of the hidden columns plus the bias column (local column P is the constant 1) with the cell
+    layer's w_frac weights, 2**in_frac, shift and 2**-out_frac; p_* the projection's likewise
+    (``p_acc0`` (P, 1) its rounded bias), or an empty CSR.
+    """
+    t_len = y.shape[0]
+    nb, ps = h0.shape
+    hs = c0.shape[1]
+    proj = p_ptr.shape[0] > 1
+    gates = np.empty(4 * hs, dtype=np.float32)
+    m = np.empty(hs, dtype=np.float32)
+    hp = np.empty(ps, dtype=np.float32)
     vq = np.empty(ps + 1, dtype=np.int64)
     mq = np.empty(hs, dtype=np.int64)
     one_q = _quant(np.float32(1.0), h_in_scale)
@@ -196,35 +280,18 @@ def lstm_sequence(fixed, gx, h_ptr, h_cols, h_vals, h_wq, h_in_scale, h_shift, h
             if t >= lens[b]:
                 continue
             col = t * nb + b
-            if fixed:
-                for j in range(ps):
-                    vq[j] = _quant(h[b, j], h_in_scale)
-                vq[ps] = one_q
-                _hidden_fixed16(h_ptr, h_cols, h_wq, vq, gx, col, h_shift, h_out_scale, gates)
-            else:
-                for j in range(ps):
-                    v[j] = h[b, j]
-                v[ps] = np.float32(1.0)
-                _hidden_f32(h_ptr, h_cols, h_vals, v, gx, col, gates)
+            for j in range(ps):
+                vq[j] = _quant(h[b, j], h_in_scale)
+            vq[ps] = one_q
+            _mv_fixed16(h_ptr, h_cols, h_wq, vq, gx, col, h_shift, h_out_scale, gates)
             for j in range(hs):
                 cn, mj = _lstm_cell(gates[j], gates[hs + j], gates[2 * hs + j], gates[3 * hs + j], c[b, j])
                 c[b, j] = cn
                 m[j] = mj
             if proj:
-                if fixed:
-                    for j in range(hs):
-                        mq[j] = _quant(m[j], p_in_scale)
-                    for r in range(ps):
-                        acc = np.int64(p_acc0[r])
-                        for e in range(p_ptr[r], p_ptr[r + 1]):
-                            acc = saturate(acc + round_shift(np.int64(p_wq[e]) * mq[p_cols[e]], p_shift))
-                        hp[r] = np.float32(np.float64(acc) * p_out_scale)
-                else:
-                    for r in range(ps):
-                        acc = np.float32(p_acc0[r])
-                        for e in range(p_ptr[r], p_ptr[r + 1]):
-                            acc += p_vals[e] * m[p_cols[e]]
-                        hp[r] = acc
+                for j in range(hs):
+                    mq[j] = _quant(m[j], p_in_scale)
+                _mv_fixed16(p_ptr, p_cols, p_wq, mq, p_acc0, 0, p_shift, p_out_scale, hp)
                 for j in range(ps):
                     h[b, j] = hp[j]
             else:
@@ -236,24 +303,55 @@ def lstm_sequence(fixed, gx, h_ptr, h_cols, h_vals, h_wq, h_in_scale, h_shift, h
     c_n[:, :] = c
 
 
-@njit(cache=True)
-def gru_sequence(fixed, lbr, gx, rz_ptr, rz_cols, rz_vals, rz_wq, rz_acc0, rz_in_scale, rz_shift, rz_out_scale,
-                 n_ptr, n_cols, n_vals, n_wq, n_acc0, n_in_scale, n_shift, n_out_scale,
-                 h0, lens, reverse, y, y_off, h_n):
-    """One GRU layer/direction over a whole sequence.
+@njit(cache=True, fastmath=_FAST, error_model="numpy")
+def gru_sequence_f32(lbr, gx, rz_ptr, rz_cols, rz_vals, rz_bias, n_ptr, n_cols, n_vals, n_bias,
+                     h0, lens, reverse, y, y_off, h_n):
+    """One GRU layer/direction over a whole sequence, float32.
 
-    gx (3H, T*B) float32: the input layer's output (r, z, n rows) for every step. rz_*: the
-    (2H, H) hidden matrix of r and z; n_*: the (H, H + 1) one of the candidate over ``[h; 1]``
-    (``lbr``: linear_before_reset) or ``[r * h; 1]``. ``*_acc0`` are the layers' own (rounded, in
-    fixed16) biases. Samples with ``t >= lens[b]`` keep their state and output 0 (y zeroed).
+    gx (3H, T*B): the input layer's output (rows r, z, n) for every step. rz_*: the (2H, H) hidden
+    matrix of r and z; n_*: the (H, H + 1) one of the candidate over ``[h; 1]`` (``lbr``:
+    linear_before_reset) or ``[r * h; 1]``; ``*_bias`` the layers' own biases. Samples with
+    ``t >= lens[b]`` keep their state and output 0 (y zeroed).
     """
     t_len = y.shape[0]
-    nb = h0.shape[0]
-    hs = h0.shape[1]
+    nb, hs = h0.shape
     hrz = np.empty(2 * hs, dtype=np.float32)
     hn = np.empty(hs, dtype=np.float32)
-    r = np.empty(hs, dtype=np.float32)
     v = np.empty(hs + 1, dtype=np.float32)
+    hv = np.empty(hs, dtype=np.float32)
+    h = h0.copy()
+    for step in range(t_len):
+        t = t_len - 1 - step if reverse else step
+        for b in range(nb):
+            if t >= lens[b]:
+                continue
+            col = t * nb + b
+            for j in range(hs):
+                hv[j] = h[b, j]
+            _mv_f32(rz_ptr, rz_cols, rz_vals, hv, hrz)
+            for j in range(2 * hs):
+                hrz[j] += rz_bias[j]
+            for j in range(hs):
+                v[j] = hv[j] if lbr else np.float32(_sig(np.float32(gx[j, col] + hrz[j])) * hv[j])
+            v[hs] = np.float32(1.0)
+            _mv_f32(n_ptr, n_cols, n_vals, v, hn)
+            for j in range(hs):
+                h[b, j] = _gru_cell(np.float32(gx[j, col] + hrz[j]), np.float32(gx[hs + j, col] + hrz[hs + j]),
+                                    gx[2 * hs + j, col], hn[j] + n_bias[j], hv[j], lbr)
+                y[t, b, y_off + j] = h[b, j]
+    h_n[:, :] = h
+
+
+@njit(cache=True)
+def gru_sequence_fixed16(lbr, gx, rz_ptr, rz_cols, rz_wq, rz_acc0, rz_in_scale, rz_shift, rz_out_scale,
+                         n_ptr, n_cols, n_wq, n_acc0, n_in_scale, n_shift, n_out_scale,
+                         h0, lens, reverse, y, y_off, h_n):
+    """``gru_sequence_f32`` in fixed16, bit for bit the step path's layer calls (``*_acc0``: the
+    layers' rounded biases, (rows, 1); scales 2**in_frac and 2**-out_frac)."""
+    t_len = y.shape[0]
+    nb, hs = h0.shape
+    hrz = np.empty(2 * hs, dtype=np.float32)
+    hn = np.empty(hs, dtype=np.float32)
     vq = np.empty(hs + 1, dtype=np.int64)
     h = h0.copy()
     for step in range(t_len):
@@ -262,44 +360,17 @@ def gru_sequence(fixed, lbr, gx, rz_ptr, rz_cols, rz_vals, rz_wq, rz_acc0, rz_in
             if t >= lens[b]:
                 continue
             col = t * nb + b
-            # r and z: hidden part over h
-            if fixed:
-                for j in range(hs):
-                    vq[j] = _quant(h[b, j], rz_in_scale)
-            for rr in range(2 * hs):
-                if fixed:
-                    acc = np.int64(rz_acc0[rr])
-                    for e in range(rz_ptr[rr], rz_ptr[rr + 1]):
-                        acc = saturate(acc + round_shift(np.int64(rz_wq[e]) * vq[rz_cols[e]], rz_shift))
-                    hrz[rr] = np.float32(np.float64(acc) * rz_out_scale)
-                else:
-                    acc = np.float32(rz_acc0[rr])
-                    for e in range(rz_ptr[rr], rz_ptr[rr + 1]):
-                        acc += rz_vals[e] * h[b, rz_cols[e]]
-                    hrz[rr] = acc
             for j in range(hs):
-                r[j] = _sig(np.float32(gx[j, col] + hrz[j]))
-            # candidate's hidden part over [h; 1] or [r * h; 1]
+                vq[j] = _quant(h[b, j], rz_in_scale)
+            _mv_fixed16(rz_ptr, rz_cols, rz_wq, vq, rz_acc0, 0, rz_shift, rz_out_scale, hrz)
             for j in range(hs):
-                v[j] = h[b, j] if lbr else np.float32(np.float64(r[j]) * np.float64(h[b, j]))
-            v[hs] = np.float32(1.0)
-            if fixed:
-                for j in range(hs + 1):
-                    vq[j] = _quant(v[j], n_in_scale)
-                for rr in range(hs):
-                    acc = np.int64(n_acc0[rr])
-                    for e in range(n_ptr[rr], n_ptr[rr + 1]):
-                        acc = saturate(acc + round_shift(np.int64(n_wq[e]) * vq[n_cols[e]], n_shift))
-                    hn[rr] = np.float32(np.float64(acc) * n_out_scale)
-            else:
-                for rr in range(hs):
-                    acc = np.float32(n_acc0[rr])
-                    for e in range(n_ptr[rr], n_ptr[rr + 1]):
-                        acc += n_vals[e] * v[n_cols[e]]
-                    hn[rr] = acc
+                vj = h[b, j] if lbr else np.float32(np.float64(_sig(np.float32(gx[j, col] + hrz[j]))) *
+                                                    np.float64(h[b, j]))
+                vq[j] = _quant(vj, n_in_scale)
+            vq[hs] = _quant(np.float32(1.0), n_in_scale)
+            _mv_fixed16(n_ptr, n_cols, n_wq, vq, n_acc0, 0, n_shift, n_out_scale, hn)
             for j in range(hs):
                 h[b, j] = _gru_cell(np.float32(gx[j, col] + hrz[j]), np.float32(gx[hs + j, col] + hrz[hs + j]),
                                     gx[2 * hs + j, col], hn[j], h[b, j], lbr)
-            for j in range(hs):
                 y[t, b, y_off + j] = h[b, j]
     h_n[:, :] = h
