@@ -16,6 +16,7 @@ from typing import Callable, Iterable
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from ..errors import EIEInputError
 from .finetune import density_schedule, finalize, prepare_finetune, set_density, share_weights
@@ -177,12 +178,12 @@ def distill_finetune(teacher, student, inputs: Iterable, *, epochs: int = 20, lr
         opt = torch.optim.Adam(params, lr=lr)
         total = epochs * len(items)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, total))
-        bar = range(epochs)
-        if progress:
+        bar = None
+        if progress:  # one bar over all steps: long epochs (a transformer's) still show movement
             from tqdm.auto import tqdm
-            bar = tqdm(bar, desc=desc, unit="epoch")
+            bar = tqdm(total=total, desc=desc, unit="step")
         step = 0
-        for _ in bar:
+        for epoch in range(epochs):
             epoch_loss = 0.0
             for i, it in enumerate(items):
                 if on_step is not None:
@@ -195,7 +196,9 @@ def distill_finetune(teacher, student, inputs: Iterable, *, epochs: int = 20, lr
                     inner_t = {k: [t.detach() for t in v] for k, v in taps_t.out.items()}
                 scale = sum(float((t ** 2).mean()) for t in ts) / len(ts) or 1.0
                 opt.zero_grad()
-                loss = _norm_mse(_flat_outputs(call_model(student, it)), ts, scale)
+                with parametrize.cached():  # each shared/masked weight built once per step (RNN loops reuse it)
+                    outs = _flat_outputs(call_model(student, it))
+                loss = _norm_mse(outs, ts, scale)
                 if layer_loss:
                     extra = [_norm_mse(taps_s.out[k], v, sum(float((t ** 2).mean()) for t in v) / len(v) or 1.0)
                              for k, v in inner_t.items() if k in taps_s.out]
@@ -206,9 +209,13 @@ def distill_finetune(teacher, student, inputs: Iterable, *, epochs: int = 20, lr
                 sched.step()
                 epoch_loss += float(loss.detach())
                 step += 1
+                if bar is not None:
+                    bar.update(1)
             report.losses.append(epoch_loss / len(items))
-            if progress:
-                bar.set_postfix(loss=f"{report.losses[-1]:.3g}")
+            if bar is not None:
+                bar.set_postfix(epoch=epoch + 1, loss=f"{report.losses[-1]:.3g}")
+        if bar is not None:
+            bar.close()
         report.seconds[stage] = time.perf_counter() - t0
         report.stages.append((stage, agreement(teacher, student, evals)))
     finally:
