@@ -1,4 +1,4 @@
-"""PyTorch front end: drop-in compressed ``nn.Linear`` / ``nn.LSTM`` / ``nn.LSTMCell``.
+"""PyTorch front end: drop-in compressed ``nn.Linear`` / ``nn.LSTM`` / ``nn.LSTMCell`` / ``nn.GRU`` / ``nn.GRUCell``.
 
 >>> import torch, eie_runtime.torch as et
 >>> small = et.compress(model, density=0.1, bits=4)           # a copy; model is untouched
@@ -13,7 +13,7 @@ Fine-tuning the Deep Compression way (masked gradients, then centroids) is
 ``distill``. EIE modules are inference-only (no gradients), run on the CPU in
 float32 (or fixed16), and ignore dropout, as ``model.eval()`` would.
 
-Where things live: ``linear`` and ``lstm`` (the modules, on the shared
+Where things live: ``linear``, ``lstm`` and ``gru`` (the modules, on the shared
 ``base``), ``model`` (compress, calibrate, set_mode, to_dense, summary),
 ``serialization`` (``.eie`` files), ``targets`` and ``weights`` (which torch
 modules are compressed and their weights), ``parametrizations`` and
@@ -24,12 +24,13 @@ from .base import FILE_KIND, EIEModule
 from .distillation import Agreement, DistillReport, agreement, distill, distill_finetune, pruning_step
 from .finetune import (ModuleState, density_schedule, finalize, finetune_state, prepare_finetune, set_density,
                        share_weights)
+from .gru import EIEGRU, EIEGRUCell
 from .linear import EIELinear
 from .lstm import EIELSTM, EIELSTMCell
 from .model import CompressionSummary, calibrate, compress, eie_modules, set_mode, summary, to_dense
 from .serialization import load, modules_from_file, save
 
-__all__ = ["compress", "EIELinear", "EIELSTM", "EIELSTMCell", "EIEModule", "to_dense", "summary", "calibrate",
+__all__ = ["compress", "EIELinear", "EIELSTM", "EIELSTMCell", "EIEGRU", "EIEGRUCell", "EIEModule", "to_dense", "summary", "calibrate",
            "set_mode", "eie_modules", "save", "load", "modules_from_file", "FILE_KIND", "prepare_finetune",
            "share_weights", "set_density", "density_schedule", "finalize", "finetune_state", "ModuleState",
            "distill", "distill_finetune", "pruning_step", "agreement", "Agreement", "DistillReport", "CompressionSummary"]

@@ -116,6 +116,10 @@ def prepare_finetune(model, *, density=0.1, bits=4, stage: str = "pruned", init:
     check_init(init)
     check_lstm_bias(lstm_bias)
     targets = find_targets(model, density=density, bits=4 if bits is None else bits, filter_fn=filter_fn)
+    for t in targets:
+        if t.kind in ("gru", "gru_cell"):
+            raise EIEInputError(f"module {t.name!r}: fine-tuning nn.GRU / nn.GRUCell is not supported yet; compress "
+                                "it with eie_runtime.torch.compress, or leave it out with density={name: None}")
     if not targets:
         raise EIEInputError("the model has no nn.Linear / nn.LSTM / nn.LSTMCell to prepare")
     new = copy.deepcopy(model)
@@ -185,7 +189,7 @@ def finetune_state(model) -> dict[str, ModuleState]:
     out = {}
     for name, mod in model.named_modules():
         kind = module_kind(mod)
-        if kind is None:
+        if kind is None or kind in ("gru", "gru_cell"):  # GRUs are never prepared for fine-tuning
             continue
         first = "weight" if kind == "linear" else lstm_names(mod, 0, 0)["ih"]
         p = param_of(mod, first)

@@ -16,10 +16,11 @@ from ..errors import EIEInputError
 from ..tables import format_table
 from .base import EIEModule, check_mode
 from .linear import EIELinear
+from .gru import EIEGRU, EIEGRUCell
 from .lstm import EIELSTM, EIELSTMCell
 from .targets import Target, check_module, find_targets, replace_modules
 from .threads import keep_torch_threads
-from .weights import linear_parts, lstm_weights
+from .weights import compress_gru_module, linear_parts, lstm_weights
 
 
 def call_model(model, item):
@@ -45,6 +46,10 @@ def _wrap(target: Target, *, n_pe: int, seed: int, mode: str, init: str = "linea
         w, b = linear_parts(mod)
         return EIELinear(compress_matrix(w, density=target.density, bits=target.bits, n_pe=n_pe, bias=b, seed=seed,
                                          init=init, name=name), mode="float32")
+    if target.kind in ("gru", "gru_cell"):
+        gcore = compress_gru_module(mod, density=target.density, bits=target.bits, n_pe=n_pe, seed=seed, name=name,
+                                    init=init)
+        return EIEGRU(gcore, batch_first=mod.batch_first) if target.kind == "gru" else EIEGRUCell(gcore)
     core = compress_lstm(lstm_weights(mod), density=target.density, bits=target.bits, n_pe=n_pe, seed=seed,
                          name=name, init=init, bias=lstm_bias)
     if target.kind == "lstm":

@@ -11,9 +11,11 @@ import copy
 from torch import nn
 
 from ..errors import EIEFormatError, EIEInputError
+from ..gru import EIEGRUCore
 from ..lstm import EIELSTMCore
 from ..model_file import ModelFile, read_model_file, write_model_file
 from .base import FILE_KIND, EIEModule, check_mode, file_contents
+from .gru import EIEGRU, EIEGRUCell
 from .linear import EIELinear
 from .lstm import EIELSTM, EIELSTMCell
 from .model import eie_modules, set_mode
@@ -67,6 +69,13 @@ def modules_from_file(mf: ModelFile):
                 core = EIELSTMCore(cells, int(e["hidden_size"]), proj=proj)
                 mod = (EIELSTM(core, batch_first=bool(e.get("batch_first", False)))
                        if typ == "EIELSTM" else EIELSTMCell(core))
+            elif typ in ("EIEGRU", "EIEGRUCell"):
+                nl, nd = (int(e["num_layers"]), int(e["num_directions"])) if typ == "EIEGRU" else (1, 1)
+                if count != nl * nd * 3:
+                    raise EIEFormatError(f"module {name!r}: {count} layers for {nl} GRU layers x {nd} directions x 3")
+                cells = [[tuple(layers[(l * nd + d) * 3:(l * nd + d) * 3 + 3]) for d in range(nd)] for l in range(nl)]
+                core = EIEGRUCore(cells, int(e["hidden_size"]))
+                mod = EIEGRU(core, batch_first=bool(e.get("batch_first", False))) if typ == "EIEGRU" else EIEGRUCell(core)
             else:
                 raise EIEFormatError(f"module {name!r}: unknown type {typ!r}")
         except (KeyError, TypeError, ValueError) as exc:

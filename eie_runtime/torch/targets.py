@@ -14,17 +14,22 @@ from ..errors import EIEInputError
 
 DEFAULT_DENSITY = 0.1
 DEFAULT_BITS = 4
-SUPPORTED_NAMES = ("nn.Linear", "nn.LSTM", "nn.LSTMCell")
+SUPPORTED_NAMES = ("nn.Linear", "nn.LSTM", "nn.LSTMCell", "nn.GRU", "nn.GRUCell")
 # recurrent modules a user may expect to be compressed: refused by name, never skipped silently
-UNSUPPORTED_RECURRENT = ("RNN", "GRU", "RNNCell", "GRUCell")
+UNSUPPORTED_RECURRENT = ("RNN", "RNNCell")
+RECURRENT_KINDS = ("lstm", "lstm_cell", "gru", "gru_cell")
 
 
 def module_kind(module) -> str | None:
-    """``"linear"``, ``"lstm"``, ``"lstm_cell"`` for modules EIE compresses, else None."""
+    """``"linear"``, ``"lstm"``, ``"lstm_cell"``, ``"gru"``, ``"gru_cell"`` for modules EIE compresses, else None."""
     if isinstance(module, nn.LSTM):
         return "lstm"
     if isinstance(module, nn.LSTMCell):
         return "lstm_cell"
+    if isinstance(module, nn.GRU):
+        return "gru"
+    if isinstance(module, nn.GRUCell):
+        return "gru_cell"
     if isinstance(module, nn.Linear) and not isinstance(module, nn.LazyLinear):
         return "linear"
     return None
@@ -56,7 +61,7 @@ def find_targets(model, *, density=DEFAULT_DENSITY, bits=DEFAULT_BITS,
     (``model.named_modules()`` names; ``""`` is the model itself). Modules
     missing from a dict get the default (0.1 / 4); a ``None`` value leaves that
     module uncompressed. ``filter_fn(module, name) -> bool`` further selects
-    among the supported modules (``nn.Linear``, ``nn.LSTM``, ``nn.LSTMCell``).
+    among the supported modules (``nn.Linear``, ``nn.LSTM``, ``nn.LSTMCell``, ``nn.GRU``, ``nn.GRUCell``).
     Naming a module that does not exist or cannot be compressed is an error.
     """
     if not isinstance(model, nn.Module):
@@ -98,7 +103,7 @@ def find_targets(model, *, density=DEFAULT_DENSITY, bits=DEFAULT_BITS,
 
 def _unsupported_message(name: str, module, what: str) -> str:
     tname = type(module).__name__
-    extra = " (recurrent layers other than LSTM are not supported)" if tname in UNSUPPORTED_RECURRENT else ""
+    extra = " (plain RNNs are not supported: LSTM and GRU are)" if tname in UNSUPPORTED_RECURRENT else ""
     return (f"{what} dict names module {name!r}, a {tname}, which EIE cannot compress{extra}; "
             f"supported: {', '.join(SUPPORTED_NAMES)}")
 
@@ -114,16 +119,16 @@ def _setting(setting, names: list[str], default):
 
 def _check_density_setting(d, mod, kind, name):
     if isinstance(d, (list, tuple)):
-        if kind != "lstm" or len(d) != mod.num_layers:
-            raise EIEInputError(f"module {name!r}: a list of densities needs an nn.LSTM and one value per layer")
+        if kind not in ("lstm", "gru") or len(d) != mod.num_layers:
+            raise EIEInputError(f"module {name!r}: a list of densities needs an nn.LSTM or nn.GRU and one value per layer")
         return [check_density(v) for v in d]
     return check_density(d)
 
 
 def _check_bits_setting(b, mod, kind, name):
     if isinstance(b, (list, tuple)):
-        if kind != "lstm" or len(b) != mod.num_layers:
-            raise EIEInputError(f"module {name!r}: a list of bits needs an nn.LSTM and one value per layer")
+        if kind not in ("lstm", "gru") or len(b) != mod.num_layers:
+            raise EIEInputError(f"module {name!r}: a list of bits needs an nn.LSTM or nn.GRU and one value per layer")
         return [check_bits(v) for v in b]
     return check_bits(b)
 
@@ -138,9 +143,12 @@ def check_module(module, name: str) -> None:
         if p.is_floating_point() and p.dtype != torch.float32:
             raise EIEInputError(f"{where}: {pname} is {str(p.dtype).replace('torch.', '')}; EIE compresses float32 "
                                 "weights only: call model.float() (a copy) first")
-    if module_kind(module) == "lstm":
-        if getattr(module, "mode", "LSTM") != "LSTM":
-            raise EIEInputError(f"{where}: RNN mode {module.mode!r} is not supported (only LSTM)")
+    kind = module_kind(module)
+    if kind in ("lstm", "gru"):
+        want = kind.upper()
+        if getattr(module, "mode", want) != want:
+            raise EIEInputError(f"{where}: RNN mode {module.mode!r} is not supported (an {type(module).__name__} "
+                                f"must run {want})")
 
 
 def replace_modules(model: nn.Module, replacements: dict) -> nn.Module:
