@@ -250,6 +250,44 @@ def vad(args) -> dict:
     return rec
 
 
+# ------------------------------------------------------------------ codebook init
+def init_error(args) -> dict:
+    """Relative error ||shared - pruned|| / ||pruned|| of each matrix, per codebook initialisation."""
+    from eie_runtime.converters.lstm import lstm_matrix
+    from eie_runtime.converters import prune_mask, quantize_matrix
+    from eie_runtime.torch.weights import lstm_weights
+    mats = []
+    try:
+        enc, _ = load_minilm()
+        mats += [(f"MiniLM {n}", m.weight.detach().numpy(), args.density)
+                 for n, m in enc.named_modules() if isinstance(m, nn.Linear)]
+    except ImportError as exc:
+        print(f"MiniLM skipped: {exc}")
+    try:
+        from bench.quality_vad import SileroVAD
+        mats.append(("silero-vad LSTM [W_ih|W_hh|b]", lstm_matrix(lstm_weights(SileroVAD.pretrained().lstm_cell)[0][0]),
+                     0.3))
+    except ImportError as exc:
+        print(f"silero-vad skipped: {exc}")
+    rows = []
+    for name, w, d in mats:
+        mask = prune_mask(w, d)
+        pruned = np.where(mask, w, 0)
+        row = {"matrix": name, "density": d}
+        for init in ("linear", "density"):
+            codes, cb = quantize_matrix(w, density=d, bits=4, init=init)
+            row[init] = float(np.linalg.norm(cb[codes] - pruned) / np.linalg.norm(pruned))
+        rows.append(row)
+    lin = np.array([r["linear"] for r in rows])
+    den = np.array([r["density"] for r in rows])
+    show = [dict(r, linear=f"{r['linear']:.3f}", density=f"{r['density']:.3f}") for r in rows]
+    print(format_table(show))
+    print(f"\n{len(rows)} matrices, 4 bits: mean relative error linear {lin.mean():.3f}, density {den.mean():.3f}; "
+          f"density lower on {(den < lin).sum()} of {len(rows)}")
+    _record("init", {"rows": rows})
+    return {"rows": rows}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
@@ -280,8 +318,10 @@ def main(argv=None) -> int:
     g.add_argument("--density", type=float, default=0.08)
     g.add_argument("--epochs", type=int, default=40)
     g.add_argument("--seed", type=int, default=0)
+    i = sub.add_parser("init")
+    i.add_argument("--density", type=float, default=0.5)
     args = p.parse_args(argv)
-    {"minilm": minilm, "vad": vad, "digits": digits}[args.what](args)
+    {"minilm": minilm, "vad": vad, "digits": digits, "init": init_error}[args.what](args)
     return 0
 
 
