@@ -5,7 +5,12 @@ results, plots) goes through :func:`atomic_open`: the bytes go to a temporary
 file in the same directory, are flushed and fsynced, and only then renamed over
 the target (``os.replace`` is atomic on POSIX and Windows). A process killed at
 any moment leaves the old file or the new one; at worst a stray
-``.NAME.*.tmp`` beside it.
+``.NAME.PID.*.tmp`` beside it, which the next write of the same path removes
+once process PID is gone.
+
+Only regular files are replaced: a path that names a FIFO, a device, a socket
+or a directory (directly or through a symlink) is refused before anything is
+written, so ``save(model, "/dev/null")`` cannot replace ``/dev/null``.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+
+from .errors import EIEInputError
 
 
 def _umask() -> int:
@@ -42,10 +49,16 @@ def atomic_open(path, mode: str = "wb"):
     path = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     try:
-        perms = stat.S_IMODE(os.stat(path).st_mode)
+        st = os.stat(path)
     except FileNotFoundError:
         perms = 0o666 & ~_UMASK
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    else:
+        if not stat.S_ISREG(st.st_mode):
+            raise EIEInputError(f"{path}: exists and is not a regular file ({_kind(st.st_mode)}); "
+                                "refusing to replace it")
+        perms = stat.S_IMODE(st.st_mode)
+    _remove_leftovers(directory, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=directory)
     try:
         with contextlib.suppress(OSError):
             os.fchmod(fd, perms)
@@ -65,6 +78,37 @@ def atomic_open(path, mode: str = "wb"):
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def _remove_leftovers(directory: Path, name: str) -> None:
+    """Remove ``.NAME.PID.*.tmp`` files of writers that were killed (their process no longer exists)."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(directory):
+            parts = entry.name.rsplit(".", 3)  # ["." + name, pid, random, "tmp"]
+            if len(parts) != 4 or parts[0] != "." + name or parts[3] != "tmp" or not parts[1].isdigit():
+                continue
+            if int(parts[1]) == os.getpid() or _alive(int(parts[1])) or not entry.is_file(follow_symlinks=False):
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process (or not a pid we can ask about): leave its file alone
+    return True
 
 
 def atomic_write_bytes(path, data: bytes) -> None:

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +114,17 @@ def _layer_header(layer: EIELinear) -> dict:
     }
 
 
+def _check_writable(i: int, layer: EIELinear) -> None:
+    """Refuse to write what :func:`load` would refuse under the same ``LIMITS``."""
+    m = layer.matrix
+    for what, value, limit in (("M", m.shape[0], "max_dim"), ("K", m.shape[1], "max_dim"), ("n_pe", m.n_pe, "max_pe"),
+                               ("stored entries", m.entries.shape[0], "max_entries")):
+        if value > LIMITS[limit]:
+            raise EIEFormatError(f"cannot save layer {i} ({layer.name or 'unnamed'}): {what} = {value} is over "
+                                 f"LIMITS[{limit!r}] = {LIMITS[limit]}, so load() would refuse the file; raise the "
+                                 f"limit (eie_runtime.model_file.LIMITS) where the file is written and read")
+
+
 def encode_model_file(layers, *, kind: str, meta: dict | None = None, extra: dict | None = None) -> bytes:
     """Serialize layers (+ front-end metadata and tensors) into ``.eie`` bytes."""
     from safetensors.numpy import save as st_save
@@ -121,6 +134,7 @@ def encode_model_file(layers, *, kind: str, meta: dict | None = None, extra: dic
     for i, layer in enumerate(layers):
         if not isinstance(layer, EIELinear):
             raise EIEFormatError(f"layer {i} is a {type(layer).__name__}, not an EIELinear")
+        _check_writable(i, layer)
         m = layer.matrix
         ptr = m.ptr.astype(np.int32) if m.ptr.size and m.ptr[-1, -1] < 2**31 else m.ptr
         tensors[f"layers.{i}.entries"] = m.entries
@@ -167,6 +181,8 @@ def _read_header(data: bytes, source: str) -> tuple[dict, dict, int]:
     if len(data) < 8:
         raise EIEFormatError(f"{source}: file is {len(data)} bytes, too short for a safetensors header")
     (n,) = struct.unpack("<Q", data[:8])
+    if data[8:72].lstrip()[:1] != b"{":  # a safetensors header is a JSON object
+        raise EIEFormatError(f"{source}: not an .eie file (no safetensors header: it starts with {data[:8]!r})")
     if n > LIMITS["max_header_bytes"]:
         raise EIEFormatError(f"{source}: header declares {n} bytes, over the limit of "
                              f"{LIMITS['max_header_bytes']} (LIMITS['max_header_bytes'])")
@@ -221,7 +237,7 @@ def _tensor_index(index: dict, start: int, size: int, source: str) -> dict:
         where = f"{source}: tensor {name!r}"
         if not isinstance(info, dict):
             raise EIEFormatError(f"{where}: entry must be an object")
-        dt = _ST_DTYPES.get(info.get("dtype"))
+        dt = _ST_DTYPES.get(info.get("dtype")) if isinstance(info.get("dtype"), str) else None
         if dt is None:
             raise EIEFormatError(f"{where}: field 'dtype' = {info.get('dtype')!r} is not one of {sorted(_ST_DTYPES)}")
         dt = np.dtype(dt)
@@ -341,10 +357,36 @@ def decode_model_file(data: bytes, source: str = "<bytes>") -> ModelFile:
     return ModelFile(kind=header["kind"], layers=layers, meta=header.get("meta", {}), extra=extra)
 
 
+def read_regular_file(path, what: str = "file") -> bytes:
+    """The bytes of ``path``, which must be a regular file (directly or through a symlink).
+
+    A FIFO, a device or a socket is refused before anything is read (opening does
+    not block on a FIFO; a symlink to ``/dev/zero`` is not read without end), and
+    exactly the size the file had when opened is read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except IsADirectoryError:
+        raise EIEFormatError(f"{path}: is a directory, not a {what}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise EIEFormatError(f"{path}: is not a regular file (a FIFO, device, socket or directory), not a {what}")
+        chunks, left = [], st.st_size
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 24))
+            if not chunk:  # truncated while we read
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def read_model_file(path) -> ModelFile:
     path = Path(path)
-    data = path.read_bytes()
-    return decode_model_file(data, str(path))
+    return decode_model_file(read_regular_file(path, "model file"), str(path))
 
 
 def load(path):
