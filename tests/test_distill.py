@@ -76,3 +76,23 @@ def test_distill_refuses_bad_settings(setup):
         et.distill(model, data, epochs=-1, progress=False)
     with pytest.raises(EIEError, match="init must be one of"):
         et.distill(model, data, init="best", progress=False)
+
+
+def test_sensitivity_and_plan_meet_their_budgets(setup, tmp_path):
+    model, data, held = setup
+    sens = et.sensitivity(model, held, densities=(0.1, 0.3, 1.0), progress=False)
+    assert sens.modules() == ["fc", "lstm", "head"] and len(sens.rows) == 9
+    for m in sens.modules():
+        curve = sens.curve(m)
+        assert [d for d, _ in curve] == [0.1, 0.3, 1.0] and curve[0][1] < curve[-1][1]
+    assert "d=0.3" in str(sens)
+    sens.to_png(str(tmp_path / "sens.png"))
+    assert (tmp_path / "sens.png").read_bytes()[:4] == b"\x89PNG"
+    q = et.plan(model, held, target=0.92, sens=sens)
+    assert q.predicted_cosine >= 0.92 and q.achieved.cosine > 0.88 and q.kept < 1.0
+    s = et.plan(model, held, target=0.4, budget="size", sens=sens)
+    assert s.kept <= 0.4 and set(s.density) == {"fc", "lstm", "head"}
+    small = et.compress(model, density=s.density, filter_fn=lambda m, n: n in s.density)
+    assert et.agreement(model, small, held).cosine == pytest.approx(s.achieved.cosine)
+    with pytest.raises(EIEError, match="budget must be"):
+        et.plan(model, held, target=0.5, budget="speed", sens=sens)

@@ -10,7 +10,8 @@
 
 Fine-tuning the Deep Compression way (masked gradients, then centroids) is
 ``prepare_finetune`` / ``share_weights`` / ``finalize``; label-free recovery is
-``distill``. EIE modules are inference-only (no gradients), run on the CPU in
+``distill``; per-module densities for a quality or size budget are
+``sensitivity`` / ``plan``. EIE modules are inference-only (no gradients), run on the CPU in
 float32 (or fixed16), and ignore dropout, as ``model.eval()`` would.
 
 Where things live: ``linear``, ``lstm`` and ``gru`` (the modules, on the shared
@@ -28,9 +29,11 @@ from .gru import EIEGRU, EIEGRUCell
 from .linear import EIELinear
 from .lstm import EIELSTM, EIELSTMCell
 from .model import CompressionSummary, calibrate, compress, eie_modules, set_mode, summary, to_dense
+from .sensitivity import Plan, Sensitivity, plan, sensitivity
 from .serialization import load, modules_from_file, save
 
 __all__ = ["compress", "EIELinear", "EIELSTM", "EIELSTMCell", "EIEGRU", "EIEGRUCell", "EIEModule", "to_dense", "summary", "calibrate",
            "set_mode", "eie_modules", "save", "load", "modules_from_file", "FILE_KIND", "prepare_finetune",
            "share_weights", "set_density", "density_schedule", "finalize", "finetune_state", "ModuleState",
-           "distill", "distill_finetune", "pruning_step", "agreement", "Agreement", "DistillReport", "CompressionSummary"]
+           "distill", "distill_finetune", "pruning_step", "agreement", "Agreement", "DistillReport", "CompressionSummary",
+           "sensitivity", "Sensitivity", "plan", "Plan"]
