@@ -391,7 +391,8 @@ def mutate_table(draw, table: dict, data_len: int) -> str:
     field_ = draw(st.sampled_from(["dtype", "shape", "data_offsets", "drop", "value"]))
     info = table[key]
     if field_ == "dtype":
-        info["dtype"] = draw(st.sampled_from(["U8", "I8", "I16", "I32", "I64", "U64", "F16", "BF16", "F32", "F64", "BOOL", "X9"]))
+        names_ = st.sampled_from(["U8", "I8", "I16", "I32", "I64", "U64", "F16", "BF16", "F32", "F64", "BOOL", "X9"])
+        info["dtype"] = draw(st.one_of(names_, hostile_json()))  # a name, or any JSON type (list, object, ...)
     elif field_ == "shape":
         info["shape"] = draw(st.one_of(st.lists(st.sampled_from(BIG_INTS + [0, 1, 2, 3]), max_size=4), hostile_json()))
     elif field_ == "data_offsets":

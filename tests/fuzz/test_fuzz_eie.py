@@ -177,7 +177,8 @@ def test_limits_refuse_before_allocation_and_can_be_raised(tmp_path, monkeypatch
     monkeypatch.setitem(model_file.LIMITS, "max_dim", 1 << 26)
     layer, _ = load_peak(raw)
     assert isinstance(layer, eie.EIELinear) and layer.shape == (2**25, 30)
-    # a limit can also be lowered, e.g. for a service that takes uploads
+    # a limit can also be lowered, e.g. for a service that takes uploads (save then refuses such files too)
+    four_pes = fz.assemble(*fz.table_of(fz.seed_docs()["layer"]))
     monkeypatch.setitem(model_file.LIMITS, "max_pe", 2)
-    err, _ = load_peak(fz.assemble(*fz.table_of(fz.seed_docs()["layer"])))
+    err, _ = load_peak(four_pes)
     assert "n_pe" in str(err) and "outside [1, 2]" in str(err)
