@@ -6,7 +6,7 @@ import numpy as np
 
 from eie_runtime.errors import EIEInputError
 from eie_runtime.format import InterleavedCSC
-from eie_runtime.layer import ACTIVATIONS, EIELinear
+from eie_runtime.layer import ACTIVATIONS, EIELinear, resolve_n_pe
 
 from .prune import prune_mask
 from .weight_sharing import check_bits, check_init, kmeans_share
@@ -29,9 +29,12 @@ def as_weight_matrix(weight, what: str = "weight") -> np.ndarray:
     return w
 
 
-def check_n_pe(n_pe) -> int:
+def check_n_pe(n_pe) -> int | str:
+    """An integer >= 1, or ``"auto"`` (per layer, from its row count: ``layer.auto_n_pe``)."""
+    if isinstance(n_pe, str) and n_pe == "auto":
+        return n_pe
     if isinstance(n_pe, bool) or not isinstance(n_pe, (int, np.integer)) or n_pe < 1:
-        raise EIEInputError(f"n_pe must be an integer >= 1, got {n_pe!r}")
+        raise EIEInputError(f"n_pe must be an integer >= 1 or 'auto', got {n_pe!r}")
     return int(n_pe)
 
 
@@ -82,7 +85,7 @@ def compress_matrix(weight, *, density: float, bits: int = 4, n_pe: int = 64, bi
     if bias is not None:
         bias = as_bias(bias, w.shape[0])
     codes, codebook = quantize_matrix(w, density=density, bits=bits, seed=seed, init=init)
-    matrix = InterleavedCSC.from_codes(codes, codebook, n_pe, name=name)
+    matrix = InterleavedCSC.from_codes(codes, codebook, resolve_n_pe(n_pe, codes.shape[0]), name=name)
     return EIELinear(matrix, bias=bias, activation=activation, name=name)
 
 

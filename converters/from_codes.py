@@ -11,7 +11,7 @@ import numpy as np
 
 from eie_runtime.errors import EIEInputError
 from eie_runtime.format import InterleavedCSC
-from eie_runtime.layer import EIELinear
+from eie_runtime.layer import EIELinear, resolve_n_pe
 from eie_runtime.lstm import EIELSTMCore
 
 from .compress import as_bias, as_weight_matrix, check_n_pe
@@ -36,7 +36,7 @@ def linear_from_codes(weight: np.ndarray, bias, codebook: np.ndarray, *, n_pe: i
     w = as_weight_matrix(weight)
     codes = codes_of(w.astype(np.float32), codebook, f"layer {name!r}")
     b = as_bias(bias, w.shape[0]) if bias is not None else None
-    return EIELinear(InterleavedCSC.from_codes(codes, codebook, n_pe, name=name), bias=b, name=name)
+    return EIELinear(InterleavedCSC.from_codes(codes, codebook, resolve_n_pe(n_pe, codes.shape[0]), name=name), bias=b, name=name)
 
 
 def lstm_from_codes(weights: list[list[LSTMDirectionWeights]], codebooks, *, n_pe: int,

@@ -15,7 +15,7 @@ import numpy as np
 from eie_runtime.errors import EIEInputError
 from eie_runtime.format import InterleavedCSC
 from eie_runtime.gru import EIEGRUCore
-from eie_runtime.layer import EIELinear
+from eie_runtime.layer import EIELinear, resolve_n_pe
 
 from .compress import as_weight_matrix, check_n_pe, quantize_matrix
 
@@ -100,7 +100,8 @@ def assemble_gru(weights: list[list[GRUDirectionWeights]], quantize, *, n_pe: in
             for which, mat in zip(MATRIX_NAMES, mats):
                 lname = f"{name}.l{l}{suffix[d]}.{which}"
                 codes, codebook = quantize(mat, l, d, which, lname)
-                layers.append(EIELinear(InterleavedCSC.from_codes(codes, codebook, n_pe, name=lname), name=lname))
+                layers.append(EIELinear(InterleavedCSC.from_codes(codes, codebook, resolve_n_pe(n_pe, codes.shape[0]),
+                                                                  name=lname), name=lname))
             row.append(tuple(layers))
         cells.append(row)
     return EIEGRUCore(cells, hidden, linear_before_reset=linear_before_reset)

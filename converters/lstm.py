@@ -14,7 +14,7 @@ import numpy as np
 
 from eie_runtime.errors import EIEInputError
 from eie_runtime.format import InterleavedCSC
-from eie_runtime.layer import EIELinear
+from eie_runtime.layer import EIELinear, resolve_n_pe
 from eie_runtime.lstm import EIELSTMCore
 
 from .compress import as_weight_matrix, check_n_pe, quantize_matrix
@@ -107,12 +107,12 @@ def assemble_lstm(weights: list[list[LSTMDirectionWeights]], quantize, *, n_pe: 
                 cell_bias = mat[:, -1].copy()
                 mat[:, -1] = 0.0
             codes, codebook = quantize(mat, l, d, False, lname)
-            cell_row.append(EIELinear(InterleavedCSC.from_codes(codes, codebook, n_pe, name=lname), bias=cell_bias,
+            cell_row.append(EIELinear(InterleavedCSC.from_codes(codes, codebook, resolve_n_pe(n_pe, codes.shape[0]), name=lname), bias=cell_bias,
                                       name=lname))
             if w.w_hr is not None:
                 pname = lname + ".proj"
                 codes, codebook = quantize(as_weight_matrix(w.w_hr, "w_hr"), l, d, True, pname)
-                proj_row.append(EIELinear(InterleavedCSC.from_codes(codes, codebook, n_pe, name=pname), name=pname))
+                proj_row.append(EIELinear(InterleavedCSC.from_codes(codes, codebook, resolve_n_pe(n_pe, codes.shape[0]), name=pname), name=pname))
         cells.append(cell_row)
         if proj_row:
             projs.append(proj_row)

@@ -16,6 +16,28 @@ _EXEC_LOCK = threading.Lock()  # builds each layer's execution layout once, even
 ACTIVATIONS = (None, "relu")
 MODES = ("float32", "fixed16")
 
+AUTO_PE_MAX = 64  # the paper's PE count (Section VI)
+AUTO_PE_MIN_ROWS = 8  # rows per PE that n_pe="auto" keeps at least
+
+
+def auto_n_pe(rows: int) -> int:
+    """The PE count ``n_pe="auto"`` gives a layer of ``rows`` outputs, for CPU runs: the largest power
+    of two up to 64 that leaves every PE at least 8 rows (1 for fewer than 16 rows). Each PE stores a
+    pointer per column, so a small layer on 64 PEs would hold far more pointer than weight bytes
+    (10 x 512 at density 0.1: 65 KB of 16-bit pointers for 512 entries; on 1 PE, 1 KB). The CPU
+    kernels run the same whatever the count; the hardware simulator re-encodes a layer for its
+    configured PEs when asked (``simulate(..., reencode=True)``)."""
+    n = 1
+    while n * 2 <= AUTO_PE_MAX and n * 2 * AUTO_PE_MIN_ROWS <= rows:
+        n *= 2
+    return n
+
+
+def resolve_n_pe(n_pe, rows: int) -> int:
+    """``n_pe`` itself, or ``auto_n_pe(rows)`` for ``"auto"``."""
+    return auto_n_pe(rows) if isinstance(n_pe, str) and n_pe == "auto" else int(n_pe)
+
+
 _observers = [0]  # open recorders of layer calls (hardware.trace); fused recurrent kernels step aside while > 0
 
 

@@ -21,6 +21,9 @@
 Every path computes the same layer; fixed16 ones bit for bit, float32 ones
 up to the rounding of reassociated sums (the table scatter adds each row's
 terms in column order, as the hardware does).
+
+Layers with at most ``SERIAL_MAX_NNZ`` non-zeros run every call on one
+thread (``serial``): for them a parallel launch costs more than the work.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import threading
 from typing import NamedTuple
 
+import numba
 import numpy as np
 
 from ..kernels import input_scan
@@ -56,6 +60,27 @@ SLICED_ELL_MAX_BATCH = 12
 # of scattering. By the costs the crossover lies near 40-50%; the paper layers sit at 18-41%
 # or 100%, where either threshold picks the same.
 GATHER_DENSITY = 0.6
+# Layers with at most this many stored non-zeros run their kernels on one thread: a parallel launch
+# costs more than their arithmetic (a 10 x 512 layer at density 0.1, one vector: 16 us on one thread,
+# 130-600 us through a two-thread launch on a busy machine). Same kernels, same row blocks, so the
+# same results bit for bit. The nine Table III layers hold 245K non-zeros or more and stay parallel.
+SERIAL_MAX_NNZ = 32768
+
+
+def _one_thread(run):
+    """``run`` with Numba's thread count set to 1 for the call (thread-local; restored after)."""
+    def serial(*args):
+        n = numba.get_num_threads()
+        if n == 1:
+            return run(*args)
+        numba.set_num_threads(1)
+        try:
+            return run(*args)
+        finally:
+            numba.set_num_threads(n)
+    serial.__name__ = run.__name__
+    serial.__doc__ = run.__doc__
+    return serial
 
 
 class EllChoice(NamedTuple):
@@ -86,6 +111,12 @@ class Chooser:
         self._ell_forced = bool(sliced_ell)
         self._ell_choice = None
         self._choice_lock = threading.Lock()
+        # small layers: the run methods on one thread (bound per instance, so big layers' calls pass
+        # through no extra frame)
+        self.serial = self.rows.nnz <= SERIAL_MAX_NNZ
+        if self.serial:
+            self.run_float32 = _one_thread(self.run_float32)
+            self.run_fixed16 = _one_thread(self.run_fixed16)
 
     def ell_choice(self) -> EllChoice:
         """Whether the sliced ELL is kept and from how many non-zero activations calls take it: decided on
