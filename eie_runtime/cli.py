@@ -13,6 +13,17 @@ from .tables import format_table
 def _inspect(args) -> int:
     from .model_file import read_model_file
 
+    if str(args.file).endswith(".onnx"):  # a converted ONNX model: its EIE nodes are the layers
+        from .onnx.cli import inspect_rows
+
+        rows = inspect_rows(args.file)
+        if args.json:
+            print(json.dumps({"kind": "onnx", "layers": rows}, indent=2))
+            return 0
+        print(f"{args.file}: ONNX with {len(rows)} EIE layer matri(ces)")
+        print(format_table(rows))
+        return 0
+
     mf = read_model_file(args.file)
     rows = []
     for i, layer in enumerate(mf.layers):

@@ -285,6 +285,12 @@ def test_cli_convert_run_export(tmp_path, capsys):
     dense = _ort(str(tmp_path / "d.onnx"), {"x": x})[0]
     assert _rel(y16, dense) < 0.05
     assert not any(o.domain == N.DOMAIN for o in onnx.load(str(tmp_path / "d.onnx")).opset_import)
+    capsys.readouterr()
+    assert main(["inspect", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "1 EIE layer" in text and "EIELinear" in text and "8x16" in text
+    assert main(["simulate", str(out), "--input", str(tmp_path / "x.npy"), "--pes", "2"]) == 0
+    assert "fc" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------ packaged pretrained models

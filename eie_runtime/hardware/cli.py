@@ -17,7 +17,8 @@ def register(subparsers) -> None:
                     "FIFO depth 8, 64-bit SpMat SRAM) and print per-layer cycles, time, load efficiency "
                     "and energy.")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("file", nargs="?", help="a .eie model file (needs --input)")
+    src.add_argument("file", nargs="?", help="a .eie model file or an ONNX file from `eie convert -o X.onnx` "
+                                             "(needs --input)")
     src.add_argument("--layer", help="a Table III layer (alex6 ... ntlstm), uniform random at the paper's "
                                      "densities, seeded as in the benchmark")
     p.add_argument("--input", help=".npy input: (K,) or (B, K) for layers, or what the model takes; "
@@ -85,8 +86,13 @@ def _run(args) -> int:
 
         if not args.input:
             raise EIEInputError("simulating a model file needs --input x.npy")
-        target = load(args.file)
         x = load_array_file(args.input, "--input")
+        if str(args.file).endswith(".onnx"):  # a converted ONNX model: its EIE nodes are the simulated layers
+            from ..onnx.session import InferenceSession
+
+            target = InferenceSession(args.file)
+        else:
+            target = load(args.file)
         first = _first_layer(target)
         n_pe = args.pes or (first.matrix.n_pe if first is not None else 64)
     report = simulate(target, x, _config(args, n_pe), reencode=args.reencode)

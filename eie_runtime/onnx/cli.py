@@ -141,6 +141,35 @@ def _export(args) -> int:
     return 0
 
 
+def inspect_rows(path) -> list[dict]:
+    """One row per EIE node matrix of a converted ``.onnx`` file (for ``eie inspect``)."""
+    from .session import InferenceSession, _all_steps, _EIEStep
+
+    sess = InferenceSession(path)
+    rows = []
+    for step in _all_steps(sess._plan):
+        if not isinstance(step, _EIEStep):
+            continue
+        lays = step.kernel.layers or ([step.kernel.layer] if hasattr(step.kernel, "layer") else [])
+        for lay in lays:
+            if not hasattr(lay, "matrix"):  # lossless EIEDenseLinear
+                w = lay.weight
+                rows.append({"node": step.node.name, "op": step.node.op_type, "shape": f"{w.shape[0]}x{w.shape[1]}",
+                             "n_pe": "-", "density": 1.0, "bits": 32, "stored": w.size, "padding": 0,
+                             "bytes": w.nbytes, "ratio": 1.0, "ptr16": "-", "act": lay.activation or "-",
+                             "fixed16": "-"})
+                continue
+            st = lay.matrix.stats()
+            f = lay.fixed
+            rows.append({"node": step.node.name, "op": step.node.op_type, "shape": f"{st.shape[0]}x{st.shape[1]}",
+                         "n_pe": st.n_pe, "density": round(st.density, 4), "bits": lay.matrix.bits,
+                         "stored": st.stored_entries, "padding": st.padding_entries, "bytes": st.nbytes,
+                         "ratio": round(st.compression_ratio, 1), "ptr16": "yes" if st.fits_pointer_bits else "NO",
+                         "act": lay.activation or "-",
+                         "fixed16": "-" if f is None else f"{f.in_frac}/{f.w_frac}/{f.out_frac}"})
+    return rows
+
+
 def register(sub) -> None:
     """Add ``convert``, ``run`` and ``export`` to the ``eie`` command's subparsers."""
     c = sub.add_parser("convert", help="compress an ONNX model's FC/LSTM layers: -o X.onnx writes the same ONNX graph with "

@@ -405,6 +405,32 @@ class InferenceSession:
                 raise EIEInputError(f"{where}: EIE layers {missing} have no fixed16 parameters; convert with "
                                     "`eie convert ... --calibrate NAME=samples.npy` to run in fixed16 mode")
 
+    @property
+    def layers(self) -> list:
+        """The EIE layers (EIELinear) of every EIE node, in plan order (LSTM nodes: one per direction)."""
+        return [lay for k in self.kernels for lay in k.layers]
+
+    def _eie_trace(self, x):
+        """The (EIELinear, input) calls of one float32 run (for ``eie simulate``); ``x``: feed dict or the one input."""
+        if not isinstance(x, dict):
+            if len(self.input_names) != 1:
+                raise EIEInputError(f"the model has inputs {self.input_names}: give them by name (a .npz)")
+            x = {self.input_names[0]: x}
+        calls = []
+        layers = self.layers
+        for layer in layers:
+            def record(v, _l=layer, _f=layer.run_float32):
+                calls.append((_l, np.asarray(v, dtype=np.float32)))
+                return _f(v)
+
+            layer.run_float32 = record
+        try:
+            self.run(None, x, mode="float32")
+        finally:
+            for layer in layers:
+                del layer.run_float32
+        return calls
+
     def kernels_by_node(self) -> dict:
         """id(NodeProto in ``self.model``) -> the decoded kernel of that EIE node."""
         return {id(s.node): s.kernel for s in _all_steps(self._plan) if isinstance(s, _EIEStep)}
