@@ -4,6 +4,7 @@
     python -m bench.quality vad      # silero-vad's LSTM (pip silero-vad), density 0.3, 4 bits, espeak-ng speech
     python -m bench.quality digits   # an MLP trained here on sklearn's digits, density 0.08: one call vs two stages
     python -m bench.quality init     # weight error of each codebook initialisation on the pretrained matrices
+    python -m bench.quality plan     # per-module sensitivity of the digits MLP, et.plan for two budgets
 
 Each prints a table (and appends a JSON record to out/quality.json). Long
 runs (minilm) print the wall time of distillation and the machine's load.
@@ -122,11 +123,11 @@ def minilm(args) -> dict:
     train = batches_of(tok, texts, batch=args.batch, max_length=args.max_length)
     held = batches_of(tok, train_texts[-256:], batch=64, max_length=args.max_length)
     load0 = _load()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     small, report = et.distill(dense, train, density=args.density, bits=4, epochs=args.epochs,
                                share_epochs=args.share_epochs, lr=args.lr, init=args.init,
                                layer_loss=args.layer_loss, eval_inputs=held, progress=True)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(report, flush=True)
     rows.append(evaluate(small, f"distill ({args.epochs}+{args.share_epochs} epochs), EIE float32"))
     et.calibrate(small, held[:2])
@@ -136,9 +137,10 @@ def minilm(args) -> dict:
     for r in rows:
         r.pop("q"), r.pop("d")
     print(format_table(rows))
-    print(f"\ndistillation wall time {wall:.0f} s on {args.threads} threads ({load0} at start, {_load()} at end); "
+    print(f"\ndistillation wall time {wall:.0f} s, CPU time {cpu:.0f} s, on {args.threads} threads "
+          f"({load0} at start, {_load()} at end); "
           f"fixed16 vs float32 embedding cosine {f16_vs_f32:.4f}")
-    rec = {"rows": rows, "distill_s": wall, "stages": [(n, a.cosine) for n, a in report.stages],
+    rec = {"rows": rows, "distill_s": wall, "distill_cpu_s": cpu, "stages": [(n, a.cosine) for n, a in report.stages],
            "stage_s": report.seconds, "f16_vs_f32_cosine": f16_vs_f32, "args": vars(args), "load_end": _load()}
     _record("minilm", rec)
     return rec
@@ -187,6 +189,37 @@ def digits(args) -> dict:
     return {"rows": rows}
 
 
+# ------------------------------------------------------------------ sensitivity and plans
+def plan_bench(args) -> dict:
+    from eie_runtime import demo
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    x_tr, y_tr, x_te, y_te = demo.load_digits_split(0)
+    dense = demo.train(demo.DigitsMLP(), x_tr, y_tr, epochs=40, progress=False)
+    acc = lambda m: demo.accuracy(m, x_te, y_te)
+    sens = et.sensitivity(dense, [x_te], densities=(0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0), progress=True)
+    print(sens)
+    os.makedirs("out", exist_ok=True)
+    sens.to_png(os.path.join("out", "sensitivity-digits-mlp.png"))
+    rows = [{"choice": "dense", "densities": "", "weights kept %": "100.0", "cosine": "1.0000",
+             "test acc %": f"{acc(dense):.2f}"}]
+    for label, target, budget in (("plan: cosine >= 0.99", 0.99, "quality"), ("plan: cosine >= 0.95", 0.95, "quality"),
+                                  ("plan: <= 10% of weights", 0.10, "size")):
+        pl = et.plan(dense, [x_te], target=target, budget=budget, sens=sens)
+        small = et.compress(dense, density=pl.density, filter_fn=lambda m, n: n in pl.density)
+        rows.append({"choice": label, "densities": ", ".join(f"{k} {v:g}" for k, v in pl.density.items()),
+                     "weights kept %": f"{100 * pl.kept:.1f}", "cosine": f"{pl.achieved.cosine:.4f}",
+                     "test acc %": f"{acc(small):.2f}"})
+        uni = et.compress(dense, density=pl.kept)  # the same share of weights, spread evenly
+        a = et.agreement(dense, uni, [x_te])
+        rows.append({"choice": f"  uniform density {pl.kept:.3f}", "densities": "", "weights kept %":
+                     f"{100 * pl.kept:.1f}", "cosine": f"{a.cosine:.4f}", "test acc %": f"{acc(uni):.2f}"})
+    print(format_table(rows))
+    print("\nplot: out/sensitivity-digits-mlp.png (no retraining anywhere in this table)")
+    _record("plan", {"rows": rows, "sensitivity": sens.rows})
+    return {"rows": rows}
+
+
 # ------------------------------------------------------------------ silero-vad
 def vad(args) -> dict:
     from bench.quality_data import gather
@@ -224,11 +257,11 @@ def vad(args) -> dict:
             rows.append({"model": f"compress, no training, init={init}, bias {lstm_bias}",
                          "decisions agree %": round(decisions(m)[1], 2)})
             print(rows[-1], flush=True)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     small, report = et.distill(dense, train, density=args.density, bits=4, epochs=args.epochs,
                                share_epochs=args.share_epochs, lr=args.lr, init=args.init, lstm_bias=args.lstm_bias,
                                filter_fn=only_lstm, eval_inputs=evals, progress=True)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(report)
     p32, agree32 = decisions(small)
     rows.append({"model": f"distill ({args.epochs}+{args.share_epochs} epochs, init={args.init}, "
@@ -242,9 +275,11 @@ def vad(args) -> dict:
     frames = evals[0].shape[0] * evals[0].shape[1]
     print(f"\n{frames} evaluation frames of 32 ms ({100 * speech:.1f}% speech for the dense model); "
           f"our rebuild vs the package's TorchScript model: max |prob diff| {jit_diff:.3f}; fixed16 vs float32 "
-          f"decisions agree {f16_vs_f32:.2f}%; synthesis {synth_s:.0f} s, distillation {wall:.0f} s, {_load()}")
+          f"decisions agree {f16_vs_f32:.2f}%; synthesis {synth_s:.0f} s, distillation {wall:.0f} s "
+          f"(CPU {cpu:.0f} s), {_load()}")
     rec = {"rows": rows, "frames": frames, "speech_fraction": speech, "jit_max_diff": jit_diff,
-           "f16_vs_f32_agree": f16_vs_f32, "distill_s": wall, "stages": [(n, a.cosine) for n, a in report.stages],
+           "f16_vs_f32_agree": f16_vs_f32, "distill_s": wall, "distill_cpu_s": cpu,
+           "stages": [(n, a.cosine) for n, a in report.stages],
            "args": vars(args)}
     _record("vad", rec)
     return rec
@@ -320,8 +355,9 @@ def main(argv=None) -> int:
     g.add_argument("--seed", type=int, default=0)
     i = sub.add_parser("init")
     i.add_argument("--density", type=float, default=0.5)
+    sub.add_parser("plan")
     args = p.parse_args(argv)
-    {"minilm": minilm, "vad": vad, "digits": digits, "init": init_error}[args.what](args)
+    {"minilm": minilm, "vad": vad, "digits": digits, "init": init_error, "plan": plan_bench}[args.what](args)
     return 0
 
 
