@@ -142,7 +142,7 @@ class EIEGRUCore:
             for d in range(nd):
                 s = l * nd + d
                 if fused:
-                    gx = np.ascontiguousarray(self.cells[l][d][0](flat1, mode=mode).T)
+                    gx = np.ascontiguousarray(self.cells[l][d][0](flat1, mode=mode))  # (T*B, 3H)
                     self._run_fused(l, d, gx, h0[s], lens, mode, out, h_n[s])
                     continue
                 h = h0[s].copy()
@@ -193,7 +193,10 @@ class EIEGRUCore:
                          scale(-f.out_frac)]
             else:
                 args += [csr.ptr, csr.cols, csr.vals, acc0(layer, False)]
-        run = _rk.gru_sequence_fixed16 if fixed else _rk.gru_sequence_f32
+        if fixed:
+            run = _rk.gru_sequence_fixed16
+        else:
+            run = _rk.gru_sequence_f32_batch if h0.shape[0] > 1 else _rk.gru_sequence_f32
         run(self.linear_before_reset, gx, *args, np.ascontiguousarray(h0), lens, d == 1, out, d * hs, h_n)
 
     @staticmethod

@@ -233,8 +233,8 @@ class EIELSTMCore:
             p_args = (pcsr.ptr, pcsr.cols, pcsr.vals, proj._bias_f32())
         else:
             p_args = (_NO_ROWS, _NO_COLS, _NO_VALS, _NO_VALS)
-        _rk.lstm_sequence_f32(gx, hcsr.ptr, hcsr.cols, hcsr.vals, *p_args, h0, c0, lens, d == 1, out, d * ps,
-                              h_n, c_n)
+        run = _rk.lstm_sequence_f32_batch if batch > 1 else _rk.lstm_sequence_f32
+        run(gx, hcsr.ptr, hcsr.cols, hcsr.vals, *p_args, h0, c0, lens, d == 1, out, d * ps, h_n, c_n)
 
     @staticmethod
     def _state(s, shape, name):

@@ -85,6 +85,14 @@ def _tanh_fast(x):
     return np.float32(2.0) * _sig_fast(np.float32(2.0) * x) - np.float32(1.0)
 
 
+@njit(cache=True, inline="always", fastmath={"reassoc", "contract"})
+def _gru_cell_fast(gr, gz, gxn, hn, h, lbr):
+    r = _sig_fast(gr)
+    z = _sig_fast(gz)
+    n = _tanh_fast(gxn + r * hn) if lbr else _tanh_fast(gxn + hn)
+    return (np.float32(1.0) - z) * n + z * h
+
+
 @njit(cache=True, inline="always")
 def _lstm_cell(gi, gf, gg, go, c):
     """(c', m = o * tanh(c')) of one unit from its four pre-activations and its cell value."""
@@ -332,12 +340,12 @@ def gru_sequence_f32(lbr, gx, rz_ptr, rz_cols, rz_vals, rz_bias, n_ptr, n_cols, 
             for j in range(2 * hs):
                 hrz[j] += rz_bias[j]
             for j in range(hs):
-                v[j] = hv[j] if lbr else np.float32(_sig(np.float32(gx[j, col] + hrz[j])) * hv[j])
+                v[j] = hv[j] if lbr else np.float32(_sig_fast(np.float32(gx[col, j] + hrz[j])) * hv[j])
             v[hs] = np.float32(1.0)
             _mv_f32(n_ptr, n_cols, n_vals, v, hn)
             for j in range(hs):
-                h[b, j] = _gru_cell(np.float32(gx[j, col] + hrz[j]), np.float32(gx[hs + j, col] + hrz[hs + j]),
-                                    gx[2 * hs + j, col], hn[j] + n_bias[j], hv[j], lbr)
+                h[b, j] = _gru_cell_fast(gx[col, j] + hrz[j], gx[col, hs + j] + hrz[hs + j], gx[col, 2 * hs + j],
+                                         hn[j] + n_bias[j], hv[j], lbr)
                 y[t, b, y_off + j] = h[b, j]
     h_n[:, :] = h
 
@@ -364,13 +372,111 @@ def gru_sequence_fixed16(lbr, gx, rz_ptr, rz_cols, rz_wq, rz_acc0, rz_in_scale, 
                 vq[j] = _quant(h[b, j], rz_in_scale)
             _mv_fixed16(rz_ptr, rz_cols, rz_wq, vq, rz_acc0, 0, rz_shift, rz_out_scale, hrz)
             for j in range(hs):
-                vj = h[b, j] if lbr else np.float32(np.float64(_sig(np.float32(gx[j, col] + hrz[j]))) *
+                vj = h[b, j] if lbr else np.float32(np.float64(_sig(np.float32(gx[col, j] + hrz[j]))) *
                                                     np.float64(h[b, j]))
                 vq[j] = _quant(vj, n_in_scale)
             vq[hs] = _quant(np.float32(1.0), n_in_scale)
             _mv_fixed16(n_ptr, n_cols, n_wq, vq, n_acc0, 0, n_shift, n_out_scale, hn)
             for j in range(hs):
-                h[b, j] = _gru_cell(np.float32(gx[j, col] + hrz[j]), np.float32(gx[hs + j, col] + hrz[hs + j]),
-                                    gx[2 * hs + j, col], hn[j], h[b, j], lbr)
+                h[b, j] = _gru_cell(np.float32(gx[col, j] + hrz[j]), np.float32(gx[col, hs + j] + hrz[hs + j]),
+                                    gx[col, 2 * hs + j], hn[j], h[b, j], lbr)
                 y[t, b, y_off + j] = h[b, j]
     h_n[:, :] = h
+
+
+# ------------------------------------------------------------------ batches (float32)
+@njit(cache=True, inline="always")
+def _mv_f32_batch(ptr, cols, vals, vt, out):
+    """out[r, :] = sum_e vals[e] * vt[cols[e], :]: every sample in the inner loop, each weight read once."""
+    nb = vt.shape[1]
+    for r in range(ptr.shape[0] - 1):
+        for s in range(nb):
+            out[r, s] = np.float32(0.0)
+        for e in range(np.uint64(ptr[r]), np.uint64(ptr[r + 1])):
+            w = vals[e]
+            c = cols[e]
+            for s in range(nb):
+                out[r, s] += w * vt[c, s]
+
+
+@njit(cache=True, fastmath=_FAST, error_model="numpy")
+def lstm_sequence_f32_batch(gx, h_ptr, h_cols, h_vals, p_ptr, p_cols, p_vals, p_bias,
+                            h0, c0, lens, reverse, y, y_off, h_n, c_n):
+    """``lstm_sequence_f32`` for several samples: each step's products read every weight once for all
+    samples (state kept transposed, samples in the inner loop). Same arguments."""
+    t_len = y.shape[0]
+    nb, ps = h0.shape
+    hs = c0.shape[1]
+    proj = p_ptr.shape[0] > 1
+    gates = np.empty((4 * hs, nb), dtype=np.float32)
+    mt = np.zeros((hs, nb), dtype=np.float32)
+    hp = np.empty((ps, nb), dtype=np.float32)
+    ht = np.ascontiguousarray(h0.T)
+    c = c0.copy()
+    for step in range(t_len):
+        t = t_len - 1 - step if reverse else step
+        live = 0
+        for b in range(nb):
+            live += t < lens[b]
+        if live == 0:
+            continue
+        _mv_f32_batch(h_ptr, h_cols, h_vals, ht, gates)
+        for b in range(nb):
+            if t >= lens[b]:
+                continue
+            col = t * nb + b
+            for j in range(hs):
+                cn = (_sig_fast(gates[hs + j, b] + gx[col, hs + j]) * c[b, j] +
+                      _sig_fast(gates[j, b] + gx[col, j]) * _tanh_fast(gates[2 * hs + j, b] + gx[col, 2 * hs + j]))
+                c[b, j] = cn
+                mt[j, b] = _sig_fast(gates[3 * hs + j, b] + gx[col, 3 * hs + j]) * _tanh_fast(cn)
+        if proj:
+            _mv_f32_batch(p_ptr, p_cols, p_vals, mt, hp)
+        for b in range(nb):
+            if t >= lens[b]:
+                continue
+            for j in range(ps):
+                v = hp[j, b] + p_bias[j] if proj else mt[j, b]
+                ht[j, b] = v
+                y[t, b, y_off + j] = v
+    h_n[:, :] = ht.T
+    c_n[:, :] = c
+
+
+@njit(cache=True, fastmath=_FAST, error_model="numpy")
+def gru_sequence_f32_batch(lbr, gx, rz_ptr, rz_cols, rz_vals, rz_bias, n_ptr, n_cols, n_vals, n_bias,
+                           h0, lens, reverse, y, y_off, h_n):
+    """``gru_sequence_f32`` for several samples, every weight read once per step for all of them."""
+    t_len = y.shape[0]
+    nb, hs = h0.shape
+    hrz = np.empty((2 * hs, nb), dtype=np.float32)
+    hn = np.empty((hs, nb), dtype=np.float32)
+    vt = np.empty((hs + 1, nb), dtype=np.float32)
+    ht = np.ascontiguousarray(h0.T)
+    for step in range(t_len):
+        t = t_len - 1 - step if reverse else step
+        live = 0
+        for b in range(nb):
+            live += t < lens[b]
+        if live == 0:
+            continue
+        _mv_f32_batch(rz_ptr, rz_cols, rz_vals, ht, hrz)
+        for b in range(nb):
+            col = t * nb + b
+            for j in range(2 * hs):
+                hrz[j, b] += rz_bias[j]
+            for j in range(hs):
+                vt[j, b] = ht[j, b] if lbr else np.float32(_sig_fast(np.float32(gx[col, j] + hrz[j, b])) * ht[j, b])
+            vt[hs, b] = np.float32(1.0)
+        _mv_f32_batch(n_ptr, n_cols, n_vals, vt, hn)
+        for b in range(nb):
+            if t >= lens[b]:
+                continue
+            col = t * nb + b
+            for j in range(hs):
+                v = _gru_cell_fast(gx[col, j] + hrz[j, b], gx[col, hs + j] + hrz[hs + j, b], gx[col, 2 * hs + j],
+                                   hn[j, b] + n_bias[j], ht[j, b], lbr)
+                ht[j, b] = v
+                y[t, b, y_off + j] = v
+    h_n[:, :] = ht.T
+

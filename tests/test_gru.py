@@ -72,6 +72,7 @@ def test_gru_core_matches_onnx_equations(lbr, fused):
     ref = _onnx_reference(core, x, lens)
     assert y.shape == (7, 3, 12) and h_n.shape == (4, 3, 6)
     np.testing.assert_allclose(y, ref, atol=1e-5)
+    np.testing.assert_allclose(core.forward(x[:, :1], fused=fused)[0], ref[:, :1], atol=1e-5)  # one sample
     np.testing.assert_array_equal(y[3:, 1], 0.0)
     np.testing.assert_array_equal(h_n[:, 2], 0.0)  # a zero-length sample keeps h0
 

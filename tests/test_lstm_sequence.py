@@ -41,6 +41,10 @@ def test_fused_float32_matches_steps(case):
         np.testing.assert_allclose(u, v, atol=2e-6)
     np.testing.assert_array_equal(a[0][4:, 1], 0.0)
     np.testing.assert_array_equal(a[1][:, 2], h0[:, 2])  # a zero-length sample keeps its state
+    # one sample (the single-sample kernel) equals its share of the batch
+    one = core.forward(x[:, :1], h0[:, :1], c0[:, :1], fused=True)
+    for u, v in zip(one, a):
+        np.testing.assert_allclose(u, v[:, :1], atol=2e-6)
 
 
 @pytest.mark.parametrize("case", CASES)
