@@ -145,3 +145,15 @@ def test_gru_bad_input_and_shapes():
         EIEGRUCore([[(core.cells[0][0][0], core.cells[0][0][2], core.cells[0][0][2])]], 4)
     with pytest.raises(EIEInputError, match="w_hh"):
         gru_matrices(GRUDirectionWeights(np.zeros((12, 3)), np.zeros((12, 5))))
+
+
+def test_gru_simulates_like_lstm():
+    from eie_runtime.hardware import HardwareConfig, simulate
+
+    rng = np.random.default_rng(5)
+    core = compress_gru(_weights(rng, 6, 8, 1, 2), density=0.5, n_pe=4, linear_before_reset=False)
+    x = rng.normal(size=(5, 2, 6)).astype(np.float32)
+    rep = simulate(core, x, HardwareConfig(n_pe=4))
+    assert len(rep.layers) == 5 * 2 * 2 * 3  # steps x batch x directions x matrices
+    assert rep.matches_kernel
+    assert {r.name.split("#")[0] for r in rep.layers} == {m.name for m in core.layers()}
