@@ -67,17 +67,34 @@ GATHER_DENSITY = 0.6
 SERIAL_MAX_NNZ = 32768
 
 
+_THREAD_FNS = None
+
+
+def _thread_fns():
+    """Numba's (get, set) of this thread's thread count: the pool's own ctypes functions once it is
+    launched (``numba.set_num_threads`` relaunches the check each call: 3-4 us), else the public ones."""
+    global _THREAD_FNS
+    if _THREAD_FNS is None:
+        from numba.np.ufunc import parallel
+        parallel._launch_threads()
+        get, set_ = getattr(parallel, "_get_num_threads", None), getattr(parallel, "_set_num_threads", None)
+        _THREAD_FNS = (get, set_) if callable(get) and callable(set_) else (numba.get_num_threads,
+                                                                            numba.set_num_threads)
+    return _THREAD_FNS
+
+
 def _one_thread(run):
     """``run`` with Numba's thread count set to 1 for the call (thread-local; restored after)."""
     def serial(*args):
-        n = numba.get_num_threads()
+        get, set_ = _THREAD_FNS or _thread_fns()
+        n = get()
         if n == 1:
             return run(*args)
-        numba.set_num_threads(1)
+        set_(1)
         try:
             return run(*args)
         finally:
-            numba.set_num_threads(n)
+            set_(n)
     serial.__name__ = run.__name__
     serial.__doc__ = run.__doc__
     return serial
