@@ -213,7 +213,7 @@ def main(argv=None) -> int:
                                           for a, b in zip(got, ref) if np.asarray(b).dtype.kind == "f")),
                 "convert_s": round(convert_s, 1), "kept_rounds": stats["kept"],
             })
-            del base, sess
+            base = sess = None  # free the sessions before the next model
     import os
 
     load = os.getloadavg()

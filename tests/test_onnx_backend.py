@@ -2,7 +2,8 @@
 
 Runs, in lossless mode, every node test of the ops issue 6 names: Gemm,
 MatMul (2-D), Relu, Sigmoid, Tanh, Softmax, Flatten, Reshape, Transpose,
-Identity, Add and LSTM. Each skipped test says why below.
+Identity, Add and LSTM, through the converted-ONNX path (EIE nodes for Gemm/MatMul/LSTM, onnxruntime for the
+rest). Each skipped test says why below.
 """
 
 import re
@@ -25,26 +26,14 @@ OPS = ("gemm", "matmul", "relu", "sigmoid", "tanh", "softmax", "flatten", "resha
        "add", "lstm")
 _SELECTED = re.compile(r"^test_(%s)(_.*)?_cpu$" % "|".join(OPS))
 
-_EXPANDED = ("the '_expanded' variant replaces the op by its ONNX function body (ReduceMax/Exp/ReduceSum/Div, "
-             "or Max/CastLike), ops outside this runtime's executor, which refuses such graphs by name")
-_BATCHED = ("a MatMul whose right operand is not a 2-D matrix is a batched or vector product, not a "
-            "fully-connected layer; the issue asks for 2-D MatMul and the importer refuses the rest by name")
-#: test name (without "_cpu") -> why it is skipped
-SKIPS = {
-    "test_identity_sequence": "the input is an ONNX sequence, not a tensor; the executor handles tensors only",
-    "test_identity_opt": "the input is an ONNX optional, not a tensor; the executor handles tensors only",
-    "test_lstm_with_peepholes": ("peepholes (non-zero P) are refused by name: EIE's LSTM step is one sparse "
-                                 "matrix over [x; h; 1] with no cell-state term"),
-    "test_matmul_3d": _BATCHED, "test_matmul_4d": _BATCHED, "test_matmul_bcast": _BATCHED,
-    "test_matmul_1d_3d": _BATCHED, "test_matmul_4d_1d": _BATCHED, "test_matmul_1d_1d": _BATCHED,
-}
+#: test name (without "_cpu") -> why it is skipped. Since the converted model runs on onnxruntime (every node
+#: that is not an EIE layer is onnxruntime's), the expanded function bodies, batched MatMuls and LSTM
+#: peepholes (kept as ONNX nodes) run too; none is skipped unless listed here.
+SKIPS: dict = {}
 
 
 def _skip_reason(name: str) -> str | None:
-    base = name[:-len("_cpu")]
-    if "_expanded" in base:
-        return _EXPANDED
-    return SKIPS.get(base)
+    return SKIPS.get(name[:-len("_cpu")])
 
 
 def _build():
@@ -72,11 +61,22 @@ def test_every_named_op_has_passing_tests():
         assert runnable, f"no runnable backend test for {op}"
 
 
-def test_refused_expanded_graph_names_its_ops():
-    """What the '_expanded' skips rely on: such a graph is refused with the op names listed."""
-    from eie_runtime.errors import EIEFormatError
-    from onnx.backend.test.loader import load_model_tests
+def test_compressed_backend_runs_eie_nodes():
+    """prepare(lossless=False) converts the weights into EIE nodes: the outputs move, but stay close on a wide layer."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
 
-    case = next(t for t in load_model_tests(kind="node") if t.name == "test_softmax_example_expanded")
-    with pytest.raises(EIEFormatError, match="ReduceMax"):
-        EIEBackend.prepare(case.model).run([d for d in case.data_sets[0][0]])
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((64, 32)).astype(np.float32)
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 32])],
+                          initializer=[numpy_helper.from_array(w, "w")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.standard_normal((4, 64)).astype(np.float32)
+    exact = EIEBackend.prepare(model).run([x])[0]
+    assert np.allclose(exact, x @ w, rtol=1e-5, atol=1e-5)
+    rep = EIEBackend.prepare(model, lossless=False, density=0.5, bits=4, n_pe=4)
+    approx = rep.run([x])[0]
+    assert not np.allclose(approx, exact, atol=1e-6)
+    assert np.linalg.norm(approx - exact) < 0.9 * np.linalg.norm(exact)

@@ -4,7 +4,6 @@ Lossless conversion must equal onnxruntime on the original within 1e-5 relative;
 equal onnxruntime on the plain-ONNX (``to_dense``) export of the same compressed model within 1e-4.
 """
 
-import io
 from pathlib import Path
 
 import numpy as np

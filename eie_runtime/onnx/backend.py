@@ -1,5 +1,8 @@
 """An ``onnx.backend.base.Backend`` over eie-runtime, for onnx's conformance tests (``BackendTest``).
 
+Each model is converted (:func:`~eie_runtime.onnx.converter.convert_model`) and run by
+:class:`~eie_runtime.onnx.session.InferenceSession`: onnxruntime runs every op that is not an EIE node.
+
 >>> from eie_runtime.onnx.backend import EIEBackend
 >>> rep = EIEBackend.prepare(model)              # lossless by default: exact float32 weights
 >>> outputs = rep.run([x, w])                     # positional, in graph-input order, or a dict
@@ -25,8 +28,8 @@ from onnx import numpy_helper
 from onnx.backend.base import Backend, BackendRep, namedtupledict
 
 from ..errors import EIEInputError
-from ..graph import GraphModel
-from .importer import import_onnx
+from .converter import convert_model
+from .session import InferenceSession
 
 # input positions that carry weights, per op type
 WEIGHT_SLOTS = {"Gemm": (1, 2), "MatMul": (1,), "LSTM": (1, 2, 3, 7)}
@@ -44,15 +47,15 @@ class EIEBackendRep(BackendRep):
         fed = set(self.input_names)
         self.weight_inputs = sorted({n.input[i] for n in model.graph.node for i in WEIGHT_SLOTS.get(n.op_type, ())
                                      if i < len(n.input) and n.input[i] in fed})
-        self._graph: GraphModel | None = None
+        self._graph: _Runner | None = None
         self._key = None
         if not self.weight_inputs:
             self._graph = self._convert(model)
 
-    def _convert(self, model) -> GraphModel:
-        return import_onnx(model, **self.convert_kwargs)
+    def _convert(self, model) -> "_Runner":
+        return _Runner(InferenceSession(convert_model(model, **self.convert_kwargs)[0]))
 
-    def _bound_graph(self, feeds: dict) -> GraphModel:
+    def _bound_graph(self, feeds: dict) -> "_Runner":
         """Convert with the run-time weight inputs bound as initializers (cached by their bytes)."""
         h = hashlib.sha256()
         for name in self.weight_inputs:
@@ -86,6 +89,17 @@ class EIEBackendRep(BackendRep):
         feeds = {k: v for k, v in feeds.items() if k not in self.weight_inputs}
         out = graph.run(feeds, mode=kwargs.get("mode", "float32"))
         return namedtupledict("Outputs", self.output_names)(*[out[o] for o in self.output_names])
+
+
+class _Runner:
+    """A converted model's session with the old executor's ``run(feeds, mode) -> {name: array}``."""
+
+    def __init__(self, sess: InferenceSession):
+        self.sess = sess
+        self.names = [o.name for o in sess.get_outputs()]
+
+    def run(self, feeds: dict, mode: str = "float32") -> dict:
+        return dict(zip(self.names, self.sess.run(None, feeds, mode=mode)))
 
 
 class EIEBackend(Backend):

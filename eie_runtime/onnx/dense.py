@@ -38,7 +38,7 @@ def _dense_nodes(node, kernel, prefix):
         made.append(helper.make_node("Identity", [cur], [node.output[0]], name=f"{node.name}/out"))
         return made, inits
     a = kernel.a
-    hs, nd = a["hidden_size"], len(kernel.cores)
+    hs = a["hidden_size"]
     ws, rs, bs = [], [], []
     for core in kernel.cores:
         cell = core.cells[0][0]
