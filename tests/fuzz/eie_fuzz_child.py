@@ -186,7 +186,12 @@ def main(manifest: str, log: str, what: str = "eie") -> None:
     paths = Path(manifest).read_text().splitlines()
     rng = np.random.default_rng(0)
     warm_up(rng)
-    one = convert_one if what == "onnx" else run_one
+    if what == "onnx":  # the converted-ONNX path (EIE nodes inside ONNX, run by onnxruntime + EIE)
+        from onnx_mutators import convert_and_run_onnx
+
+        one = convert_and_run_onnx
+    else:
+        one = run_one
     with open(log, "a", buffering=1) as out:
         for i, path in enumerate(paths):
             out.write(f"B {i}\n")

@@ -180,3 +180,48 @@ def onnx_mutants(draw, seeds: dict):
             del b[i:i + draw(st.integers(1, 8))]
         what.append(op)
     return bytes(b), "; ".join(what)
+
+
+# ------------------------------------------------------------ the converted-ONNX path
+def convert_and_run_onnx(path: str, rng) -> tuple[str, str]:
+    """An ONNX mutant through `eie convert -o X.onnx` (EIE nodes inside ONNX), then, when it converts, the
+    converted file through InferenceSession on inputs shaped as the model declares (free axes 2)."""
+    import contextlib
+    import io
+    import traceback
+
+    from eie_runtime import cli
+    from eie_runtime.errors import EIEError
+
+    out = path + ".eie.onnx"
+    cli._EXTRA_COMMANDS[:] = cli._extra_commands()  # what cli.main does before parsing
+    args = cli.build_parser().parse_args(["convert", path, "-o", out, "-q", "--pes", "4", "--density", "0.5"])
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            args.func(args)
+    except EIEError as exc:
+        return "rejected", f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - anything else is a finding
+        return "error", f"convert raised {type(exc).__module__}.{type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"
+    from eie_runtime.onnx.session import InferenceSession
+
+    try:
+        sess = InferenceSession(out)
+    except Exception as exc:  # noqa: BLE001 - a file `eie convert` wrote must load
+        return "error", f"converted, but loading raised {type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"
+    feeds = {}
+    for arg in sess.get_inputs():
+        if not arg.type.startswith("tensor("):
+            return "ran", "converted; inputs are not tensors, not run"
+        shape = [d if isinstance(d, int) and d > 0 else 2 for d in (arg.shape or [])]
+        dtype = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(bool)": np.bool_}.get(arg.type)
+        if dtype is None:
+            return "ran", f"converted; input type {arg.type} not fed"
+        feeds[arg.name] = rng.standard_normal(shape).astype(dtype) if dtype == np.float32 else np.zeros(shape, dtype)
+    try:
+        sess.run(None, feeds)
+    except EIEError as exc:  # e.g. onnxruntime refusing a mutated shape at run time, named
+        return "rejected", f"converted; run refused: {type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001
+        return "error", f"converted, but running raised {type(exc).__module__}.{type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"
+    return "ran", f"converted and ran ({len(sess.layers)} EIE layer(s))"
