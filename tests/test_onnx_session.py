@@ -110,8 +110,25 @@ def test_lstm_and_gru_models(tmp_path):
     x = RNG.standard_normal((3, 7, 12)).astype(np.float32)
     comp = check_model(path, {"x": x})
     ops = [n.op_type for n in comp.graph.node if n.domain == N.DOMAIN]
-    assert ops.count("EIELSTM") == 2 and ops.count("EIELinear") == 1
-    assert "GRU" in [n.op_type for n in comp.graph.node]  # kept for onnxruntime until a GRU core exists
+    assert ops.count("EIELSTM") == 2 and ops.count("EIELinear") == 1 and ops.count("EIEGRU") == 1
+
+
+@pytest.mark.parametrize("lbr, direction", [(0, "forward"), (1, "bidirectional"), (0, "reverse")])
+def test_onnx_gru_nodes(lbr, direction):
+    """ONNX GRU in both linear_before_reset forms and every direction, with sequence lengths and initial state."""
+    nd, h, i = (2 if direction == "bidirectional" else 1), 6, 5
+    node = helper.make_node("GRU", ["X", "W", "R", "B", "lens", "h0"], ["Y", "Y_h"], name="gru", hidden_size=h,
+                            direction=direction, linear_before_reset=lbr)
+    m = _model([node], [_vi("X", [7, 3, i]), _vi("lens", [3], TensorProto.INT32), _vi("h0", [nd, 3, h])],
+               [_vi("Y", [7, nd, 3, h]), _vi("Y_h", [nd, 3, h])],
+               [_w("W", nd, 3 * h, i), _w("R", nd, 3 * h, h), _w("B", nd, 6 * h)])
+    feeds = {"X": RNG.standard_normal((7, 3, i)).astype(np.float32), "lens": np.array([7, 4, 1], np.int32),
+             "h0": RNG.standard_normal((nd, 3, h)).astype(np.float32)}
+    check_model(m, feeds, n_pe=4, density=0.5)
+    cal, _ = convert_onnx(m, n_pe=4, density=0.5, calibrate=feeds)
+    y32 = InferenceSession(cal).run(None, feeds)[0]
+    y16 = InferenceSession(cal, mode="fixed16").run(None, feeds)[0]
+    assert 0 < _rel(y16, y32) < 0.05
 
 
 def test_transformer_encoder(tmp_path):

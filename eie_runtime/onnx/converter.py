@@ -20,7 +20,7 @@ from collections import ChainMap
 
 import numpy as np
 import onnx
-from onnx import AttributeProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 from tqdm import tqdm
 
 from ..converters.compress import check_n_pe, compress_matrix
@@ -30,41 +30,16 @@ from ..converters.weight_sharing import check_bits
 from ..errors import EIEFormatError, EIEInputError
 from . import nodes as N
 from .reader import load_onnx
+from .walk import _all_graphs, _Folder, node_reads, subgraphs  # noqa: F401  (node_reads, subgraphs: re-exported)
 
-SOURCE_OPS = ("Gemm", "MatMul", "LSTM")
+SOURCE_OPS = ("Gemm", "MatMul", "LSTM", "GRU")
 ONNX_TO_TORCH_GATES = (0, 2, 3, 1)  # ONNX LSTM gates (i, o, f, c) -> (i, f, g, o)
+ONNX_TO_TORCH_GRU = (1, 0, 2)  # ONNX GRU gates (z, r, h) -> torch's (r, z, n)
 _DEFAULT_ACTS = ("sigmoid", "tanh", "tanh")
 
 
 class _Keep(Exception):
     """The node stays an ONNX node (the message says why)."""
-
-
-def subgraphs(node):
-    for a in node.attribute:
-        if a.type == AttributeProto.GRAPH:
-            yield a.g
-        elif a.type == AttributeProto.GRAPHS:
-            yield from a.graphs
-
-
-def free_names(graph) -> set:
-    """Names a graph reads from enclosing scopes."""
-    defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}
-    used = set()
-    for node in graph.node:
-        used.update(node_reads(node) - defined)
-        defined.update(node.output)
-    used.update(o.name for o in graph.output if o.name not in defined)
-    return used - {""}
-
-
-def node_reads(node) -> set:
-    """Every name a node reads: its inputs and what its bodies take from outside."""
-    out = set(node.input)
-    for g in subgraphs(node):
-        out |= free_names(g)
-    return out - {""}
 
 
 def _settings(name, ctx):
@@ -111,11 +86,6 @@ def _row(ctx, name, op, layers, note=""):
                              "ratio": round(s.compression_ratio, 1), "note": note})
 
 
-#: ops whose outputs are constants when their inputs are (the chains exporters put in front of weights)
-FOLDABLE = ("Unsqueeze", "Squeeze", "Reshape", "Transpose", "Identity", "Cast", "Concat", "Slice", "Gather",
-            "Split", "Mul", "Add", "Sub", "Div", "Neg", "Flatten", "Expand", "Shape", "ConstantOfShape")
-
-
 def _weight(consts, name, node_name, op, what) -> np.ndarray:
     if not name or name not in consts:
         raise _Keep(f"{what} is computed at run time")
@@ -123,49 +93,6 @@ def _weight(consts, name, node_name, op, what) -> np.ndarray:
     if w.dtype != np.float32:
         raise _Keep(f"{what} is {w.dtype}, EIE layers hold float32 weights")
     return w
-
-
-class _Folder:
-    """Evaluates the constant chains in front of weights (``Constant -> Unsqueeze -> LSTM W``)."""
-
-    def __init__(self, graph, consts, ctx):
-        self.graph, self.consts, self.ctx = graph, consts, ctx
-        self.producer = {o: n for n in graph.node for o in n.output if o}
-        self.nodes: list = []  # the nodes folded (dropped later if nothing else reads them)
-
-    def _chain(self, name, seen, out) -> bool:
-        if name in self.consts or name in seen:
-            return True
-        n = self.producer.get(name)
-        if n is None or n.domain not in ("", "ai.onnx") or n.op_type not in FOLDABLE or any(subgraphs(n)):
-            return False
-        seen.add(name)
-        if not all(self._chain(t, seen, out) for t in n.input if t):
-            return False
-        if not any(n is m for m in out):
-            out.append(n)
-        return True
-
-    def fold(self, names) -> None:
-        for name in names:
-            chain: list = []
-            if not name or name in self.consts or not self._chain(name, set(), chain):
-                continue
-            from onnx.reference import ReferenceEvaluator
-
-            ins = sorted({t for n in chain for t in n.input if t and t in self.consts})
-            outs = [o for n in chain for o in n.output if o]
-            g = helper.make_graph(chain, "fold", [], [onnx.ValueInfoProto(name=o) for o in outs],
-                                  initializer=[numpy_helper.from_array(np.asarray(self.consts[t]), t) for t in ins])
-            opset = [o for o in self.ctx.opsets if o.domain in ("", "ai.onnx")]
-            try:
-                vals = ReferenceEvaluator(helper.make_model(g, opset_imports=opset)).run(None, {})
-            except Exception:  # not foldable after all: the node stays
-                continue
-            for o, v in zip(outs, vals):
-                self.consts[o] = np.asarray(v)
-            self.ctx.consumed.update(outs)
-            self.ctx.consumed.update(ins)  # the constants the chain starts from (dropped if nothing else reads them)
 
 
 class _GraphConverter:
@@ -356,11 +283,56 @@ class _GraphConverter:
         return [node]
 
 
-def _all_graphs(graph):
-    yield graph
-    for n in graph.node:
-        for g in subgraphs(n):
-            yield from _all_graphs(g)
+def _gru(self, n, name):
+    """ONNX GRU -> EIEGRU over eie_runtime.gru.EIEGRUCore (both linear_before_reset forms)."""
+    from ..converters.gru import GRUDirectionWeights, compress_gru, gru_matrices
+
+    a = {x.name: helper.get_attribute_value(x) for x in n.attribute}
+    if "clip" in a:
+        raise _Keep("cell clipping ('clip') has no EIE form")
+    direction = a.get("direction", b"forward")
+    direction = direction.decode() if isinstance(direction, bytes) else direction
+    nd = 2 if direction == "bidirectional" else 1
+    acts = [s.decode().lower() if isinstance(s, bytes) else s.lower() for s in a.get("activations", [])]
+    if acts and acts != ["sigmoid", "tanh"] * nd or "activation_alpha" in a or "activation_beta" in a:
+        raise _Keep(f"activations {acts} are not the default (Sigmoid, Tanh)")
+    ins = list(n.input) + [""] * (6 - len(n.input))
+    self.folded.fold([ins[1], ins[2], ins[3]])
+    w = _weight(self.consts, ins[1], name, "GRU", "weight W")
+    r = _weight(self.consts, ins[2], name, "GRU", "recurrence R")
+    bias = _weight(self.consts, ins[3], name, "GRU", "bias B") if ins[3] else None
+    if w.ndim != 3 or w.shape[0] != nd or w.shape[1] % 3:
+        raise EIEFormatError(f"node {name!r} (GRU): W has shape {w.shape}, expected ({nd}, 3*hidden, input)")
+    hs = w.shape[1] // 3
+    if r.shape != (nd, 3 * hs, hs) or (bias is not None and bias.shape != (nd, 6 * hs)):
+        raise EIEFormatError(f"node {name!r} (GRU): R {r.shape} / B {None if bias is None else bias.shape} "
+                             f"disagree with W {w.shape}")
+
+    def gates(m):
+        return np.concatenate([m[k * hs:(k + 1) * hs] for k in ONNX_TO_TORCH_GRU]).astype(np.float32)
+
+    lbr = bool(a.get("linear_before_reset", 0))
+    dirs = [GRUDirectionWeights(w_ih=gates(w[d]), w_hh=gates(r[d]),
+                                b_ih=gates(bias[d, :3 * hs]) if bias is not None else None,
+                                b_hh=gates(bias[d, 3 * hs:]) if bias is not None else None) for d in range(nd)]
+    if self.ctx.lossless:
+        cells = [gru_matrices(dw, lbr) for dw in dirs]
+        flat = [m for c in cells for m in c]
+    else:
+        density, bits = _settings(name, self.ctx)
+        cells = compress_gru([dirs], density=density, bits=bits, n_pe=self.ctx.n_pe, seed=self.ctx.seed, name=name,
+                             linear_before_reset=lbr).cells[0]
+        flat = [m for c in cells for m in c]
+    self.ctx.consumed.update(t for t in (ins[1], ins[2], ins[3]) if t)
+    node, inits = N.gru_node(name, [ins[0], ins[4], ins[5]], list(n.output), cells, hidden_size=hs,
+                             direction=direction, layout=int(a.get("layout", 0)), linear_before_reset=lbr,
+                             prefix=self.ctx.prefix(name))
+    _row(self.ctx, name, N.GRU, flat)
+    self.new_inits.extend(inits)
+    return [node]
+
+
+_GraphConverter._gru = _gru
 
 
 def _count_layers(graph) -> tuple[int, list]:

@@ -39,6 +39,8 @@ def _dense_nodes(node, kernel, prefix):
         return made, inits
     a = kernel.a
     hs = a["hidden_size"]
+    if kernel.gru:
+        return _dense_gru(node, kernel, prefix)
     ws, rs, bs = [], [], []
     for core in kernel.cores:
         cell = core.cells[0][0]
@@ -57,6 +59,39 @@ def _dense_nodes(node, kernel, prefix):
     made.append(helper.make_node("LSTM", [ins[0], f"{prefix}.W", f"{prefix}.R", f"{prefix}.B", ins[1], ins[2], ins[3]],
                                  list(node.output), name=node.name, hidden_size=hs, direction=a["direction"],
                                  layout=a["layout"]))
+    return made, inits
+
+
+TORCH_TO_ONNX_GRU = (1, 0, 2)  # (r, z, n) blocks -> ONNX's (z, r, h)
+
+
+def _mat(m):
+    return m.dense() if hasattr(m, "dense") else m.weight
+
+
+def _dense_gru(node, kernel, prefix):
+    a = kernel.a
+    hs, lbr = a["hidden_size"], a.get("linear_before_reset", 0)
+
+    def onnx_order(x):
+        return np.concatenate([x[k * hs:(k + 1) * hs] for k in TORCH_TO_ONNX_GRU])
+
+    ws, rs, bs = [], [], []
+    for core in kernel.cores:
+        w_x, w_hrz, w_hn = (_mat(m) for m in core.cells[0][0])
+        isz = w_x.shape[1] - 1
+        ws.append(onnx_order(w_x[:, :isz]))
+        rs.append(onnx_order(np.concatenate([w_hrz, w_hn[:, :hs]])))
+        rb = np.zeros(3 * hs, np.float32)
+        if lbr:  # the candidate's hidden bias stays inside r * (R_h h + Rb_h)
+            rb[2 * hs:] = w_hn[:, hs]
+        bs.append(np.concatenate([onnx_order(w_x[:, isz]), onnx_order(rb)]))
+    inits = [numpy_helper.from_array(np.stack(arr).astype(np.float32), f"{prefix}.{key}")
+             for key, arr in (("W", ws), ("R", rs), ("B", bs))]
+    ins = list(node.input[:3]) + [""] * (3 - len(node.input[:3]))
+    made = [helper.make_node("GRU", [ins[0], f"{prefix}.W", f"{prefix}.R", f"{prefix}.B", ins[1], ins[2]],
+                             list(node.output), name=node.name, hidden_size=hs, direction=a["direction"],
+                             layout=a["layout"], linear_before_reset=lbr)]
     return made, inits
 
 
@@ -84,7 +119,7 @@ def to_dense(model) -> onnx.ModelProto:
                 continue
             count += 1
             made, inits = _dense_nodes(n, kernels[id(n)], f"dense{count}:{n.name}")
-            weights.update(n.input[1 if n.op_type != N.LSTM else 4:])
+            weights.update(n.input[N.DATA_INPUTS.get(n.op_type, 1):])
             out.extend(made)
             g.initializer.extend(inits)
         new = [onnx.NodeProto() for _ in out]

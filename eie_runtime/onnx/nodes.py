@@ -42,8 +42,10 @@ from ..model_file import LIMITS
 
 #: The project's operator domain and its version.
 DOMAIN, DOMAIN_VERSION = "ai.eie", 1
-LINEAR, DENSE_LINEAR, LSTM = "EIELinear", "EIEDenseLinear", "EIELSTM"
-EIE_OPS = (LINEAR, DENSE_LINEAR, LSTM)
+LINEAR, DENSE_LINEAR, LSTM, GRU = "EIELinear", "EIEDenseLinear", "EIELSTM", "EIEGRU"
+EIE_OPS = (LINEAR, DENSE_LINEAR, LSTM, GRU)
+#: how many leading inputs of each op are run-time data (the rest are weight initializers)
+DATA_INPUTS = {LINEAR: 1, DENSE_LINEAR: 1, LSTM: 4, GRU: 3}
 
 
 def is_eie(node) -> bool:
@@ -106,6 +108,28 @@ def lstm_node(name: str, data_inputs: list, outputs: list, cells: list, *, hidde
     return node, inits
 
 
+def gru_node(name: str, data_inputs: list, outputs: list, cells: list, *, hidden_size: int, direction: str,
+             layout: int, linear_before_reset: bool, prefix: str):
+    """An ``EIEGRU`` node; ``cells`` holds per direction (w_x, w_hrz, w_hn): EIELinear or float32 matrices."""
+    dense = not isinstance(cells[0][0], EIELinear)
+    inits, n_pes = [], []
+    for d, mats in enumerate(cells):
+        for which, m in zip(("x", "hrz", "hn"), mats):
+            if dense:
+                inits.append(_tensor(np.asarray(m, np.float32), f"{prefix}.d{d}.{which}.weight"))
+            else:
+                inits += matrix_initializers(m.matrix, f"{prefix}.d{d}.{which}")
+                n_pes.append(m.matrix.n_pe)
+    w_x = cells[0][0]
+    in_size = (w_x.shape[1] if dense else w_x.in_features) - 1
+    attrs = {"hidden_size": hidden_size, "input_size": in_size, "direction": direction, "layout": layout,
+             "linear_before_reset": int(linear_before_reset), "dense": int(dense)}
+    if not dense:
+        attrs.update(n_pes=n_pes, bits=cells[0][0].matrix.bits)
+    ins = (list(data_inputs) + [""] * 3)[:3] + [t.name for t in inits]
+    return helper.make_node(GRU, ins, list(outputs), name=name, domain=DOMAIN, **attrs), inits
+
+
 def set_fixed(node, params: list[FixedPointParams]) -> None:
     """Store fixed16 parameters (one per matrix) in the node's ``fixed`` attribute."""
     for i, a in enumerate(node.attribute):
@@ -122,6 +146,8 @@ _ATTRS = {
     DENSE_LINEAR: {"activation": "s"},
     LSTM: {"hidden_size": "i", "input_size": "i", "direction": "s", "layout": "i", "dense": "i", "n_pe": "i",
            "bits": "i", "fixed": "ints"},
+    GRU: {"hidden_size": "i", "input_size": "i", "direction": "s", "layout": "i", "dense": "i", "n_pes": "ints",
+          "bits": "i", "fixed": "ints", "linear_before_reset": "i"},
 }
 _KINDS = {"i": AttributeProto.INT, "s": AttributeProto.STRING, "ints": AttributeProto.INTS}
 
@@ -168,8 +194,11 @@ def _fixed(a: dict, n: int, where: str):
         raise EIEFormatError(f"{where}: attribute 'fixed': {exc}") from None
 
 
-def _matrix(consts, names, shape, a, where, what) -> InterleavedCSC:
-    n_pe = _need_int(a, "n_pe", where, 1, LIMITS["max_pe"])
+def _matrix(consts, names, shape, a, where, what, n_pe=None) -> InterleavedCSC:
+    if n_pe is None:
+        n_pe = _need_int(a, "n_pe", where, 1, LIMITS["max_pe"])
+    elif not isinstance(n_pe, int) or not 1 <= n_pe <= LIMITS["max_pe"]:
+        raise EIEFormatError(f"{where}: {what}n_pe must be an integer in [1, {LIMITS['max_pe']}], got {n_pe!r}")
     bits = _need_int(a, "bits", where, 1, 4)
     entries = _array(consts, names[0], where, f"{what}entries", (np.uint8,), 1)
     ptr = _array(consts, names[1], where, f"{what}ptr", (np.int32, np.int64), 2)
@@ -233,14 +262,21 @@ class _DenseLayer(DenseCell):
 
 
 class LSTMKernel:
-    """A decoded ``EIELSTM`` node: ONNX LSTM semantics over one EIELSTMCore per direction."""
+    """A decoded ``EIELSTM`` (or ``EIEGRU``) node: ONNX's semantics over one core per direction."""
+
+    gru = False
 
     def __init__(self, cores, a, where):
         self.cores, self.a, self.where = cores, a, where
-        self.layers = [c.cells[0][0] for c in cores if isinstance(c.cells[0][0], EIELinear)]
+        cells = [m for c in cores for m in (c.cells[0][0] if self.gru else (c.cells[0][0],))]
+        self.layers = [m for m in cells if isinstance(m, EIELinear)]
 
     def run(self, args, mode):
-        x, seq_lens, h0, c0 = (list(args) + [None] * 4)[:4]
+        if self.gru:
+            x, seq_lens, h0 = (list(args) + [None] * 3)[:3]
+            c0 = None
+        else:
+            x, seq_lens, h0, c0 = (list(args) + [None] * 4)[:4]
         layout, hs = self.a["layout"], self.a["hidden_size"]
         nd = len(self.cores)
         if x is None or x.dtype != np.float32 or x.ndim != 3:
@@ -265,8 +301,12 @@ class LSTMKernel:
         ys, hn, cn = [], [], []
         for d, core in enumerate(self.cores):
             xd = _reverse_by_length(x, lens) if reverse[d] else x
-            y, h, c = core.forward(np.ascontiguousarray(xd), states[0][d:d + 1], states[1][d:d + 1], seq_lens=lens,
-                                   mode=mode)
+            if self.gru:
+                y, h = core.forward(np.ascontiguousarray(xd), states[0][d:d + 1], seq_lens=lens, mode=mode)
+                c = h
+            else:
+                y, h, c = core.forward(np.ascontiguousarray(xd), states[0][d:d + 1], states[1][d:d + 1],
+                                       seq_lens=lens, mode=mode)
             ys.append(_reverse_by_length(y, lens) if reverse[d] else y)
             hn.append(h[0])
             cn.append(c[0])
@@ -274,7 +314,12 @@ class LSTMKernel:
         h_n, c_n = np.stack(hn), np.stack(cn)
         if layout == 1:
             y, h_n, c_n = y.transpose(2, 0, 1, 3), h_n.transpose(1, 0, 2), c_n.transpose(1, 0, 2)
-        return [np.ascontiguousarray(y), np.ascontiguousarray(h_n), np.ascontiguousarray(c_n)]
+        outs = [np.ascontiguousarray(y), np.ascontiguousarray(h_n), np.ascontiguousarray(c_n)]
+        return outs[:2] if self.gru else outs
+
+
+class GRUKernel(LSTMKernel):
+    gru = True
 
 
 def decode_node(node, consts, where: str):
@@ -306,6 +351,8 @@ def decode_node(node, consts, where: str):
         if bias is not None and bias.shape != (w.shape[0],):
             raise EIEFormatError(f"{where}: bias has shape {bias.shape}, expected ({w.shape[0]},)")
         return LinearKernel(_DenseLayer(w, bias, _act(a, where), node.name), where, ins[0])
+    if node.op_type == GRU:
+        return _decode_gru(node, a, ins, consts, where)
     # LSTM
     hs = _need_int(a, "hidden_size", where, 1, LIMITS["max_dim"])
     isz = _need_int(a, "input_size", where, 1, LIMITS["max_dim"])
@@ -337,3 +384,45 @@ def decode_node(node, consts, where: str):
     except EIEFormatError as exc:
         raise EIEFormatError(f"{where}: {exc}") from None
     return LSTMKernel(cores, a, where)
+
+
+def _decode_gru(node, a, ins, consts, where):
+    from ..gru import EIEGRUCore  # the GRU core (issue 17)
+
+    hs = _need_int(a, "hidden_size", where, 1, LIMITS["max_dim"])
+    isz = _need_int(a, "input_size", where, 1, LIMITS["max_dim"])
+    if a.get("direction") not in ("forward", "reverse", "bidirectional") or a.get("layout") not in (0, 1):
+        raise EIEFormatError(f"{where}: attributes 'direction' (forward/reverse/bidirectional) and 'layout' (0/1) "
+                             "are required")
+    dense = _need_int(a, "dense", where, 0, 1)
+    lbr = _need_int(a, "linear_before_reset", where, 0, 1)
+    nd = 2 if a["direction"] == "bidirectional" else 1
+    per = 3 if dense else 9
+    if len(ins) != 3 + per * nd or not ins[0] or len(node.output) > 2:
+        raise EIEFormatError(f"{where}: takes X, sequence_lens, initial_h and {per * nd} weight initializer(s), "
+                             f"gives Y, Y_h; got {len(ins)} inputs")
+    shapes = ((3 * hs, isz + 1), (2 * hs, hs), (hs, hs + 1))
+    fixed = _fixed(a, 3 * nd, where)
+    n_pes = a.get("n_pes", [])
+    if not dense and len(n_pes) != 3 * nd:
+        raise EIEFormatError(f"{where}: attribute 'n_pes' must hold {3 * nd} integers")
+    cores = []
+    for d in range(nd):
+        mats = []
+        for i, (which, shape) in enumerate(zip(("x", "hrz", "hn"), shapes)):
+            what = f"direction {d} w_{which} "
+            if dense:
+                w = _array(consts, ins[3 + per * d + i], where, what + "weight", (np.float32,), 2)
+                if w.shape != shape:
+                    raise EIEFormatError(f"{where}: {what}has shape {w.shape}, expected {shape}")
+                mats.append(DenseCell(w, f"{node.name}.d{d}.{which}"))
+            else:
+                j = 3 + per * d + 3 * i
+                mat = _matrix(consts, ins[j:j + 3], shape, a, where, what, n_pe=n_pes[3 * d + i])
+                mat.name = f"{node.name}.d{d}.{which}"
+                mats.append(EIELinear(mat, fixed=fixed[3 * d + i], name=mat.name))
+        try:
+            cores.append(EIEGRUCore([[tuple(mats)]], hs, linear_before_reset=bool(lbr)))
+        except EIEFormatError as exc:
+            raise EIEFormatError(f"{where}: {exc}") from None
+    return GRUKernel(cores, a, where)

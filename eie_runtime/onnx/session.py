@@ -110,7 +110,7 @@ class _Segment:
 class _EIEStep:
     def __init__(self, node, kernel, types):
         self.kernel, self.node = kernel, node
-        self.inputs = [t for t in node.input[:1 if node.op_type != N.LSTM else 4]]
+        self.inputs = list(node.input[:N.DATA_INPUTS.get(node.op_type, 1)])
         self.outputs = list(node.output)
         for o in self.outputs:
             if o:
@@ -186,7 +186,7 @@ class _Plan:
                 w = f"{where}: node {node.name!r} ({node.op_type})"
                 if N.is_eie(node):
                     self.steps.append(_EIEStep(node, N.decode_node(node, consts, w), types))
-                    reads = [t for t in node.input[:4 if node.op_type == N.LSTM else 1] if t]
+                    reads = [t for t in node.input[:N.DATA_INPUTS.get(node.op_type, 1)] if t]
                 else:
                     self.steps.append(_ControlStep(node, (inits, opsets, ir_version, sess_options, providers),
                                                    types, w))
@@ -403,8 +403,9 @@ class InferenceSession:
 
 
 def _all_layers(kernel):
-    if isinstance(kernel, N.LSTMKernel):
-        return [c.cells[0][0] for c in kernel.cores]
+    """Every matrix of a kernel (EIELinear, or the dense stand-ins of a lossless conversion)."""
+    if isinstance(kernel, N.LSTMKernel):  # GRU kernels too: three matrices per direction
+        return [m for c in kernel.cores for m in (c.cells[0][0] if kernel.gru else (c.cells[0][0],))]
     return [kernel.layer]
 
 

@@ -1,0 +1,89 @@
+"""Walking ONNX graphs: bodies of control-flow nodes, names read from enclosing scopes, constant chains."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import AttributeProto, helper, numpy_helper
+
+
+def subgraphs(node):
+    for a in node.attribute:
+        if a.type == AttributeProto.GRAPH:
+            yield a.g
+        elif a.type == AttributeProto.GRAPHS:
+            yield from a.graphs
+
+
+def free_names(graph) -> set:
+    """Names a graph reads from enclosing scopes."""
+    defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    used = set()
+    for node in graph.node:
+        used.update(node_reads(node) - defined)
+        defined.update(node.output)
+    used.update(o.name for o in graph.output if o.name not in defined)
+    return used - {""}
+
+
+def node_reads(node) -> set:
+    """Every name a node reads: its inputs and what its bodies take from outside."""
+    out = set(node.input)
+    for g in subgraphs(node):
+        out |= free_names(g)
+    return out - {""}
+
+
+#: ops whose outputs are constants when their inputs are (the chains exporters put in front of weights)
+FOLDABLE = ("Unsqueeze", "Squeeze", "Reshape", "Transpose", "Identity", "Cast", "Concat", "Slice", "Gather",
+            "Split", "Mul", "Add", "Sub", "Div", "Neg", "Flatten", "Expand", "Shape", "ConstantOfShape")
+
+
+class _Folder:
+    """Evaluates the constant chains in front of weights (``Constant -> Unsqueeze -> LSTM W``)."""
+
+    def __init__(self, graph, consts, ctx):
+        self.graph, self.consts, self.ctx = graph, consts, ctx
+        self.producer = {o: n for n in graph.node for o in n.output if o}
+        self.nodes: list = []  # the nodes folded (dropped later if nothing else reads them)
+
+    def _chain(self, name, seen, out) -> bool:
+        if name in self.consts or name in seen:
+            return True
+        n = self.producer.get(name)
+        if n is None or n.domain not in ("", "ai.onnx") or n.op_type not in FOLDABLE or any(subgraphs(n)):
+            return False
+        seen.add(name)
+        if not all(self._chain(t, seen, out) for t in n.input if t):
+            return False
+        if not any(n is m for m in out):
+            out.append(n)
+        return True
+
+    def fold(self, names) -> None:
+        for name in names:
+            chain: list = []
+            if not name or name in self.consts or not self._chain(name, set(), chain):
+                continue
+            from onnx.reference import ReferenceEvaluator
+
+            ins = sorted({t for n in chain for t in n.input if t and t in self.consts})
+            outs = [o for n in chain for o in n.output if o]
+            g = helper.make_graph(chain, "fold", [], [onnx.ValueInfoProto(name=o) for o in outs],
+                                  initializer=[numpy_helper.from_array(np.asarray(self.consts[t]), t) for t in ins])
+            opset = [o for o in self.ctx.opsets if o.domain in ("", "ai.onnx")]
+            try:
+                vals = ReferenceEvaluator(helper.make_model(g, opset_imports=opset)).run(None, {})
+            except Exception:  # not foldable after all: the node stays
+                continue
+            for o, v in zip(outs, vals):
+                self.consts[o] = np.asarray(v)
+            self.ctx.consumed.update(outs)
+            self.ctx.consumed.update(ins)  # the constants the chain starts from (dropped if nothing else reads them)
+
+
+def _all_graphs(graph):
+    yield graph
+    for n in graph.node:
+        for g in subgraphs(n):
+            yield from _all_graphs(g)
