@@ -3,9 +3,10 @@
 Two disjoint sources, split by a hash of the Python module name:
 
 - **training text** (what distillation sees): the one-line summaries of every
-  Debian package apt knows (``apt-cache dumpavail``), and the first paragraphs
-  of the docstrings (modules, classes, functions, methods) of the standard
-  library modules whose name hashes to buckets 2-9;
+  Debian package apt knows (``apt-cache dumpavail``), and the docstrings
+  (whole, whitespace-normalised, up to 600 characters; modules, classes,
+  functions, methods) of the standard library modules whose name hashes to
+  buckets 2-9, the two sources alternating;
 - **evaluation pairs** (paraphrase ranking): from the standard library modules
   in buckets 0-1, every docstring with a summary line and a body: the pair is
   (first line, the rest of the docstring, up to 400 characters), which
@@ -87,18 +88,28 @@ def stdlib_docstrings() -> dict[str, list[str]]:
 
 
 def gather(n_eval: int = 400, seed: int = 0) -> tuple[list[str], list[tuple[str, str]]]:
-    """``(training texts, evaluation pairs (summary, body))``, disjoint as the module docstring says."""
+    """``(training texts, evaluation pairs (summary, body))``, disjoint as the module docstring says.
+
+    The training texts alternate docstring paragraphs and package summaries
+    while both last (so any prefix is about half of each), then the rest.
+    """
     import random
-    train = [_norm(summary) for _, summary, _ in debian_packages()]
-    candidates = []
+    summaries = [_norm(summary) for _, summary, _ in debian_packages()]
+    paragraphs, candidates = [], []
     for mod, docs in stdlib_docstrings().items():
         if _bucket(mod) > 1:
-            train.extend(_norm(d.split("\n\n")[0]) for d in docs)
+            paragraphs.extend(_norm(d)[:600] for d in docs)
             continue
         for d in docs:
             first, _, rest = d.partition("\n")
             candidates.append((_norm(first), _norm(rest)[:400]))
-    train = list(dict.fromkeys(t for t in train if len(t) >= 20))
+    rng = random.Random(seed)
+    rng.shuffle(summaries)
+    rng.shuffle(paragraphs)
+    # alternate the two sources while both last: the first texts are half docstrings, half package summaries
+    mixed = [t for pair in zip(paragraphs, summaries) for t in pair]
+    mixed += paragraphs[len(summaries):] + summaries[len(paragraphs):]
+    train = list(dict.fromkeys(t for t in mixed if len(t) >= 20))
     seen_train = set(train)
     pairs, seen = [], set()
     for s, l in candidates:
@@ -107,7 +118,6 @@ def gather(n_eval: int = 400, seed: int = 0) -> tuple[list[str], list[tuple[str,
         seen.update((s, l))
         pairs.append((s, l))
     random.Random(seed).shuffle(pairs)
-    random.Random(seed).shuffle(train)
     return train, pairs[:n_eval]
 
 
