@@ -228,7 +228,9 @@ class _Plan:
         return _type_proto(t) if t is not None else helper.make_tensor_type_proto(TensorProto.FLOAT, None)
 
     def run(self, outer_env: dict, feeds: dict, mode: str) -> list:
-        env = dict(outer_env)
+        # a body writes its values into the enclosing env (no copy per call): ONNX names are unique across
+        # scopes, so nothing outside is overwritten, and the next iteration overwrites this one's
+        env = outer_env
         env.update(self.const_env)
         env.update(feeds)
         for step in self.steps:
@@ -366,7 +368,7 @@ class InferenceSession:
             raise EIEInputError(f"unknown output(s) {bad}; the model's outputs are {outs}")
         feeds = {k: v if isinstance(v, (list, dict)) or v is None else np.asarray(v) for k, v in feed.items()}
         try:
-            values = dict(zip(outs, self._plan.run({}, feeds, mode)))
+            values = dict(zip(outs, self._plan.run({}, dict(feeds), mode)))
         except EIEInputError:
             raise
         except Exception as exc:  # onnxruntime's run-time errors (wrong dtype, shape) name the node themselves
