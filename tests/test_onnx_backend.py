@@ -2,7 +2,7 @@
 
 Runs, in lossless mode, every node test of the ops issue 6 names: Gemm,
 MatMul (2-D), Relu, Sigmoid, Tanh, Softmax, Flatten, Reshape, Transpose,
-Identity, Add and LSTM, through the converted-ONNX path (EIE nodes for Gemm/MatMul/LSTM, onnxruntime for the
+Identity, Add, LSTM and GRU, through the converted-ONNX path (EIE nodes for Gemm/MatMul/LSTM, onnxruntime for the
 rest). Each skipped test says why below.
 """
 
@@ -23,7 +23,7 @@ with warnings.catch_warnings():  # generating the test cases triggers numpy over
     _backend_test = onnx.backend.test.BackendTest(EIEBackend, __name__)
 
 OPS = ("gemm", "matmul", "relu", "sigmoid", "tanh", "softmax", "flatten", "reshape", "transpose", "identity",
-       "add", "lstm")
+       "add", "lstm", "gru")
 _SELECTED = re.compile(r"^test_(%s)(_.*)?_cpu$" % "|".join(OPS))
 
 #: test name (without "_cpu") -> why it is skipped. Since the converted model runs on onnxruntime (every node

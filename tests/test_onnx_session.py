@@ -93,6 +93,19 @@ def test_mlp_lossless_compressed_deterministic_fixed16(tmp_path):
         InferenceSession(comp, mode="fixed16")
 
 
+def test_small_alexnet_like_cnn(tmp_path):
+    """Conv/MaxPool/Flatten stay onnxruntime's, the classifier's Gemms become EIE nodes (Relu folded)."""
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                              torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(4),
+                              torch.nn.Flatten(), torch.nn.Dropout(), torch.nn.Linear(256, 64), torch.nn.ReLU(),
+                              torch.nn.Linear(64, 10))
+    path = _export(net, (torch.randn(1, 3, 16, 16),), tmp_path / "cnn.onnx", ["x"], {"x": {0: "b"}})
+    comp = check_model(path, {"x": RNG.standard_normal((2, 3, 16, 16)).astype(np.float32)})
+    ops = [n.op_type for n in comp.graph.node]
+    assert ops.count("Conv") == 2 and ops.count("EIELinear") == 2
+
+
 def test_lstm_and_gru_models(tmp_path):
     torch.manual_seed(1)
 

@@ -32,7 +32,7 @@ from .converter import convert_model
 from .session import InferenceSession
 
 # input positions that carry weights, per op type
-WEIGHT_SLOTS = {"Gemm": (1, 2), "MatMul": (1,), "LSTM": (1, 2, 3, 7)}
+WEIGHT_SLOTS = {"Gemm": (1, 2), "MatMul": (1,), "LSTM": (1, 2, 3, 7), "GRU": (1, 2, 3)}
 
 
 class EIEBackendRep(BackendRep):
