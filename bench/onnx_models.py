@@ -4,7 +4,10 @@ Per model: latency (median of interleaved rounds, bench.common.time_interleaved)
 node calls one run makes, and the boundary overhead per EIE node call: the converted run's time minus the
 time spent inside the EIE kernels and inside onnxruntime's segment runs (the partitioner's Python glue),
 plus, separately, the fixed cost of the extra onnxruntime calls the partition adds (an empty onnxruntime
-run, timed here, times the segments beyond one), both divided by the EIE node calls.
+run, timed here, times the segments beyond one), both divided by the EIE node calls. ``vs_original`` is the
+largest relative difference between the compressed model's outputs and the original's: the models carry
+random (untrained) weights, so pruning to 10% moves them by that much; it is no accuracy figure (the tests
+check the converted model against onnxruntime on its dense export).
 
 Models: an MLP, nn.TransformerEncoder, an LSTM+GRU model, torchvision alexnet and vgg16 (weights=None; the
 whole networks), the VGG-16 classifier head at density 0.04/0.04/0.23 (Table III of the EIE paper) and the
