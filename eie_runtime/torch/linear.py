@@ -54,6 +54,14 @@ class EIELinear(EIEModule):
 
     @keep_torch_threads
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layer = self.layer
+        if (type(x) is torch.Tensor and x.dtype is torch.float32 and x.dim() == 2 and x.shape[0] == 1
+                and self._calib is None and not x.requires_grad and x.device.type == "cpu" and x.is_contiguous()
+                and x.shape[1] == layer.in_features):
+            # one sample, the common case at batch 1: straight to the kernel (about 10 us less per call)
+            a = x.numpy()[0]
+            y = layer.run_float32(a) if self.mode == "float32" else layer.run_fixed16(a)
+            return torch.from_numpy(y[None])
         a = as_array(x, f"input of {self.layer.name!r}")
         k, m = self.in_features, self.out_features
         if a.ndim == 0 or a.shape[-1] != k:
