@@ -30,11 +30,17 @@ import numpy as np
 
 
 def _export(net, args, path, names):
+    import io
+
     import torch
 
+    from eie_runtime.atomic import atomic_write_bytes
+
+    buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net.eval(), args, str(path), dynamo=False, input_names=names, opset_version=17)
+        torch.onnx.export(net.eval(), args, buf, dynamo=False, input_names=names, opset_version=17)
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 
@@ -226,7 +232,9 @@ def main(argv=None) -> int:
                         for r in rows]))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"empty_ort_us": empty_us, "load": load, "rows": rows}, indent=1))
+        from eie_runtime.atomic import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps({"empty_ort_us": empty_us, "load": load, "rows": rows}, indent=1))
     return 0
 
 
