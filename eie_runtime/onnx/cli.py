@@ -57,8 +57,11 @@ def _convert_onnx(args, overrides) -> int:
                                 layer_overrides=overrides, lossless=args.lossless, progress=not args.quiet)
     if args.calibrate:
         sess = InferenceSession(proto)
-        sess.calibrate(_parse_inputs(args.calibrate, sess.input_names, "--calibrate"))
+        unseen = sess.calibrate(_parse_inputs(args.calibrate, sess.input_names, "--calibrate"))
         proto = sess.model
+        if unseen:
+            print(f"note: the calibration samples never reached {unseen}; they have no fixed16 parameters "
+                  "(a fixed16 run that reaches them is refused)")
     data = proto.SerializeToString()
     atomic_write_bytes(args.output, data)
     done = sum(1 for r in rows if not str(r["note"]).startswith("kept"))

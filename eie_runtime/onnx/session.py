@@ -305,9 +305,14 @@ class InferenceSession:
         self._plan = _Plan(g, {}, {}, opsets, proto.ir_version, sess_options, providers, where)
         self.kernels = [s.kernel for s in _all_steps(self._plan) if isinstance(s, _EIEStep)]
         if mode == "fixed16":
-            missing = [lay.name for k in self.kernels for lay in _all_layers(k) if getattr(lay, "fixed", None) is None]
-            if missing:
-                raise EIEInputError(f"{where}: EIE layers {missing} have no fixed16 parameters; convert with "
+            mats = [lay for k in self.kernels for lay in _all_layers(k)]
+            dense = [lay.name for lay in mats if not hasattr(lay, "matrix")]
+            if dense:
+                raise EIEInputError(f"{where}: layers {dense} were converted losslessly (dense float32 weights) "
+                                    "and run in float32 mode only")
+            # some may lack them (a branch calibration never took): a fixed16 run reaching one is refused there
+            if mats and all(lay.fixed is None for lay in mats):
+                raise EIEInputError(f"{where}: the EIE layers have no fixed16 parameters; convert with "
                                     "`eie convert ... --calibrate NAME=samples.npy` to run in fixed16 mode")
 
     @property
@@ -378,8 +383,12 @@ class InferenceSession:
         return [values[o] for o in want]
 
     # -------------------------------------------------------------- fixed16
-    def calibrate(self, feed: dict, *, headroom: float = 1.25) -> None:
-        """Set every EIE layer's fixed16 parameters from a float32 run on ``feed`` and store them in the model."""
+    def calibrate(self, feed: dict, *, headroom: float = 1.25) -> list[str]:
+        """Set the EIE layers' fixed16 parameters from a float32 run on ``feed`` and store them in the model.
+
+        Returns the names of layers the run never reached (a branch not taken): they stay uncalibrated, and a
+        fixed16 run that reaches one is refused there, naming it. Refused if no layer was reached.
+        """
         layers = [lay for k in self.kernels for lay in k.layers]
         seen: dict[int, list] = {}
         for i, layer in enumerate(layers):
@@ -394,14 +403,19 @@ class InferenceSession:
         finally:
             for layer in layers:
                 del layer.run_float32
+        if layers and not seen:
+            raise EIEInputError("no EIE layer saw activations during calibration")
+        unseen = []
         for i, layer in enumerate(layers):
-            if i not in seen:
-                raise EIEInputError(f"EIE layer {layer.name!r} saw no activations during calibration "
-                                    "(a branch the samples never took?)")
-            layer.calibrate(np.concatenate(seen[i]), headroom=headroom)
+            if i in seen:
+                layer.calibrate(np.concatenate(seen[i]), headroom=headroom)
+            else:
+                unseen.append(layer.name)
         for step in _all_steps(self._plan):
-            if isinstance(step, _EIEStep) and step.kernel.layers:
-                N.set_fixed(step.node, [lay.fixed for lay in step.kernel.layers])
+            lays = step.kernel.layers if isinstance(step, _EIEStep) else []
+            if lays and all(lay.fixed is not None for lay in lays):
+                N.set_fixed(step.node, [lay.fixed for lay in lays])
+        return unseen
 
 
 def _all_layers(kernel):
