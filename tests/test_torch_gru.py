@@ -1,7 +1,6 @@
 """nn.GRU / nn.GRUCell in the torch front end: drop-in modules equal torch on the pruned-and-shared
 weights, compress() finds them, fixed16 calibration, state dicts and .eie files, the simulator's trace."""
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
