@@ -16,8 +16,7 @@ interleaved round by round (``bench.common.time_interleaved``):
 Every EIE module is ``eie_runtime.torch.compress(module, density=0.1,
 bits=4)`` of the dense one; "torch" is the dense module under
 ``torch.no_grad()``; "onnxruntime" is the dense module exported with
-``torch.onnx.export`` to a temporary file and run by an
-``InferenceSession``. All three get the same thread count (``--threads``,
+``torch.onnx.export`` (into memory) and run by an ``InferenceSession``. All three get the same thread count (``--threads``,
 default 1: a recurrence is sequential, and the machine is shared).
 
 Prints a table of median microseconds per call and the ratios, checks the
@@ -28,10 +27,10 @@ issue's targets ("What must hold") with their measured ratios, and writes
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,18 +108,17 @@ def build(case: Case, density: float, seed: int = 0):
 
 
 def onnx_session(dense, x, threads: int):
-    """An onnxruntime session on the dense module exported to a temporary file, and its feed."""
+    """An onnxruntime session on the dense module exported by ``torch.onnx.export`` (to memory), and its feed."""
     import onnxruntime as ort
     import torch
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "m.onnx"
-        with torch.no_grad():
-            torch.onnx.export(dense, (x,), str(path), dynamo=False, input_names=["x"], opset_version=17)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    buf = io.BytesIO()  # the exported bytes go straight to the session, no file left behind
+    with torch.no_grad():
+        torch.onnx.export(dense, (x,), buf, dynamo=False, input_names=["x"], opset_version=17)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
     feed = {"x": x.numpy()}
     return sess, feed
 
