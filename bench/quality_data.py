@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
-import pkgutil
 import re
 import subprocess
 import sys

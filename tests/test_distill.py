@@ -1,6 +1,5 @@
 """Label-free distillation through the whole Deep Compression pipeline (eie_runtime.torch.distill)."""
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="needs the [torch] extra")

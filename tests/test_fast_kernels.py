@@ -1,8 +1,6 @@
 """Every fast kernel variant (scatter, gather, batch block; fixed16 with and without
 saturation) against the plain-Python references of tests/reference.py."""
 
-import threading
-
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st

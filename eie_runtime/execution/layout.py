@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..format import InterleavedCSC
 from ..kernel_costs import KernelCosts, current as _current_costs
 from .choice import Chooser
