@@ -15,8 +15,8 @@ import numpy as np
 
 from .errors import EIEFormatError, EIEInputError
 from .kernels import recurrent as _rk
-from .layer import MODES, EIELinear, calls_observed
-from .recurrent_plan import acc0, cached_csr, scale
+from .layer import MODES, EIELinear
+from .recurrent_plan import acc0, cached_csr, fuse_blocker, scale
 
 # an empty CSR: "no projection" for the sequence kernels
 _NO_ROWS = np.zeros(1, np.int64)
@@ -168,21 +168,7 @@ class EIELSTMCore:
 
     # ------------------------------------------------------------------ fused
     def _fuse_blocker(self, mode: str) -> str:
-        for layer in self.layers():
-            if type(layer) is not EIELinear:
-                return f"{type(layer).__name__} stands in for an EIE layer"
-            if "run_float32" in vars(layer) or "run_fixed16" in vars(layer):
-                return f"layer {layer.name!r} has its run methods replaced (a recorder watches its calls)"
-            if layer.activation is not None:
-                return f"layer {layer.name!r} has an activation"
-            if mode == "fixed16":
-                if layer.fixed is None:
-                    return f"layer {layer.name!r} has no fixed-point parameters (calibrate it)"
-                if layer.fixed.shift >= 63:
-                    return f"layer {layer.name!r} has a product shift >= 63"
-        if calls_observed():
-            return "layer calls are being recorded"
-        return ""
+        return fuse_blocker(self.layers(), mode)
 
     def can_fuse(self, mode: str = "float32") -> bool:
         """Whether ``forward`` can run the sequence kernel (real EIE layers without activations,

@@ -14,7 +14,7 @@ import threading
 import numpy as np
 
 from .fixed_point import to_fixed
-from .layer import EIELinear
+from .layer import EIELinear, calls_observed
 
 _LOCK = threading.Lock()
 
@@ -74,3 +74,24 @@ def acc0(layer: EIELinear, fixed: bool) -> np.ndarray:
     if fixed:
         return layer.quantized_bias().astype(np.int64)
     return layer._bias_f32()
+
+
+def fuse_blocker(layers, mode: str) -> str:
+    """Why a recurrent core's sequence kernel cannot run these layers in ``mode`` ("" when it can): it needs
+    plain EIE layers without activations (calibrated, with a product shift below 63, for fixed16) and no
+    recorder watching layer calls."""
+    for layer in layers:
+        if type(layer) is not EIELinear:
+            return f"{type(layer).__name__} stands in for an EIE layer"
+        if "run_float32" in vars(layer) or "run_fixed16" in vars(layer):
+            return f"layer {layer.name!r} has its run methods replaced (a recorder watches its calls)"
+        if layer.activation is not None:
+            return f"layer {layer.name!r} has an activation"
+        if mode == "fixed16":
+            if layer.fixed is None:
+                return f"layer {layer.name!r} has no fixed-point parameters (calibrate it)"
+            if layer.fixed.shift >= 63:
+                return f"layer {layer.name!r} has a product shift >= 63"
+    if calls_observed():
+        return "layer calls are being recorded"
+    return ""

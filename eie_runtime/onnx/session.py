@@ -326,20 +326,11 @@ class InferenceSession:
             if len(self.input_names) != 1:
                 raise EIEInputError(f"the model has inputs {self.input_names}: give them by name (a .npz)")
             x = {self.input_names[0]: x}
-        calls = []
-        layers = self.layers
-        for layer in layers:
-            def record(v, _l=layer, _f=layer.run_float32):
-                calls.append((_l, np.asarray(v, dtype=np.float32)))
-                return _f(v)
+        from ..hardware.trace import record_layer_calls  # the simulator's own (thread-safe) recorder
 
-            layer.run_float32 = record
-        try:
+        with record_layer_calls() as calls:
             self.run(None, x, mode="float32")
-        finally:
-            for layer in layers:
-                del layer.run_float32
-        return calls
+        return list(calls)
 
     def kernels_by_node(self) -> dict:
         """id(NodeProto in ``self.model``) -> the decoded kernel of that EIE node."""
@@ -389,7 +380,7 @@ class InferenceSession:
         Returns the names of layers the run never reached (a branch not taken): they stay uncalibrated, and a
         fixed16 run that reaches one is refused there, naming it. Refused if no layer was reached.
         """
-        layers = [lay for k in self.kernels for lay in k.layers]
+        layers = self.layers
         seen: dict[int, list] = {}
         for i, layer in enumerate(layers):
             def record(x, _i=i, _f=layer.run_float32):
