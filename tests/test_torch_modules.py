@@ -50,6 +50,28 @@ def test_linear_equals_dense_with_shared_weights_on_1d_2d_3d(bias, n_pe):
     assert int((e.to_dense().weight != 0).sum()) == round(0.2 * 37 * 23)
 
 
+def test_linear_one_sample_inputs_of_every_kind_give_the_batch_answer():
+    """A (1, K) input takes a shortcut to the kernel: tensors it must not take (grad, strided, other
+    dtypes or widths) still give the general path's answer or its error."""
+    torch.manual_seed(2)
+    e = et.compress(nn.Linear(40, 9), density=0.3, bits=4)
+    batch = torch.randn(3, 40)
+    want = e(batch)
+    assert torch.equal(e(batch[1:2]), want[1:2])
+    grad = batch[1:2].clone().requires_grad_(True)
+    assert torch.equal(e(grad), want[1:2])
+    wide = torch.randn(40, 3)
+    assert torch.allclose(e(wide.T[1:2]), e(wide.T.contiguous())[1:2], atol=1e-6)  # non-contiguous row
+    assert e(torch.randn(1, 40)[:, ::1]).shape == (1, 9)
+    with pytest.raises(EIEError, match="float64.*float32"):
+        e(torch.randn(1, 40, dtype=torch.float64))
+    with pytest.raises(EIEError, match=r"expected \(\*, 40\)"):
+        e(torch.randn(1, 41))
+    e.calibrate(batch)
+    e.mode = "fixed16"
+    assert torch.equal(e(batch[1:2]), e(batch)[1:2])
+
+
 # -------------------------------------------------------------------- LSTM
 def reference_lstm(lstm: nn.LSTM, density, bits=4) -> nn.LSTM:
     """nn.LSTM loaded with the dequantized EIE matrices, built straight from torch's weights."""
