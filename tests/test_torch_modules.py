@@ -299,6 +299,19 @@ def test_bad_modules_and_settings_are_refused_clearly():
         lstm(torch.randn(2, 1, 4), (torch.zeros(2, 1, 3), torch.zeros(1, 1, 3)))
 
 
+def test_cells_refuse_bad_states_naming_them():
+    lstm, gru = et.compress(nn.LSTMCell(4, 3)), et.compress(nn.GRUCell(4, 3))
+    with pytest.raises(EIEError, match=r"tuple \(h, c\)"):
+        lstm(torch.randn(2, 4), (torch.zeros(2, 3),))
+    with pytest.raises(EIEError, match=r"LSTMCell c must have shape \(2, 3\), got \(1, 3\)"):
+        lstm(torch.randn(2, 4), (torch.zeros(2, 3), torch.zeros(1, 3)))
+    with pytest.raises(EIEError, match=r"GRUCell h must have shape \(2, 3\), got \(3,\)"):
+        gru(torch.randn(2, 4), torch.zeros(3))
+    with pytest.raises(EIEError, match=r"GRUCell input has shape \(5,\)"):
+        gru(torch.randn(5))
+    assert gru(torch.randn(4), torch.zeros(3)).shape == (3,) and lstm(torch.randn(4))[1].shape == (3,)
+
+
 def test_lstm_without_bias_and_with_dropout_runs_as_in_eval_mode():
     torch.manual_seed(9)
     lstm = nn.LSTM(5, 6, num_layers=2, bias=False, dropout=0.3).eval()

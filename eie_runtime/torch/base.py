@@ -70,6 +70,26 @@ def _layer_from_tensors(get: Callable, name: str) -> CoreLinear:
 
 
 
+def cell_arrays(cell: str, input, states, names: tuple, input_size: int, hidden_size: int):
+    """A recurrent cell's call as arrays: the input as (batch, input_size), each state named in ``names``
+    as (batch, hidden_size) (zeros where ``states`` is None), and whether the call was unbatched."""
+    x = as_array(input, f"{cell} input")
+    if x.ndim not in (1, 2) or x.shape[-1] != input_size:
+        raise EIEInputError(f"{cell} input has shape {tuple(x.shape)}, expected ({input_size},) "
+                            f"or (batch, {input_size})")
+    unbatched = x.ndim == 1
+    x = x.reshape(-1, input_size)
+    b = x.shape[0]
+    if states is None:
+        return x, [np.zeros((b, hidden_size), np.float32) for _ in names], unbatched
+    want = (hidden_size,) if unbatched else (b, hidden_size)
+    arrays = [as_array(t, n) for t, n in zip(states, names)]
+    for a, n in zip(arrays, names):
+        if a.shape != want:
+            raise EIEInputError(f"{cell} {n} must have shape {want}, got {tuple(a.shape)}")
+    return x, [a.reshape(b, hidden_size) for a in arrays], unbatched
+
+
 class EIEModule(nn.Module):
     """What every EIE module shares: mode, state dict of its core layers, model files."""
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..errors import EIEInputError
 from ..gru import EIEGRUCore
-from .base import EIEModule, as_array, check_mode
+from .base import EIEModule, as_array, cell_arrays, check_mode
 from .lstm import _Recorder, _repack
 from .targets import check_module
 from .threads import keep_torch_threads
@@ -179,21 +179,8 @@ class EIEGRUCell(_GRUBase):
 
     @keep_torch_threads
     def forward(self, input, hx=None):
-        x = as_array(input, "GRUCell input")
-        if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
-            raise EIEInputError(f"GRUCell input has shape {tuple(x.shape)}, expected ({self.input_size},) "
-                                f"or (batch, {self.input_size})")
-        unbatched = x.ndim == 1
-        x = x.reshape(-1, self.input_size)
-        b, hs = x.shape[0], self.hidden_size
-        if hx is None:
-            h = np.zeros((b, hs), np.float32)
-        else:
-            h = as_array(hx, "h")
-            want = (hs,) if unbatched else (b, hs)
-            if h.shape != want:
-                raise EIEInputError(f"GRUCell h must have shape {want}, got {h.shape}")
-            h = h.reshape(b, hs)
+        x, (h,), unbatched = cell_arrays("GRUCell", input, None if hx is None else (hx,), ("h",),
+                                         self.input_size, self.hidden_size)
         h = torch.from_numpy(self.core.step(0, 0, x, h, mode=self._run_mode()))
         return h[0] if unbatched else h
 

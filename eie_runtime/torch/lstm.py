@@ -13,7 +13,7 @@ from torch import nn
 from ..errors import EIEInputError
 from ..layer import EIELinear as CoreLinear
 from ..lstm import EIELSTMCore
-from .base import EIEModule, as_array, check_mode
+from .base import EIEModule, as_array, cell_arrays, check_mode
 from .targets import check_module
 from .threads import keep_torch_threads
 from .weights import compress_lstm_module
@@ -215,24 +215,9 @@ class EIELSTMCell(_LSTMBase):
 
     @keep_torch_threads
     def forward(self, input, hx=None):
-        x = as_array(input, "LSTMCell input")
-        if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
-            raise EIEInputError(f"LSTMCell input has shape {tuple(x.shape)}, expected ({self.input_size},) "
-                                f"or (batch, {self.input_size})")
-        unbatched = x.ndim == 1
-        x = x.reshape(-1, self.input_size)
-        b, hs = x.shape[0], self.hidden_size
-        if hx is None:
-            h = np.zeros((b, hs), np.float32)
-            c = np.zeros((b, hs), np.float32)
-        else:
-            if not (isinstance(hx, (tuple, list)) and len(hx) == 2):
-                raise EIEInputError("LSTMCell hx must be a tuple (h, c)")
-            want = (hs,) if unbatched else (b, hs)
-            h, c = (as_array(t, n) for t, n in zip(hx, ("h", "c")))
-            if h.shape != want or c.shape != want:
-                raise EIEInputError(f"LSTMCell hx must be two tensors of shape {want}, got {h.shape} and {c.shape}")
-            h, c = h.reshape(b, hs), c.reshape(b, hs)
+        if hx is not None and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
+            raise EIEInputError("LSTMCell hx must be a tuple (h, c)")
+        x, (h, c), unbatched = cell_arrays("LSTMCell", input, hx, ("h", "c"), self.input_size, self.hidden_size)
         h, c = self.core.step(0, 0, x, h, c, mode=self._run_mode())
         h, c = torch.from_numpy(h), torch.from_numpy(c)
         return (h[0], c[0]) if unbatched else (h, c)
