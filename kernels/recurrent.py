@@ -147,18 +147,24 @@ def gru_update(gx, hrz, hn, h, lbr, h_out):
 
 
 # ------------------------------------------------------------------ batched input columns
+@njit(cache=True, inline="always")
+def _mv_f32_batch(ptr, cols, vals, vt, out):
+    """out[r, :] = sum_e vals[e] * vt[cols[e], :]: every sample in the inner loop, each weight read once."""
+    nb = vt.shape[1]
+    for r in range(ptr.shape[0] - 1):
+        for s in range(nb):
+            out[r, s] = np.float32(0.0)
+        for e in range(np.uint64(ptr[r]), np.uint64(ptr[r + 1])):
+            w = vals[e]
+            c = cols[e]
+            for s in range(nb):
+                out[r, s] += w * vt[c, s]
+
+
 @njit(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
 def rows_f32_batch(indptr, cols, vals, xt, out):
     """out (M, N) = W xt for a CSR W and xt (K, N): every sample in the inner loop."""
-    n = xt.shape[1]
-    for r in range(indptr.shape[0] - 1):
-        for s in range(n):
-            out[r, s] = np.float32(0.0)
-        for e in range(np.uint64(indptr[r]), np.uint64(indptr[r + 1])):
-            v = vals[e]
-            c = cols[e]
-            for s in range(n):
-                out[r, s] += v * xt[c, s]
+    _mv_f32_batch(indptr, cols, vals, xt, out)
 
 
 @njit(cache=True)
@@ -385,20 +391,6 @@ def gru_sequence_fixed16(lbr, gx, rz_ptr, rz_cols, rz_wq, rz_acc0, rz_in_scale, 
 
 
 # ------------------------------------------------------------------ batches (float32)
-@njit(cache=True, inline="always")
-def _mv_f32_batch(ptr, cols, vals, vt, out):
-    """out[r, :] = sum_e vals[e] * vt[cols[e], :]: every sample in the inner loop, each weight read once."""
-    nb = vt.shape[1]
-    for r in range(ptr.shape[0] - 1):
-        for s in range(nb):
-            out[r, s] = np.float32(0.0)
-        for e in range(np.uint64(ptr[r]), np.uint64(ptr[r + 1])):
-            w = vals[e]
-            c = cols[e]
-            for s in range(nb):
-                out[r, s] += w * vt[c, s]
-
-
 @njit(cache=True, fastmath=_FAST, error_model="numpy")
 def lstm_sequence_f32_batch(gx, h_ptr, h_cols, h_vals, p_ptr, p_cols, p_vals, p_bias,
                             h0, c0, lens, reverse, y, y_off, h_n, c_n):
