@@ -126,7 +126,7 @@ def minilm(args) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     small, report = et.distill(dense, train, density=args.density, bits=4, epochs=args.epochs,
                                share_epochs=args.share_epochs, lr=args.lr, init=args.init,
-                               layer_loss=args.layer_loss, eval_inputs=held, progress=True)
+                               layer_loss=args.layer_loss, prune_by=args.prune_by, eval_inputs=held, progress=True)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(report, flush=True)
     rows.append(evaluate(small, f"distill ({args.epochs}+{args.share_epochs} epochs), EIE float32"))
@@ -337,6 +337,7 @@ def main(argv=None) -> int:
     m.add_argument("--lr", type=float, default=2e-4)
     m.add_argument("--init", default="density")
     m.add_argument("--layer-loss", type=float, default=1.0)
+    m.add_argument("--prune-by", default="activation")
     m.add_argument("--threads", type=int, default=2)
     v = sub.add_parser("vad")
     v.add_argument("--density", type=float, default=0.3)

@@ -38,25 +38,48 @@ def check_n_pe(n_pe) -> int | str:
     return int(n_pe)
 
 
+def check_input_rms(input_rms, k: int, what: str = "input_rms") -> np.ndarray:
+    """``input_rms`` as float64 (K,): finite, >= 0, one value per input column."""
+    r = np.asarray(input_rms, dtype=np.float64)
+    if r.shape != (k,) or not np.isfinite(r).all() or (r < 0).any():
+        raise EIEInputError(f"{what} must be {k} finite values >= 0 (one per input column), got shape {r.shape}")
+    return r
+
+
+def importance(weight: np.ndarray, input_rms) -> np.ndarray:
+    """``|w_ij| * input_rms[j]``: how much weight ``(i, j)`` contributes to its output on typical inputs
+    (the activation-aware pruning criterion of Wanda, Sun et al. 2023); ``|w|`` when ``input_rms`` is None."""
+    w = np.abs(np.asarray(weight, dtype=np.float64))
+    return w if input_rms is None else w * check_input_rms(input_rms, w.shape[1])[None, :]
+
+
 def quantize_matrix(weight, *, density: float, bits: int = 4, seed: int = 0, init: str = "linear",
-                    mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    mask: np.ndarray | None = None, input_rms=None) -> tuple[np.ndarray, np.ndarray]:
     """Prune then share: ``(codes uint8 (M, K), codebook float32 (2**bits,))``.
 
     ``mask`` (boolean, same shape) overrides magnitude pruning, e.g. the mask a
     fine-tuning run kept fixed. ``init`` is the codebook initialisation
     (``weight_sharing.INITS``: linear, density / quantile, random).
+    ``input_rms`` (K,): the root mean square of each input column over sample
+    inputs. Given it, pruning keeps the largest ``|w_ij| * input_rms[j]``
+    (:func:`importance`) and the k-means weighs each weight's squared error by
+    ``input_rms[j]**2``, so both minimise the error of the layer's outputs rather
+    than of its weights (docs/torch.md, "Choices that decide quality").
     """
     w = as_weight_matrix(weight)
     bits = check_bits(bits)
     check_init(init)
+    if input_rms is not None:
+        input_rms = check_input_rms(input_rms, w.shape[1])
     if mask is None:
-        mask = prune_mask(w, density)
+        mask = prune_mask(importance(w, input_rms) if input_rms is not None else w, density)
     elif mask.shape != w.shape:
         raise EIEInputError(f"mask has shape {mask.shape}, expected {w.shape}")
     # an exact zero stays pruned: sharing would otherwise turn it into a centroid value
     mask = mask & (w != 0)
     codes = np.zeros(w.shape, dtype=np.uint8)
-    codebook, kept_codes = kmeans_share(w[mask], bits, init=init, seed=seed)
+    wts = None if input_rms is None else np.broadcast_to(input_rms[None, :] ** 2, w.shape)[mask]
+    codebook, kept_codes = kmeans_share(w[mask], bits, init=init, seed=seed, weights=wts)
     codes[mask] = kept_codes
     return codes, codebook
 

@@ -18,6 +18,8 @@ from eie_runtime.gru import EIEGRUCore
 from eie_runtime.layer import EIELinear, resolve_n_pe
 
 from .compress import as_weight_matrix, check_n_pe, quantize_matrix
+from .lstm import LSTM_BIAS
+from .weight_sharing import check_init
 
 MATRIX_NAMES = ("x", "hrz", "hn")
 
@@ -62,14 +64,27 @@ def gru_matrices(w: GRUDirectionWeights, linear_before_reset: bool = True) -> tu
     return w_x, np.ascontiguousarray(w_hh[:2 * h], dtype=np.float32), w_hn
 
 
+def check_gru_bias(bias) -> str:
+    if bias not in LSTM_BIAS:
+        raise EIEInputError(f"GRU bias must be one of {LSTM_BIAS}, got {bias!r}")
+    return bias
+
+
 def compress_gru(weights: list[list[GRUDirectionWeights]], *, density: float | list, bits: int | list = 4,
                  n_pe: int = 64, seed: int = 0, name: str = "gru", linear_before_reset: bool = True,
-                 init: str = "linear") -> EIEGRUCore:
+                 init: str = "linear", bias: str = "shared") -> EIEGRUCore:
     """Prune and share every layer/direction's three matrices separately.
 
-    ``density`` / ``bits`` may be one value or a list with one value per layer.
+    ``density`` / ``bits`` may be one value or a list with one value per layer;
+    ``init`` is the codebook initialisation (``weight_sharing.INITS``).
+    ``bias="shared"`` prunes and shares the bias columns of ``w_x`` and ``w_hn``
+    with their weights (as ``compress_lstm`` does by default); ``bias="dense"``
+    keeps them exact as those layers' float32 biases (the accumulators'
+    starting value, DESIGN.md), the columns then holding no entries.
     """
     n_pe = check_n_pe(n_pe)
+    check_init(init)
+    check_gru_bias(bias)
     n_layers = len(weights)
     dens = density if isinstance(density, (list, tuple)) else [density] * n_layers
     bts = bits if isinstance(bits, (list, tuple)) else [bits] * n_layers
@@ -79,13 +94,17 @@ def compress_gru(weights: list[list[GRUDirectionWeights]], *, density: float | l
     def quantize(mat, l, d, which, lname):
         return quantize_matrix(mat, density=dens[l], bits=bts[l], seed=seed, init=init)
 
-    return assemble_gru(weights, quantize, n_pe=n_pe, name=name, linear_before_reset=linear_before_reset)
+    return assemble_gru(weights, quantize, n_pe=n_pe, name=name, linear_before_reset=linear_before_reset, bias=bias)
 
 
 def assemble_gru(weights: list[list[GRUDirectionWeights]], quantize, *, n_pe: int, name: str,
-                 linear_before_reset: bool = True) -> EIEGRUCore:
+                 linear_before_reset: bool = True, bias: str = "shared") -> EIEGRUCore:
     """Encode every layer/direction's matrices with
-    ``quantize(matrix, layer, direction, which in MATRIX_NAMES, layer_name) -> (codes, codebook)``."""
+    ``quantize(matrix, layer, direction, which in MATRIX_NAMES, layer_name) -> (codes, codebook)``.
+
+    ``bias="dense"`` moves the bias columns of ``w_x`` and ``w_hn`` out of the
+    matrices into those layers' biases before ``quantize`` sees them."""
+    check_gru_bias(bias)
     if not weights or not all(weights):
         raise EIEInputError("a GRU needs at least one layer with one or two directions")
     suffix = ("", "_reverse")
@@ -99,9 +118,13 @@ def assemble_gru(weights: list[list[GRUDirectionWeights]], quantize, *, n_pe: in
             layers = []
             for which, mat in zip(MATRIX_NAMES, mats):
                 lname = f"{name}.l{l}{suffix[d]}.{which}"
+                layer_bias = None
+                if bias == "dense" and which != "hrz":  # w_x and w_hn end with their bias column
+                    layer_bias = mat[:, -1].copy() if mat[:, -1].any() else None
+                    mat[:, -1] = 0.0
                 codes, codebook = quantize(mat, l, d, which, lname)
                 layers.append(EIELinear(InterleavedCSC.from_codes(codes, codebook, resolve_n_pe(n_pe, codes.shape[0]),
-                                                                  name=lname), name=lname))
+                                                                  name=lname), bias=layer_bias, name=lname))
             row.append(tuple(layers))
         cells.append(row)
     return EIEGRUCore(cells, hidden, linear_before_reset=linear_before_reset)

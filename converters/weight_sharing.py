@@ -52,8 +52,14 @@ def _initial_centroids(sorted_vals: np.ndarray, n: int, init: str, seed: int) ->
 
 
 def kmeans_share(values: np.ndarray, bits: int = 4, *, init: str = "linear", seed: int = 0,
-                 max_iter: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+                 max_iter: int = 1000, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Cluster 1-D ``values`` into ``2**bits - 1`` centroids.
+
+    ``weights`` (same length, >= 0) makes it a weighted k-means: each value's
+    squared error counts ``weights[i]`` times, and a centroid is its cluster's
+    weighted mean. With a weight's input activation's mean square as its
+    weight, this minimises the layer's expected output error (diagonal
+    approximation) instead of the weights' own error.
 
     Returns
     -------
@@ -67,13 +73,22 @@ def kmeans_share(values: np.ndarray, bits: int = 4, *, init: str = "linear", see
     vals = np.asarray(values, dtype=np.float64).ravel()
     if not np.isfinite(vals).all():
         raise EIEInputError("weights to share hold NaN or Inf")
+    if weights is not None:
+        wts = np.asarray(weights, dtype=np.float64).ravel()
+        if wts.shape != vals.shape or not np.isfinite(wts).all() or (wts < 0).any():
+            raise EIEInputError(f"k-means weights must be {vals.size} finite values >= 0, got shape {wts.shape}")
     n = (1 << bits) - 1
     codebook = np.zeros(1 << bits, dtype=np.float32)
     if vals.size == 0:
         return codebook, np.zeros(0, dtype=np.uint8)
     order = np.argsort(vals, kind="stable")
     s = vals[order]
-    prefix = np.concatenate(([0.0], np.cumsum(s)))
+    if weights is None or not wts.any():
+        ws = np.ones_like(s)
+    else:  # a value of weight 0 still gets a code; a tiny floor keeps every cluster's mean defined
+        ws = wts[order] + 1e-12 * wts.max()
+    prefix_w = np.concatenate(([0.0], np.cumsum(ws)))
+    prefix = np.concatenate(([0.0], np.cumsum(ws * s)))
     cent = _initial_centroids(s, n, init, seed)
     cuts = None
     for _ in range(max_iter):
@@ -83,8 +98,8 @@ def kmeans_share(values: np.ndarray, bits: int = 4, *, init: str = "linear", see
         cuts = new_cuts
         lo = np.concatenate(([0], cuts))
         hi = np.concatenate((cuts, [s.size]))
-        count = hi - lo
-        cent = np.sort(np.where(count > 0, (prefix[hi] - prefix[lo]) / np.maximum(count, 1), cent))
+        count = prefix_w[hi] - prefix_w[lo]
+        cent = np.sort(np.where(hi > lo, (prefix[hi] - prefix[lo]) / np.where(hi > lo, count, 1.0), cent))
     codebook[1:] = cent.astype(np.float32)
     # assign in float32, against the stored centroids, so codes and codebook agree exactly
     c32 = codebook[1:].astype(np.float64)

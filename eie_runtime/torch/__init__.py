@@ -22,7 +22,7 @@ modules are compressed and their weights), ``parametrizations`` and
 """
 
 from .base import FILE_KIND, EIEModule
-from .distillation import Agreement, DistillReport, agreement, distill, distill_finetune, pruning_step
+from .distillation import Agreement, DistillReport, agreement, distill, distill_finetune, input_rms, pruning_step
 from .finetune import (ModuleState, density_schedule, finalize, finetune_state, prepare_finetune, set_density,
                        share_weights)
 from .gru import EIEGRU, EIEGRUCell
@@ -35,5 +35,5 @@ from .serialization import load, modules_from_file, save
 __all__ = ["compress", "EIELinear", "EIELSTM", "EIELSTMCell", "EIEGRU", "EIEGRUCell", "EIEModule", "to_dense", "summary", "calibrate",
            "set_mode", "eie_modules", "save", "load", "modules_from_file", "FILE_KIND", "prepare_finetune",
            "share_weights", "set_density", "density_schedule", "finalize", "finetune_state", "ModuleState",
-           "distill", "distill_finetune", "pruning_step", "agreement", "Agreement", "DistillReport", "CompressionSummary",
+           "distill", "distill_finetune", "pruning_step", "input_rms", "agreement", "Agreement", "DistillReport", "CompressionSummary",
            "sensitivity", "Sensitivity", "plan", "Plan"]

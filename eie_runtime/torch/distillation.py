@@ -21,6 +21,7 @@ from torch.nn.utils import parametrize
 from ..errors import EIEInputError
 from .finetune import density_schedule, finalize, prepare_finetune, set_density, share_weights
 from .model import call_model
+from .targets import find_targets
 from .threads import keep_torch_threads
 
 
@@ -228,6 +229,55 @@ def distill_finetune(teacher, student, inputs: Iterable, *, epochs: int = 20, lr
     return report
 
 
+def input_rms(model: nn.Module, inputs: Iterable, names: Iterable[str] | None = None,
+              max_batches: int | None = 32) -> dict:
+    """``{name: (in_features,) float64}``: the root mean square of each input column of ``model``'s
+    ``nn.Linear`` modules (all of them, or those in ``names``) over ``inputs`` (model inputs).
+
+    At most ``max_batches`` inputs are run, evenly spaced over ``inputs`` (a
+    length-sorted list would otherwise give only its shortest items). Feed the
+    result to ``prepare_finetune(input_rms=...)`` for activation-aware pruning
+    and weighted sharing; :func:`distill` does this itself (``prune_by="activation"``).
+    """
+    items = list(inputs)
+    if not items:
+        raise EIEInputError("input_rms needs at least one input")
+    if max_batches is not None and len(items) > max_batches:
+        items = [items[round(i * (len(items) - 1) / (max_batches - 1))] for i in range(max_batches)] \
+            if max_batches > 1 else items[:1]
+    mods = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    if names is not None:
+        names = list(names)
+        missing = [n for n in names if n not in mods]
+        if missing:
+            raise EIEInputError(f"input_rms: {missing} are not nn.Linear modules of the model")
+        mods = {n: mods[n] for n in names}
+    sums = {n: torch.zeros(m.in_features, dtype=torch.float64) for n, m in mods.items()}
+    counts = dict.fromkeys(mods, 0)
+
+    def hook(name):
+        def pre(mod, args):
+            x = args[0].detach().reshape(-1, args[0].shape[-1]).double()
+            sums[name] += (x * x).sum(0)
+            counts[name] += x.shape[0]
+        return pre
+    handles = [m.register_forward_pre_hook(hook(n)) for n, m in mods.items()]
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for it in items:
+                call_model(model, it)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    return {n: (sums[n] / max(counts[n], 1)).sqrt().numpy() for n in mods if counts[n]}
+
+
+PRUNE_BY = ("activation", "magnitude")
+
+
 def pruning_step(model, density: float, ramp_steps: int, every: int = 0) -> Callable:
     """An ``on_step`` that prunes ``model`` (pruned stage) gradually to ``density``.
 
@@ -245,7 +295,7 @@ def pruning_step(model, density: float, ramp_steps: int, every: int = 0) -> Call
 @keep_torch_threads
 def distill(model: nn.Module, inputs: Iterable, *, density=0.1, bits=4, n_pe: int = 64, epochs: int = 20,
             share_epochs: int | None = None, lr: float = 1e-3, share_lr: float | None = None, ramp: float = 0.5,
-            init: str = "linear", lstm_bias: str = "shared", layer_loss: float = 0.0,
+            init: str = "linear", lstm_bias: str = "shared", layer_loss: float = 0.0, prune_by: str = "activation",
             filter_fn: Callable | None = None, eval_inputs: Iterable | None = None, mode: str = "float32",
             seed: int = 0, progress: bool = True) -> tuple[nn.Module, DistillReport]:
     """Compress ``model`` the Deep Compression way and recover its behaviour without labels.
@@ -262,8 +312,12 @@ def distill(model: nn.Module, inputs: Iterable, *, density=0.1, bits=4, n_pe: in
        ``epochs // 2``) at ``share_lr`` (default ``lr / 2``);
     4. **finalize** into EIE modules (``mode``; fixed16 calibrated on ``eval_inputs``).
 
-    ``layer_loss`` > 0 adds the compressed modules' own outputs (intermediate
-    activations) to the loss with that weight. ``epochs=0`` skips retraining
+    ``prune_by="activation"`` (default) ranks each ``nn.Linear`` weight by
+    ``|w_ij| * rms(x_j)`` over ``inputs`` (Wanda's criterion) when pruning and
+    weighs its k-means by ``rms(x_j)**2`` (:func:`input_rms`); ``"magnitude"``
+    is Deep Compression's ``|w_ij|`` and plain k-means. LSTMs are pruned by
+    magnitude either way. ``layer_loss`` > 0 adds the compressed modules' own
+    outputs (intermediate activations) to the loss with that weight. ``epochs=0`` skips retraining
     (then only the centroids train). The report lists the agreement (cosine,
     max-abs error, argmax agreement) with the dense model on ``eval_inputs``
     (default: ``inputs``) after each stage; each stage shows a tqdm bar.
@@ -277,13 +331,20 @@ def distill(model: nn.Module, inputs: Iterable, *, density=0.1, bits=4, n_pe: in
     if not items:
         raise EIEInputError("distillation needs at least one input batch")
     evals = list(eval_inputs) if eval_inputs is not None else items
+    if prune_by not in PRUNE_BY:
+        raise EIEInputError(f"prune_by must be one of {PRUNE_BY}, got {prune_by!r}")
     kw = dict(progress=progress, layer_loss=layer_loss, eval_inputs=evals)
+    rms = None
+    if prune_by == "activation":
+        linear = [t.name for t in find_targets(model, density=density, bits=bits, filter_fn=filter_fn)
+                  if t.kind == "linear"]
+        rms = input_rms(model, items, linear) if linear else None
     start = prepare_finetune(model, density=density, bits=bits, init=init, lstm_bias=lstm_bias,
-                             filter_fn=filter_fn, seed=seed)
+                             filter_fn=filter_fn, seed=seed, input_rms=rms)
     report = DistillReport(stages=[("compressed", agreement(model, share_weights(start), evals))])
     if epochs:
         pruned = prepare_finetune(model, density=1.0, bits=bits, init=init, lstm_bias=lstm_bias,
-                                  filter_fn=filter_fn, seed=seed)
+                                  filter_fn=filter_fn, seed=seed, input_rms=rms)
         ramp_steps = int(ramp * epochs * len(items))
         dens = density
         if not isinstance(density, (int, float)):

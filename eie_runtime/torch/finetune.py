@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..converters.compress import quantize_matrix
+from ..converters.compress import check_input_rms, importance, quantize_matrix
 from ..converters.from_codes import linear_from_codes, lstm_from_codes
 from ..converters.lstm import check_lstm_bias, lstm_matrix
 from ..converters.prune import check_density, prune_mask
@@ -76,8 +76,28 @@ def _lstm_bias_mode(mod, l, d) -> str:
 STAGES = ("pruned", "shared")
 
 
+def _check_rms(input_rms, targets) -> dict:
+    """``input_rms`` checked against the prepared modules: Linear names only, one value per input column."""
+    if input_rms is None:
+        return {}
+    if not isinstance(input_rms, dict):
+        raise EIEInputError(f"input_rms must be a dict {{Linear module name: array}}, got {type(input_rms).__name__}")
+    kinds = {t.name: t for t in targets}
+    out = {}
+    for name, r in input_rms.items():
+        if name not in kinds:
+            raise EIEInputError(f"input_rms names {name!r}, which is not a module being prepared "
+                                f"(those are: {', '.join(repr(n) for n in kinds) or 'none'})")
+        if kinds[name].kind != "linear":
+            raise EIEInputError(f"input_rms: module {name!r} is an {kinds[name].kind}; activation-aware pruning "
+                                "covers nn.Linear only")
+        out[name] = check_input_rms(r, kinds[name].module.in_features, f"input_rms[{name!r}]")
+    return out
+
+
 def prepare_finetune(model, *, density=0.1, bits=4, stage: str = "pruned", init: str = "linear",
-                     lstm_bias: str = "shared", filter_fn: Callable | None = None, seed: int = 0):
+                     lstm_bias: str = "shared", filter_fn: Callable | None = None, seed: int = 0,
+                     input_rms: dict | None = None):
     """A trainable copy of ``model`` whose Linear/LSTM/LSTMCell weights are pruned (stage 1) or shared (stage 2).
 
     Parameters
@@ -104,6 +124,13 @@ def prepare_finetune(model, *, density=0.1, bits=4, stage: str = "pruned", init:
     filter_fn : callable(module, name) -> bool, optional
     seed : int
         Seed of the k-means (same quantization as ``compress`` with this seed).
+    input_rms : dict, optional
+        ``{Linear module name: (in_features,) root mean square of its inputs}``
+        (:func:`eie_runtime.torch.input_rms`). Those modules are pruned by
+        ``|w_ij| * input_rms[j]`` (activation-aware, here and in
+        :func:`set_density`) and shared by a k-means weighted by
+        ``input_rms[j]**2`` (``converters.compress.quantize_matrix``). Others:
+        magnitude pruning, unweighted k-means.
 
     Examples
     --------
@@ -122,6 +149,7 @@ def prepare_finetune(model, *, density=0.1, bits=4, stage: str = "pruned", init:
                                 "it with eie_runtime.torch.compress, or leave it out with density={name: None}")
     if not targets:
         raise EIEInputError("the model has no nn.Linear / nn.LSTM / nn.LSTMCell to prepare")
+    rms = _check_rms(input_rms, targets)
     new = copy.deepcopy(model)
     mods = dict(new.named_modules(remove_duplicate=False))
     pruned = stage == "pruned"
@@ -131,10 +159,12 @@ def prepare_finetune(model, *, density=0.1, bits=4, stage: str = "pruned", init:
         bts = _per_layer(t.bits, mod, t.kind)
         if t.kind == "linear":
             w = to_numpy(mod.weight)
+            r = rms.get(t.name)
             if pruned:
-                apply_linear(mod, mask=prune_mask(w, dens[0]), plan={"bits": bts[0], "init": init, "seed": seed})
+                apply_linear(mod, mask=prune_mask(importance(w, r), dens[0]),
+                             plan={"bits": bts[0], "init": init, "seed": seed, "input_rms": r})
             else:
-                codes, cb = quantize_matrix(w, density=dens[0], bits=bts[0], seed=seed, init=init)
+                codes, cb = quantize_matrix(w, density=dens[0], bits=bts[0], seed=seed, init=init, input_rms=r)
                 apply_linear(mod, codes=codes, codebook=cb)
             continue
         for l, d in directions(mod):
@@ -221,7 +251,8 @@ def share_weights(model, *, bits=None, init: str | None = None, seed: int | None
         if st.kind == "linear":
             b = check_bits(b)
             mask = param_of(mod, "weight").mask.numpy() > 0
-            codes, cb = quantize_matrix(to_numpy(mod.weight), density=1.0, bits=b, seed=sd, mask=mask, init=ini)
+            codes, cb = quantize_matrix(to_numpy(mod.weight), density=1.0, bits=b, seed=sd, mask=mask, init=ini,
+                                        input_rms=plan.get("input_rms"))
             apply_linear(mod, codes=codes, codebook=cb)
             continue
         per_layer = _per_layer(b, mod, st.kind)
@@ -260,7 +291,8 @@ def set_density(model, density: float) -> None:
         mod = mods[name]
         if st.kind == "linear":
             pm = param_of(mod, "weight")
-            keep = prune_mask(to_numpy(mod.weight), density) & (pm.mask.numpy() > 0)
+            crit = importance(to_numpy(mod.weight), pm.plan.get("input_rms"))
+            keep = prune_mask(crit, density) & (pm.mask.numpy() > 0)
             pm.mask.copy_(torch.from_numpy(keep.astype(np.float32)))
             continue
         for l, d in directions(mod):

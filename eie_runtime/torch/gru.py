@@ -93,10 +93,12 @@ class EIEGRU(_GRUBase):
 
     @classmethod
     def from_gru(cls, gru: nn.GRU, *, density=0.1, bits=4, n_pe: int = 64, seed: int = 0,
-                 name: str | None = None, mode: str = "float32") -> "EIEGRU":
-        """Prune, share and encode an ``nn.GRU`` (it is not modified)."""
+                 name: str | None = None, mode: str = "float32", init: str = "linear",
+                 bias: str = "shared") -> "EIEGRU":
+        """Prune, share and encode an ``nn.GRU`` (it is not modified); ``init``, ``bias`` as in ``compress_gru``."""
         check_module(gru, name or "")
-        core = compress_gru_module(gru, density=density, bits=bits, n_pe=n_pe, seed=seed, name=name or "gru")
+        core = compress_gru_module(gru, density=density, bits=bits, n_pe=n_pe, seed=seed, name=name or "gru",
+                                   init=init, bias=bias)
         return cls(core, batch_first=gru.batch_first, mode=mode)
 
     num_layers = property(lambda self: self.core.num_layers)
@@ -171,11 +173,12 @@ class EIEGRUCell(_GRUBase):
 
     @classmethod
     def from_gru_cell(cls, cell: nn.GRUCell, *, density=0.1, bits=4, n_pe: int = 64, seed: int = 0,
-                      name: str | None = None, mode: str = "float32") -> "EIEGRUCell":
-        """Prune, share and encode an ``nn.GRUCell`` (it is not modified)."""
+                      name: str | None = None, mode: str = "float32", init: str = "linear",
+                      bias: str = "shared") -> "EIEGRUCell":
+        """Prune, share and encode an ``nn.GRUCell`` (it is not modified); ``init``, ``bias`` as in ``compress_gru``."""
         check_module(cell, name or "")
         return cls(compress_gru_module(cell, density=density, bits=bits, n_pe=n_pe, seed=seed,
-                                       name=name or "gru_cell"), mode=mode)
+                                       name=name or "gru_cell", init=init, bias=bias), mode=mode)
 
     @keep_torch_threads
     def forward(self, input, hx=None):

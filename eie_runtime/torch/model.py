@@ -48,7 +48,7 @@ def _wrap(target: Target, *, n_pe: int, seed: int, mode: str, init: str = "linea
                                          init=init, name=name), mode="float32")
     if target.kind in ("gru", "gru_cell"):
         gcore = compress_gru_module(mod, density=target.density, bits=target.bits, n_pe=n_pe, seed=seed, name=name,
-                                    init=init)
+                                    init=init, bias=lstm_bias)
         return EIEGRU(gcore, batch_first=mod.batch_first) if target.kind == "gru" else EIEGRUCell(gcore)
     core = compress_lstm(lstm_weights(mod), density=target.density, bits=target.bits, n_pe=n_pe, seed=seed,
                          name=name, init=init, bias=lstm_bias)
@@ -89,7 +89,8 @@ def compress(model: nn.Module, *, density=0.1, bits=4, n_pe: int = 64, mode: str
     lstm_bias : "shared" or "dense"
         ``"shared"`` (the paper's NT-LSTM): the bias column is pruned and shared
         with the gate weights. ``"dense"``: the bias stays exact, as the cell
-        layer's float32 bias.
+        layer's float32 bias. GRUs follow the same choice for their two bias
+        columns (``converters.gru.compress_gru(bias=...)``).
 
     Returns
     -------

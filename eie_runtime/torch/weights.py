@@ -58,15 +58,17 @@ def lstm_weights(module) -> list[list[LSTMDirectionWeights]]:
     return out
 
 
-def compress_linear_module(module: nn.Linear, *, density, bits, n_pe, seed=0, name=None) -> CoreLinear:
+def compress_linear_module(module: nn.Linear, *, density, bits, n_pe, seed=0, name=None, init="linear") -> CoreLinear:
     """An ``nn.Linear`` pruned, shared and encoded (no activation: torch applies its own)."""
     w, b = linear_parts(module)
-    return compress_matrix(w, density=density, bits=bits, n_pe=n_pe, bias=b, seed=seed, name=name)
+    return compress_matrix(w, density=density, bits=bits, n_pe=n_pe, bias=b, seed=seed, name=name, init=init)
 
 
-def compress_lstm_module(module, *, density, bits, n_pe, seed=0, name="lstm") -> EIELSTMCore:
+def compress_lstm_module(module, *, density, bits, n_pe, seed=0, name="lstm", init="linear",
+                         bias="shared") -> EIELSTMCore:
     """An ``nn.LSTM`` / ``nn.LSTMCell`` as one EIE matrix per layer/direction (via ``compress_lstm``)."""
-    return compress_lstm(lstm_weights(module), density=density, bits=bits, n_pe=n_pe, seed=seed, name=name)
+    return compress_lstm(lstm_weights(module), density=density, bits=bits, n_pe=n_pe, seed=seed, name=name,
+                         init=init, bias=bias)
 
 
 def gru_weights(module) -> list[list[GRUDirectionWeights]]:
@@ -84,6 +86,8 @@ def gru_weights(module) -> list[list[GRUDirectionWeights]]:
     return out
 
 
-def compress_gru_module(module, *, density, bits, n_pe, seed=0, name="gru", init="linear") -> EIEGRUCore:
+def compress_gru_module(module, *, density, bits, n_pe, seed=0, name="gru", init="linear",
+                        bias="shared") -> EIEGRUCore:
     """An ``nn.GRU`` / ``nn.GRUCell`` as three EIE matrices per layer/direction (via ``compress_gru``)."""
-    return compress_gru(gru_weights(module), density=density, bits=bits, n_pe=n_pe, seed=seed, name=name, init=init)
+    return compress_gru(gru_weights(module), density=density, bits=bits, n_pe=n_pe, seed=seed, name=name, init=init,
+                        bias=bias)
