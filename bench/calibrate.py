@@ -4,12 +4,16 @@
     python -m bench.calibrate --write costs.json   # write them elsewhere
 
 The defaults in ``eie_runtime.kernel_costs`` were measured on the 2-core
-benchmark machine. This times each single-vector kernel a layer would run on
-the nine paper layers (``--layers`` to choose; ``--quick``: the three
+benchmark machine, and by default a layer chooses by costs measured on its
+own CPU (``eie_runtime.kernel_calibration``: two synthetic layers, one
+thread, a few seconds, cached). This times the same kernels on the paper
+layers, longer and with every thread: each single-vector kernel a layer
+would run, on the nine paper layers (``--layers`` to choose; ``--quick``: the three
 smallest), interleaved round by round in blocks of back-to-back calls as
 ``bench.kernels`` does, divides each median call by its work per thread
 (sliced-ELL steps, stored entries for the gather, entries in non-zero
-columns for the scatters) and reports each cost's median over the layers.
+columns for the scatters; fixed16 with clamps, as calibrated layers run)
+and reports each cost's median over the layers.
 Use the file with ``EIE_KERNEL_COSTS=out/kernel-costs.json`` or
 ``kernel_costs.use(KernelCosts.load(...))``; docs/speed.md says how far the
 figures carry from one layer to another.
@@ -28,58 +32,20 @@ from bench.common import available_cores, set_threads, time_interleaved
 from eie_runtime.atomic import atomic_open
 from eie_runtime.paper_layers import PAPER_LAYERS, make_paper_input, make_paper_layer
 from eie_runtime.execution import ExecLayout
-from eie_runtime.fixed_point import FixedPointParams, to_fixed
+from eie_runtime import kernel_calibration
 from eie_runtime.kernel_costs import KernelCosts
-from eie_runtime.kernels import column_scatter as _scatter
-from eie_runtime.kernels import row_gather as _gather
 from eie_runtime.kernels import sliced_ell as _ell
 
 
 def _layout(name: str, seed: int) -> ExecLayout:
     layer = make_paper_layer(name, seed=seed)
-    return ExecLayout(layer.matrix, sliced_ell=_ell.AVAILABLE)  # the sliced ELL whatever its cost, to be timed
-
-
-def _fixed_args(ex: ExecLayout, x: np.ndarray):
-    """int16 input, int32 codebook and (zero) bias, and the shift, as ``run_fixed16`` derives them."""
-    fp = FixedPointParams(in_frac=12, w_frac=16, out_frac=10)  # timing only: the results are not checked
-    x_q = to_fixed(x, fp.in_frac)
-    codebook_q = to_fixed(ex.matrix.codebook, fp.w_frac).astype(np.int32)
-    return x_q, codebook_q, np.zeros(ex.shape[0], np.int32), fp.shift
+    # the defaults (not this CPU's cached costs) decide nothing here: the sliced ELL whatever its cost, to be timed
+    return ExecLayout(layer.matrix, sliced_ell=_ell.AVAILABLE, costs=KernelCosts())
 
 
 def _cases(ex: ExecLayout, x: np.ndarray) -> dict:
-    """{cost name: (callable, work units per call)} for the kernels this layout would run."""
-    m, _ = ex.shape
-    bias, out, out_q = np.zeros(m, np.float32), np.empty(m, np.float32), np.empty(m, np.int16)
-    codebook = ex.matrix.codebook
-    rows, csr, csc = ex.rows, ex.row_gather.arrays(), ex.column_scatter.arrays()
-    touched = int(np.count_nonzero(x[csr.cols] != 0))  # entries in non-zero columns
-    x_q, codebook_q, bias_q, shift = _fixed_args(ex, x)
-    cases = {"gather_ns_per_entry": (
-        lambda: _gather.gather_f32(rows.rowptr, csr.cols, csr.codes, codebook, rows.row_bounds, x, bias, False, out),
-        ex.nnz)}
-    if ex.column_scatter.by_code:  # short blocks: the per-(row, code) scatter is the one this layer runs
-        cases["scatter_by_code_ns_per_entry"] = (
-            lambda: _scatter.scatter_by_code_f32(*csc, codebook, rows.bounds, x, bias, False, out), touched)
-    else:
-        cases["scatter_ns_per_entry"] = (
-            lambda: _scatter.scatter_f32(*csc, codebook, rows.bounds, x, bias, False, out), touched)
-    cases["scatter_fixed16_ns_per_entry"] = (
-        lambda: _scatter.scatter_fixed16(*csc, codebook_q, rows.bounds, x_q, bias_q, shift, False, False, out_q),
-        touched)
-    if ex.ell_choice().kept:
-        ell = ex.sliced_ell.arrays()
-        steps = ex.sliced_ell.steps
-        x_hi, w_hi = _ell.rounding_halves(shift)
-        codebook_w = _ell.codebook_words(codebook_q, w_hi)
-        cases["sliced_ell_ns_per_step"] = (
-            lambda: _ell.sliced_ell_f32(*ell, rows.row_bounds, x, bias, False, out, 0), steps)
-        for name, fit16_amax in (("sliced_ell_fixed16_ns_per_step", -1), ("sliced_ell_fixed16_words_ns_per_step", 32768)):
-            cases[name] = (lambda fit16_amax=fit16_amax: _ell.sliced_ell_fixed16(
-                ell.gptr, ell.slots, ell.segs, codebook_w, rows.row_bounds, x_q, bias_q, shift, x_hi, fit16_amax,
-                (0.0, 0.0), False, out_q), steps)
-    return cases
+    """{cost name: (callable, work units per call)}: the cases self-calibration times, on a paper layer."""
+    return kernel_calibration.cases(ex, x)
 
 
 QUICK_LAYERS = ("alex8", "ntwe", "ntlstm")  # the smallest paper layers, both scatters among them

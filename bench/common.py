@@ -42,14 +42,10 @@ def set_threads(n: int) -> dict:
 
 
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    from eie_runtime.kernel_calibration import cpu_model as model
+
+    return model()
 
 
 def machine_header(threads: int) -> dict:
@@ -65,8 +61,15 @@ def machine_header(threads: int) -> dict:
     if torch.cuda.is_available():
         cuda = {"device": torch.cuda.get_device_name(0), "cuda": torch.version.cuda,
                 "cusparse_via": "torch sparse CSR (cuSPARSE)", "cublas_via": "torch.nn.functional.linear"}
+    from eie_runtime import kernel_costs
+    from eie_runtime.kernels.jit import compile_target
+
+    costs, costs_source = kernel_costs.current_with_source()  # self-calibrates here, before any timing
     return {
         "cpu": cpu_model(),
+        "llvm_cpu": compile_target()[0],
+        "kernel_costs_source": costs_source,
+        "kernel_costs": costs.to_dict(),
         "machine": platform.machine(),
         "logical_cpus": os.cpu_count(),
         "cores_available": available_cores(),

@@ -34,7 +34,7 @@ from bench import baselines as B
 from bench.common import available_cores, machine_header, set_threads, time_interleaved
 from eie_runtime.atomic import atomic_write_bytes, atomic_write_text
 from eie_runtime.tables import format_table
-from eie_runtime.paper_layers import PAPER_LAYERS, make_paper_input, make_paper_layer
+from eie_runtime.paper_layers import PAPER_LAYERS, make_paper_input, make_paper_layer, paper_layer_spec
 from eie_runtime.fixed_point import from_fixed, to_fixed
 from eie_runtime.layer import EIELinear
 
@@ -89,15 +89,18 @@ RUNTIME_PARTS = {"column_scatter": "scatter", "row_gather": "gather", "sliced_el
                  "panel_batch": "panels", "rows": "rows", "fixed16": "fixed16"}
 
 
-def memory_row(layer: EIELinear) -> dict:
+def memory_row(layer: EIELinear, batches=()) -> dict:
     """Bytes per stored entry: the stored format (entries, pointers) and the run-time layouts that the
-    calls made so far have built, in all and per part (each kernel's layout; row counts; fixed16's sums)."""
+    calls made so far have built, in all and per part (each kernel's layout; row counts; fixed16's sums);
+    and ``kernels``: the kernel each mode runs on the paper's input and on each batch size (``describe``)."""
     mat = layer.matrix
     stored = max(1, mat.stored_entries)
     ex = layer.execution_layout()
     m, k = mat.shape
+    density = paper_layer_spec(layer.name).act_density
     return {
         "layer": layer.name,
+        "kernels": ex.describe(density=density, batches=[b for b in batches if b > 1]),
         "stored_entries": int(mat.stored_entries),
         "nnz": int(mat.nnz),
         "padding_entries": int(mat.padding_entries),
@@ -195,7 +198,7 @@ def _time_case(name, batches, args, use_cuda) -> tuple[dict, list, list]:
                             "p25_us": round(float(np.percentile(tm.samples_us, 25)), 2),
                             "p75_us": round(float(np.percentile(tm.samples_us, 75)), 2),
                             "repeats": tm.repeats, "rounds": len(tm.samples_us), "threads": args.threads})
-    return memory_row(layer), records, rounds_info  # what the timed calls built
+    return memory_row(layer, batches), records, rounds_info  # what the timed calls built
 
 
 def run(args) -> dict:
@@ -307,6 +310,16 @@ def tables(result: dict, summary: dict) -> str:
             "dense B/entry": f"{r['dense_B_per_entry']:.1f}"}
            for r in result["memory"]]
     parts.append(format_table(mem))
+    kern = []
+    for r in result["memory"]:
+        row = {"layer": r["layer"]}
+        for k in r.get("kernels", []):
+            label = f"{k['mode']}, {'batch 1' if k['input'].startswith('1 vector') else k['input']}"
+            row[label] = f"{k['kernel']} ({k['layout B/entry']} B)" if k["layout B/entry"] != "" else k["kernel"]
+        kern.append(row)
+    if kern:
+        parts.append("kernel chosen per layer and mode (single vectors at the layer's activation density; "
+                     "its layout's bytes per stored entry):\n\n" + format_table(kern))
     return "\n\n".join(parts)
 
 
@@ -367,8 +380,10 @@ def main(argv=None) -> int:
     summary = summarize(result)
     result["summary"] = {str(b): s for b, s in summary.items()}
     h = result["header"]
-    print(f"# {h['cpu']}, {h['cores_available']} cores available, threads {h['threads_set']}, "
-          f"numba {h['numba']} ({h['numba_threading_layer']}), torch {h['torch']}, scipy {h['scipy']}")
+    print(f"# {h['cpu']} (LLVM: {h.get('llvm_cpu')}), {h['cores_available']} cores available, threads "
+          f"{h['threads_set']}, numba {h['numba']} ({h['numba_threading_layer']}), torch {h['torch']}, "
+          f"scipy {h['scipy']}")
+    print(f"# kernel costs: {h.get('kernel_costs_source')}")
     for r in result["rounds"]:
         if r["noisy"]:
             print(f"warning: {r['layer']} batch {r['batch']}: only {r['kept']} quiet rounds of {r['tried']}; "

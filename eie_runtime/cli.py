@@ -25,6 +25,8 @@ def _inspect(args) -> int:
         return 0
 
     mf = read_model_file(args.file)
+    if args.kernels:
+        return _inspect_kernels(args, mf)
     rows = []
     for i, layer in enumerate(mf.layers):
         s = layer.matrix.stats()
@@ -40,6 +42,30 @@ def _inspect(args) -> int:
         return 0
     print(f"{args.file}: kind={mf.kind}, {len(rows)} EIE layer(s)")
     print(format_table(rows))
+    return 0
+
+
+def _inspect_kernels(args, mf) -> int:
+    """Per layer, mode and kind of input: the kernel that runs and its layout's bytes per stored entry."""
+    from . import kernel_costs
+
+    if args.density is not None and not 0.0 <= args.density <= 1.0:
+        raise EIEError(f"--density must be a fraction of non-zero activations in 0..1, got {args.density}")
+    costs, source = kernel_costs.current_with_source()
+    layers = []
+    for i, layer in enumerate(mf.layers):
+        ex = layer.execution_layout()
+        layers.append({"layer": layer.name or f"layer {i}", "shape": list(ex.shape), "costs_source": ex.costs_source,
+                       "kernels": ex.describe(density=args.density)})
+    if args.json:
+        print(json.dumps({"kind": mf.kind, "costs_source": source, "costs": costs.to_dict(), "layers": layers},
+                         indent=2))
+        return 0
+    print(f"{args.file}: kind={mf.kind}, {len(layers)} EIE layer(s); kernel costs: {source}")
+    for entry in layers:
+        m, k = entry["shape"]
+        print(f"\n{entry['layer']} ({m}x{k})")
+        print(format_table(entry["kernels"]))
     return 0
 
 
@@ -69,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("inspect", help="per-layer summary of a .eie file")
     q.add_argument("file")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    q.add_argument("--kernels", action="store_true",
+                   help="per layer, mode and input: which CPU kernel runs, its layout's bytes per stored entry, and "
+                        "where the kernel costs come from (defaults, this CPU's self-calibration, EIE_KERNEL_COSTS)")
+    q.add_argument("--density", type=float, metavar="D",
+                   help="with --kernels: single vectors with this fraction of non-zero activations only "
+                        "(default: every range of non-zero counts)")
     q.set_defaults(func=_inspect)
     c = sub.add_parser("cache", help="list (or clear) the compiled-kernel cache folders")
     c.add_argument("action", nargs="?", choices=["list", "clear"], default="list")

@@ -1,18 +1,25 @@
-"""The per-thread kernel costs from which an execution layout picks its kernels, and how to replace them.
+"""The per-thread kernel costs from which an execution layout picks its kernels, and where they come from.
 
 An :class:`~eie_runtime.execution.ExecLayout` keeps the sliced ELL only
 where it beats the row gather, and a call takes it only above the activation
-count where it beats the column scatter. Both crossovers come from these
-costs. The defaults were measured on the 2-core benchmark machine
-(bench/RESULTS.md). On another CPU the crossovers move: on the lent H100
-machine's Xeon the scatter ran 2-2.6x slower relative to MKL. There,
+count where it beats the column scatter; fixed16's clamped scatter runs 16
+entries at a time or one by one, whichever costs less. These choices come
+from these costs. The defaults were measured on the 2-core benchmark machine
+(bench/RESULTS.md); on another CPU the same kernels can rank differently, so
+by default the costs are measured on the CPU that runs them, once per CPU
+and version, and cached in the user's cache folder
+(:mod:`eie_runtime.kernel_calibration`). Which costs a new layout takes
+(:func:`current`, :func:`source` says which):
 
-    python -m bench.calibrate --write costs.json
+1. those given to :func:`use`;
+2. ``$EIE_KERNEL_COSTS``, a JSON file (``python -m bench.calibrate --write
+   costs.json`` measures one on the paper layers);
+3. the self-calibrated ones, unless ``$EIE_SELF_CALIBRATE`` is ``0`` or
+   :func:`self_calibration` (False) turned it off;
+4. the defaults.
 
-measures them, and ``EIE_KERNEL_COSTS=costs.json`` in the environment (read on
-first use) or ``kernel_costs.use(KernelCosts.load("costs.json"))`` makes layouts
-built afterwards choose by them. A cost changes which kernel runs, never a
-result's correctness: every kernel computes the same layer.
+A cost changes which kernel runs, never a result's correctness: every kernel
+computes the same layer.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENV_VAR = "EIE_KERNEL_COSTS"
+SELF_ENV_VAR = "EIE_SELF_CALIBRATE"  # 0 / off / false / no: never measure
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,8 @@ class KernelCosts:
     scatter_by_code_ns_per_entry: float = 0.45  # the same with per-(row, code) accumulators (short blocks)
     sliced_ell_fixed16_ns_per_step: float = 1.8  # fixed16 sliced ELL, clamped int32 adds
     sliced_ell_fixed16_words_ns_per_step: float = 1.4  # fixed16 sliced ELL, every term proven to fit int16
-    scatter_fixed16_ns_per_entry: float = 0.65  # fixed16 column scatter, per entry in a non-zero column
+    scatter_fixed16_ns_per_entry: float = 0.65  # fixed16 column scatter, clamped, 16 entries at a time
+    scatter_fixed16_scalar_ns_per_entry: float = 0.75  # the same one entry at a time (no vector scatter)
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -82,25 +91,73 @@ class KernelCosts:
 _lock = threading.Lock()
 _chosen: KernelCosts | None = None  # set by use()
 _from_env: tuple[str, KernelCosts] | None = None  # (path, its costs), loaded once per path
+_self_enabled: bool | None = None  # set by self_calibration(); None: $EIE_SELF_CALIBRATE decides
+_calibrated: dict = {}  # {cache file: (costs, source)}: measured or read once per process
 
 
-def current() -> KernelCosts:
-    """The costs new layouts choose by: those given to :func:`use`, else ``$EIE_KERNEL_COSTS``, else the
-    defaults. A bad ``$EIE_KERNEL_COSTS`` file raises ``ValueError`` naming the file and the problem."""
+def self_calibration_enabled() -> bool:
+    """Whether :func:`current` measures (or reads the cached) costs of this CPU: :func:`self_calibration`'s
+    setting, else ``$EIE_SELF_CALIBRATE`` (off for 0, off, false, no)."""
+    if _self_enabled is not None:
+        return _self_enabled
+    return os.environ.get(SELF_ENV_VAR, "1").strip().lower() not in ("0", "off", "false", "no")
+
+
+def self_calibration(enabled: bool | None) -> None:
+    """Turn self-calibration on or off for this process (``None``: back to ``$EIE_SELF_CALIBRATE``).
+    Layouts already built keep the choices they made."""
+    global _self_enabled
+    if enabled is not None and not isinstance(enabled, bool):
+        raise TypeError(f"self_calibration() takes True, False or None, got {enabled!r}")
+    _self_enabled = enabled
+
+
+def _self_calibrated() -> tuple[KernelCosts, str]:
+    from . import kernel_calibration
+
+    path = str(kernel_calibration.cache_path())
+    hit = _calibrated.get(path)
+    if hit is None:
+        with _lock:
+            hit = _calibrated.get(path)
+            if hit is None:
+                cal = kernel_calibration.calibrate(path)
+                hit = (cal.costs, f"self-calibrated: {cal.source}"
+                       + (" (within the defaults' dead band: defaults kept)" if cal.snapped else ""))
+                _calibrated[path] = hit
+    return hit
+
+
+def current_with_source() -> tuple[KernelCosts, str]:
+    """(:func:`current`, where those costs come from: ``use()``, ``EIE_KERNEL_COSTS=<path>``,
+    ``self-calibrated: <cache file>`` or ``defaults``)."""
     global _from_env
     chosen = _chosen
     if chosen is not None:
-        return chosen
+        return chosen, "use()"
     path = os.environ.get(ENV_VAR)
-    if not path:
-        return KernelCosts()
-    hit = _from_env
-    if hit is not None and hit[0] == path:
-        return hit[1]
-    with _lock:
-        costs = KernelCosts.load(path)
-        _from_env = (path, costs)
-    return costs
+    if path:
+        hit = _from_env
+        if hit is None or hit[0] != path:
+            with _lock:
+                hit = (path, KernelCosts.load(path))
+                _from_env = hit
+        return hit[1], f"{ENV_VAR}={path}"
+    if self_calibration_enabled():
+        return _self_calibrated()
+    return KernelCosts(), "defaults"
+
+
+def current() -> KernelCosts:
+    """The costs new layouts choose by: those given to :func:`use`, else ``$EIE_KERNEL_COSTS``, else this
+    CPU's self-calibrated ones (measured on first need, cached), else the defaults. A bad
+    ``$EIE_KERNEL_COSTS`` file raises ``ValueError`` naming the file and the problem."""
+    return current_with_source()[0]
+
+
+def source() -> str:
+    """Where :func:`current`'s costs come from (see :func:`current_with_source`)."""
+    return current_with_source()[1]
 
 
 def use(costs: KernelCosts | None) -> None:

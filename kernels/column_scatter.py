@@ -99,8 +99,15 @@ def scatter_by_code_f32(colptr, packed, codebook, bounds, x, bias, relu, out):
 
 
 @njit(cache=True, parallel=True)
-def scatter_fixed16(colptr, packed, codebook_q, bounds, x_q, bias_q, shift, relu, saturate, out):
-    """int16 out = act(W x + b) from the non-zeros of the int16 ``x_q``, column scatter."""
+def scatter_fixed16(colptr, packed, codebook_q, bounds, x_q, bias_q, shift, relu, saturate, out, vector=True):
+    """int16 out = act(W x + b) from the non-zeros of the int16 ``x_q``, column scatter.
+
+    With ``saturate``, each add is clamped: 16 entries at a time by a vector
+    gather, add, clamp and scatter (``vector``), or one at a time. The two
+    compute the same bits; which is faster depends on the CPU's scatter
+    instruction (``kernel_costs``: ``scatter_fixed16_ns_per_entry`` and
+    ``scatter_fixed16_scalar_ns_per_entry``, measured on the host).
+    """
     nblk = colptr.shape[0]
     ncb = codebook_q.shape[0]
     half = (np.int64(1) << (shift - 1)) if shift > 0 else np.int64(0)
@@ -128,8 +135,14 @@ def scatter_fixed16(colptr, packed, codebook_q, bounds, x_q, bias_q, shift, relu
                     tab[v] = (np.int64(codebook_q[v]) * a + half) >> shift
             e0 = np.uint64(colptr[b, j])
             e1 = np.uint64(colptr[b, j + np.uint64(1)])
-            if saturate:
+            if saturate and vector:
                 saturating_column_add(acc, packed, tab, e0, e1)
+            elif saturate:
+                for e in range(e0, e1):
+                    p = packed[e]
+                    row = p >> four
+                    y = acc[row] + tab[p & mask]
+                    acc[row] = min(max(y, np.int32(-32768)), np.int32(32767))
             else:
                 for e in range(e0, e1):
                     p = packed[e]

@@ -15,6 +15,10 @@ set_hypothesis_home_dir(str(_CACHE / "home"))  # its own caches (constants, unic
 settings.register_profile("ci", database=None, print_blob=True, **_COMMON)
 settings.register_profile("dev", database=DirectoryBasedExampleDatabase(_CACHE), **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+# Kernel choices by the default costs, not this CPU's measured ones: tests that assert choices stay
+# deterministic, and no test run measures or writes the user's cache (tests/test_kernel_calibration.py
+# turns it on where it tests it).
+os.environ["EIE_SELF_CALIBRATE"] = "0"
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from eie_runtime.execution import GATHER_DENSITY, ColumnScatter, ExecLayout
+from eie_runtime.execution.choice import LAYOUT_SHARING_MARGIN
 from eie_runtime.fixed_point import FixedPointParams, to_fixed
 from eie_runtime.format import InterleavedCSC
 from eie_runtime.kernels import panel_batch, sliced_ell
@@ -196,6 +197,11 @@ def test_the_choices_are_where_the_strategies_costs_meet(density, sliced):
         return
     # it is taken from the non-zero count where it costs what the scatter over the non-zeros does
     assert ell.cost() == pytest.approx(scatter.cost(choice.min_nonzero))
-    for fits, n in zip((False, True), choice.min_nonzero_fixed16):
-        assert ell.cost(fixed16=True, terms_fit16=fits) == pytest.approx(scatter.cost(n, fixed16=True))
     assert choice.threshold == min(choice.min_nonzero, GATHER_DENSITY * 512)
+    # fixed16: float32's threshold, moved towards its own crossover by at most a factor 1 + the margin
+    wide = 1 + LAYOUT_SHARING_MARGIN
+    for fits, n in zip((False, True), choice.min_nonzero_fixed16):
+        own = choice.min_nonzero * ell.cost(fixed16=True, terms_fit16=fits) / scatter.cost(choice.min_nonzero,
+                                                                                         fixed16=True)
+        assert ell.cost(fixed16=True, terms_fit16=fits) == pytest.approx(scatter.cost(own, fixed16=True))
+        assert n == pytest.approx(min(max(choice.threshold, own / wide), own * wide))

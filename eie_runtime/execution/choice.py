@@ -11,8 +11,10 @@
   8 at once, where kept; else the panels.
 - fixed16, one vector (exact on every path): the sliced ELL (shift <= 29)
   above its crossovers with the scatter, one for terms that may not fit
-  int16 and one for terms that do; else the gather (shift <= 30) from
-  ``GATHER_DENSITY``; else the scatter.
+  int16 and one for terms that do, each moved towards float32's threshold
+  by up to a factor ``1 + LAYOUT_SHARING_MARGIN``; else the gather (shift
+  <= 30) from ``GATHER_DENSITY``; else the scatter (its clamps vector or
+  scalar, whichever costs less).
 - fixed16 batches: past ``FIXED16_SINGLE_MAX_BATCH`` vectors the panels
   (AVX512BW hosts, shift <= 29); else, past
   ``FIXED16_CSR_SINGLE_MAX_BATCH``, the CSR times the batch block (the row
@@ -65,6 +67,9 @@ GATHER_DENSITY = 0.6
 # 130-600 us through a two-thread launch on a busy machine). Same kernels, same row blocks, so the
 # same results bit for bit. The nine Table III layers hold 245K non-zeros or more and stay parallel.
 SERIAL_MAX_NNZ = 32768
+# fixed16 single vectors take the kernel (sliced ELL or not) that float32 takes at the same non-zero count
+# unless the costs make the other more than this much cheaper (a factor 1 + margin)
+LAYOUT_SHARING_MARGIN = 0.15
 
 
 _THREAD_FNS = None
@@ -156,10 +161,16 @@ class Chooser:
         k, nnz, steps, costs = self._k, self.rows.nnz, ell.steps, ell.costs
         # its cost == the scatter's at this many non-zero activations
         min_nonzero = k * costs.sliced_ell_ns_per_step * steps / (scatter.ns_per_entry() * nnz)
-        fixed16 = tuple(k * step_ns * steps / (scatter.ns_per_entry(fixed16=True) * nnz)
-                        for step_ns in (costs.sliced_ell_fixed16_ns_per_step, costs.sliced_ell_fixed16_words_ns_per_step))
         # a kept sliced ELL beats the gather whatever the input, so it takes the gather's calls too
-        return EllChoice(True, min_nonzero, min(min_nonzero, GATHER_DENSITY * k), fixed16)
+        threshold = min(min_nonzero, GATHER_DENSITY * k)
+        # fixed16: its own crossovers, but it takes the kernel float32 takes at the same count unless the other
+        # is more than LAYOUT_SHARING_MARGIN cheaper: one layout serves both modes, and near a crossover the
+        # choice does not follow noise in the measured costs
+        wide = 1 + LAYOUT_SHARING_MARGIN
+        fixed16 = tuple(min(max(threshold, crossover / wide), crossover * wide) for crossover in (
+            k * step_ns * steps / (scatter.ns_per_entry(fixed16=True) * nnz)
+            for step_ns in (costs.sliced_ell_fixed16_ns_per_step, costs.sliced_ell_fixed16_words_ns_per_step)))
+        return EllChoice(True, min_nonzero, threshold, fixed16)
 
     # --------------------------------------------------------------- float32
     def run_float32(self, x: np.ndarray, bias: np.ndarray, relu: bool) -> np.ndarray:

@@ -31,7 +31,13 @@ class BlockedCSC(NamedTuple):
 
 class ColumnScatter(Strategy):
     """``scatter_by_code_f32`` (blocks of at most ``BY_CODE_MAX_ROWS`` rows) or ``scatter_f32``, and
-    ``scatter_fixed16``, over the input's non-zeros only."""
+    ``scatter_fixed16`` (vector or scalar clamps, ``fixed16_vector``), over the input's non-zeros only."""
+
+    def kernel(self, fixed16: bool = False) -> str:
+        """The name of the kernel a call in this mode runs here."""
+        if fixed16:
+            return "scatter_fixed16" + ("" if self.fixed16_vector else " (scalar clamps)")
+        return "scatter_by_code_f32" if self.by_code else "scatter_f32"
 
     name = "column_scatter"
 
@@ -39,6 +45,9 @@ class ColumnScatter(Strategy):
         super().__init__(matrix, rows, costs)
         self._csr = csr
         self.by_code = int(np.diff(rows.bounds).max(initial=0)) <= BY_CODE_MAX_ROWS
+        # fixed16's clamped adds: 16 at a time (gather, add, clamp, scatter) or one by one, whichever the costs
+        # say is cheaper on this CPU (a vector scatter is fast on some cores, microcoded on others)
+        self.fixed16_vector = costs.scatter_fixed16_ns_per_entry <= costs.scatter_fixed16_scalar_ns_per_entry
 
     def _build(self) -> BlockedCSC:
         k = self.rows.shape[1]
@@ -55,7 +64,7 @@ class ColumnScatter(Strategy):
     def ns_per_entry(self, fixed16: bool = False) -> float:
         """The measured cost per entry in a non-zero column, per thread, of the kernel this layer runs."""
         if fixed16:
-            return self.costs.scatter_fixed16_ns_per_entry
+            return min(self.costs.scatter_fixed16_ns_per_entry, self.costs.scatter_fixed16_scalar_ns_per_entry)
         return self.costs.scatter_by_code_ns_per_entry if self.by_code else self.costs.scatter_ns_per_entry
 
     def cost(self, n_nonzero: float, fixed16: bool = False) -> float:
@@ -74,4 +83,4 @@ class ColumnScatter(Strategy):
         colptr, packed = self._arrays or self.arrays()
         with kernel_section():
             _kernels.scatter_fixed16(colptr, packed, plan.codebook_q, self.bounds, x_q, plan.bias32, shift, relu,
-                                     amax > plan.safe_amax, out)
+                                     amax > plan.safe_amax, out, self.fixed16_vector)

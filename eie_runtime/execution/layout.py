@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..format import InterleavedCSC
-from ..kernel_costs import KernelCosts, current as _current_costs
+from ..kernel_costs import KernelCosts, current_with_source as _current_costs
 from .choice import Chooser
 from .column_scatter import ColumnScatter
 from .fixed16 import Fixed16Plans
@@ -40,16 +40,19 @@ class ExecLayout(Chooser):
     costs : KernelCosts, optional
         The per-thread kernel costs that decide whether the sliced ELL is
         kept and from how many non-zero activations a call takes it; default
-        ``kernel_costs.current()`` (the measured defaults, or
-        ``$EIE_KERNEL_COSTS``).
+        ``kernel_costs.current()`` (``use()``, ``$EIE_KERNEL_COSTS``, this
+        CPU's self-calibrated costs, or the defaults; ``costs_source`` says
+        which).
     """
 
     def __init__(self, matrix: InterleavedCSC, n_blocks: int | None = None, sliced_ell: bool | None = None,
                  panel: int | None = None, costs: KernelCosts | None = None):
         if costs is None:
-            costs = _current_costs()
+            costs, self.costs_source = _current_costs()
         elif not isinstance(costs, KernelCosts):
             raise TypeError(f"costs must be a KernelCosts, got {type(costs).__name__}")
+        else:
+            self.costs_source = "given to ExecLayout"
         if sliced_ell and not SlicedEll.available():
             raise ValueError(f"sliced_ell=True needs Numba compiling for a CPU with {', '.join(SlicedEll.REQUIRES)}")
         self.costs = costs
@@ -67,6 +70,14 @@ class ExecLayout(Chooser):
     @property
     def strategies(self) -> tuple:
         return self.column_scatter, self.row_gather, self.sliced_ell, self.panel_batch
+
+    def describe(self, density: float | None = None, batches=(8, 64)) -> list[dict]:
+        """Which kernel runs each kind of call and its layout's bytes per stored entry, without running or
+        building anything: per mode, single vectors (by range of non-zero counts, or at ``density``) and
+        batches of each size in ``batches`` (``execution.describe``). ``costs_source`` says whose costs chose."""
+        from .describe import describe
+
+        return describe(self, density, batches)
 
     # ---------------------------------------------------------------- memory
     def nbytes_by_strategy(self) -> dict:
