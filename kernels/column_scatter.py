@@ -102,11 +102,17 @@ def scatter_by_code_f32(colptr, packed, codebook, bounds, x, bias, relu, out):
 def scatter_fixed16(colptr, packed, codebook_q, bounds, x_q, bias_q, shift, relu, saturate, out, vector=True):
     """int16 out = act(W x + b) from the non-zeros of the int16 ``x_q``, column scatter.
 
-    With ``saturate``, each add is clamped: 16 entries at a time by a vector
-    gather, add, clamp and scatter (``vector``), or one at a time. The two
-    compute the same bits; which is faster depends on the CPU's scatter
-    instruction (``kernel_costs``: ``scatter_fixed16_ns_per_entry`` and
-    ``scatter_fixed16_scalar_ns_per_entry``, measured on the host).
+    With ``saturate``, the result is that of a clamp after every add, in
+    each row's column order. ``vector``: 16 entries at a time by a vector
+    gather, add, clamp and scatter. Else one at a time: first without clamps,
+    on sums offset by 2**15, each thread OR-ing them into a flag whose bits
+    above 15 are set once any partial sum of its block left int16 (one OR
+    per entry, cheaper than two compares and selects), and only a block
+    whose flag is set is walked again with a clamp on every add; until a sum leaves int16 the clamps do
+    nothing, so both give the same bits. Which of the two is faster depends
+    on the CPU's scatter instruction (``kernel_costs``:
+    ``scatter_fixed16_ns_per_entry`` and ``scatter_fixed16_scalar_ns_per_entry``,
+    measured on the host).
     """
     nblk = colptr.shape[0]
     ncb = codebook_q.shape[0]
@@ -116,39 +122,55 @@ def scatter_fixed16(colptr, packed, codebook_q, bounds, x_q, bias_q, shift, relu
     sh32 = np.int32(shift) if narrow else np.int32(0)
     four = np.uint16(4)
     mask = np.uint16(15)
+    checked = saturate and not vector
     for b in prange(nblk):
         r0 = bounds[b]
         r1 = bounds[b + 1]
         acc = np.empty(r1 - r0, dtype=np.int32)
-        for r in range(r1 - r0):
-            acc[r] = bias_q[r0 + r]
         tab = np.zeros(16, dtype=np.int32)  # 16 entries whatever the codebook size: the vector path reads any code
         idx, n = nonzero_columns(x_q)  # in each thread: see input_scan
-        for t in range(n):
-            j = np.uint64(idx[t])
-            a = np.int32(x_q[j])
-            if narrow:  # int32 products: the 16-entry table vectorises
-                for v in range(ncb):
-                    tab[v] = (np.int32(codebook_q[v]) * a + half32) >> sh32
-            else:
-                for v in range(ncb):
-                    tab[v] = (np.int64(codebook_q[v]) * a + half) >> shift
-            e0 = np.uint64(colptr[b, j])
-            e1 = np.uint64(colptr[b, j + np.uint64(1)])
-            if saturate and vector:
-                saturating_column_add(acc, packed, tab, e0, e1)
-            elif saturate:
-                for e in range(e0, e1):
-                    p = packed[e]
-                    row = p >> four
-                    y = acc[row] + tab[p & mask]
-                    acc[row] = min(max(y, np.int32(-32768)), np.int32(32767))
-            else:
-                for e in range(e0, e1):
-                    p = packed[e]
-                    acc[p >> four] += tab[p & mask]
+        for attempt in range(2 if checked else 1):
+            # the unclamped checked pass keeps every sum offset by 2**15: it fits int16 while the offset sum
+            # lies in 0..65535, so OR-ing the offset sums shows any that did not in the bits above 15
+            offset = np.int32(32768) if checked and attempt == 0 else np.int32(0)
+            for r in range(r1 - r0):
+                acc[r] = bias_q[r0 + r] + offset
+            over = np.int32(0)
+            for t in range(n):
+                j = np.uint64(idx[t])
+                a = np.int32(x_q[j])
+                if narrow:  # int32 products: the 16-entry table vectorises
+                    for v in range(ncb):
+                        tab[v] = (np.int32(codebook_q[v]) * a + half32) >> sh32
+                else:
+                    for v in range(ncb):
+                        tab[v] = (np.int64(codebook_q[v]) * a + half) >> shift
+                e0 = np.uint64(colptr[b, j])
+                e1 = np.uint64(colptr[b, j + np.uint64(1)])
+                if saturate and vector:
+                    saturating_column_add(acc, packed, tab, e0, e1)
+                elif checked and attempt == 0:
+                    # |term| < 2**30 and the flag rises at the first sum outside int16: no int32 wrap goes unseen
+                    for e in range(e0, e1):
+                        p = packed[e]
+                        row = p >> four
+                        y = np.int32(acc[row] + tab[p & mask])
+                        acc[row] = y
+                        over |= y
+                elif checked:
+                    for e in range(e0, e1):
+                        p = packed[e]
+                        row = p >> four
+                        y = acc[row] + tab[p & mask]
+                        acc[row] = min(max(y, np.int32(-32768)), np.int32(32767))
+                else:
+                    for e in range(e0, e1):
+                        p = packed[e]
+                        acc[p >> four] += tab[p & mask]
+            if over >> np.int32(16) == 0:  # (always, unless checked: no offset, over stays 0)
+                break
         for r in range(r1 - r0):
-            y = acc[r]
+            y = acc[r] - offset
             if relu and y < 0:
                 y = 0
             out[r0 + r] = y

@@ -368,8 +368,13 @@ def test_fixed16_saturation_order_matters_and_is_kept():
     assert fixed16_layer(codes, cb, x_q, in_frac=0, w_frac=0, out_frac=0)[0] == 2767
 
 
+@pytest.mark.parametrize("vector", [True, False])  # clamps 16 at a time, or the checked scalar pass then clamps
 @pytest.mark.parametrize("rows", [1, 16, 40])  # the vector scatter: one partial step, one full, full + tail
-def test_fixed16_scatter_saturates_in_column_order(rows):
+def test_fixed16_scatter_saturates_in_column_order(rows, vector, monkeypatch):
+    from eie_runtime import kernel_costs
+
+    monkeypatch.setattr(kernel_costs, "_chosen", kernel_costs.KernelCosts(
+        scatter_fixed16_ns_per_entry=0.65 if vector else 3.0))
     # half the activations zero: the scatter path; every row clamps at +32767 and then comes back down
     codes = np.tile(np.array([[1, 0, 1, 0, 2, 0]], dtype=np.uint8), (rows, 1))
     codes[::3, 2] = 0  # some rows skip the second term: they never clamp
@@ -381,6 +386,7 @@ def test_fixed16_scatter_saturates_in_column_order(rows):
     want = fixed16_layer(codes, cb, x_q, in_frac=0, w_frac=0, out_frac=0)
     assert set(want.tolist()) == {2767, 0} if rows > 1 else want.tolist() == [0]
     np.testing.assert_array_equal(layer.run_fixed16_int(x_q), want)
+    assert layer.execution_layout().column_scatter.fixed16_vector == vector
 
 
 @settings(max_examples=40, deadline=None)

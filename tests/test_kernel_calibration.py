@@ -152,19 +152,28 @@ def test_the_dead_band_keeps_the_defaults_unless_a_ratio_moves():
     assert not snapped and costs.sliced_ell_ns_per_step == pytest.approx(KernelCosts().sliced_ell_ns_per_step * 2)
 
 
-def test_fixed16_scatter_clamps_follow_the_costs_and_compute_the_same_bits():
+@pytest.mark.parametrize("out_frac", [22, 16, 8, -8])  # from saturating sums to shifts past 30
+def test_fixed16_scatter_clamps_follow_the_costs_and_compute_the_same_bits(out_frac):
+    from reference import fixed16_layer
+
     rng = np.random.default_rng(3)
-    mat = _matrix(m=300, k=512, density=0.3, seed=3)
-    x = random_activations(512, 0.2, rng) * 3
-    x_q = to_fixed(x, 12)
-    bias = np.zeros(300, np.int16)
+    codes = random_codes(120, 160, 0.3, rng)
+    cb = shared_codebook(rng, scale=0.5)
+    mat = InterleavedCSC.from_codes(codes, cb, 4)
+    x_q = to_fixed(random_activations(160, 0.2, rng) * 3, 12)
+    bias = rng.normal(0, 2.0, 120).astype(np.float32)
+    want = fixed16_layer(codes, cb, x_q, in_frac=12, w_frac=16, out_frac=out_frac, bias=bias)
+    bias_q = to_fixed(bias, out_frac).astype(np.int32)
     vector = ExecLayout(mat, sliced_ell=False, costs=KernelCosts())
     scalar = ExecLayout(mat, sliced_ell=False, costs=KernelCosts(scatter_fixed16_ns_per_entry=3.0))
     assert vector.column_scatter.fixed16_vector and not scalar.column_scatter.fixed16_vector
-    a, b = vector.run_fixed16(x_q, 16, bias, 6, False), scalar.run_fixed16(x_q, 16, bias, 6, False)
-    assert np.array_equal(a, b) and (np.abs(a.astype(int)) == 32767).any()  # saturating sums, bit for bit
-    assert "scalar clamps" in scalar.describe()[-4]["kernel"] or any(
-        "scalar clamps" in r["kernel"] for r in scalar.describe())
+    shift = 12 + 16 - out_frac
+    for ex in (vector, scalar):
+        np.testing.assert_array_equal(ex.run_fixed16(x_q, 16, bias_q, shift, False), want)
+    if out_frac == 22:
+        assert (np.abs(want.astype(int)) == 32767).any()  # the checked pass overflows: the clamped one runs
+    assert any("scalar clamps" in r["kernel"] for r in scalar.describe())
+    assert not any("scalar clamps" in r["kernel"] for r in vector.describe())
 
 
 @needs_avx512
