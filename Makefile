@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 # The kernel tests run a second time compiled for a baseline x86-64 CPU (the portable kernels; the name
 # alone would keep the host's features, by Numba's rule).
 KERNEL_TESTS := tests/test_fast_kernels.py tests/test_layer_kernels.py tests/test_kernel_inputs.py \
-                tests/test_execution.py tests/test_layout_build.py tests/test_kernel_cache.py tests/test_cpu_features.py
+                tests/test_execution.py tests/test_layout_build.py tests/test_kernel_cache.py tests/test_cpu_features.py \
+                tests/test_kernel_calibration.py
 
 .PHONY: test test-portable demo fuzz bench bench-quick hardware clean
 
