@@ -10,13 +10,21 @@ import numpy as np
 from onnx import helper
 
 from ..errors import EIEInputError
+from .inline import TRACE
+
+
+def _no_shape(t):
+    """The element type only: an If's branches may give an output different shapes, a Loop stacks its scan outputs."""
+    if t.WhichOneof("value") == "tensor_type":
+        return helper.make_tensor_type_proto(t.tensor_type.elem_type, None)
+    return t
 
 
 class ControlStep:
     """An If, Loop or Scan node whose bodies hold EIE nodes."""
 
     def __init__(self, node, plan_args, types, where):
-        from .session import _Plan  # the plans of the bodies (session imports this module)
+        from .plan import _Plan  # the plans of the bodies (plan imports this module)
 
         self.node, self.where = node, where
         a = {x.name: x for x in node.attribute}
@@ -28,7 +36,7 @@ class ControlStep:
         self.attrs = {k: helper.get_attribute_value(v) for k, v in a.items() if k not in self.plans}
         for o, vi in zip(node.output, self._out_types()):
             if o:
-                types[o] = vi
+                types[o] = _no_shape(vi)
 
     def _out_types(self):
         if self.op == "If":
@@ -53,7 +61,11 @@ class ControlStep:
         cond = np.asarray(env[self.node.input[0]])
         if cond.size != 1:
             raise EIEInputError(f"{self.where}: the condition must hold one value, got shape {cond.shape}")
-        return self.plans["then_branch" if bool(cond.reshape(-1)[0]) else "else_branch"].run(env, {}, mode)
+        taken = bool(cond.reshape(-1)[0])
+        trace = env.get(TRACE)
+        if trace is not None:  # the outcomes a specialised plan inlines (eie_runtime.onnx.inline)
+            trace[id(self.node)] = taken
+        return self.plans["then_branch" if taken else "else_branch"].run(env, {}, mode)
 
     def _loop(self, env, mode):
         ins = list(self.node.input)

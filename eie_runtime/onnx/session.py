@@ -1,18 +1,20 @@
 """Run a converted ONNX model: onnxruntime runs the graph, the EIE kernels run the EIE nodes.
 
 :class:`InferenceSession` partitions each graph at its *host* nodes (EIE-domain
-nodes, and ``If``/``Loop``/``Scan`` nodes whose bodies hold EIE nodes). Every
-other node lands in an onnxruntime session: a node's *level* is the number of
-host nodes on the longest path that leads to it, and the plain nodes of one
-level make one onnxruntime session, run before that level's host nodes. So a
-transformer layer whose Q, K and V projections are EIE nodes costs one
-onnxruntime call between them, not three. Values cross the boundary as numpy
-arrays that onnxruntime and the kernels share without copying.
+nodes, and ``If``/``Loop``/``Scan`` nodes whose bodies hold EIE nodes) into
+steps (:mod:`~eie_runtime.onnx.plan`): onnxruntime sessions for the plain nodes
+between them, the EIE kernels, control steps. So a transformer layer whose Q, K
+and V projections are EIE nodes costs one onnxruntime call between them, not
+three. Values cross the boundary as numpy arrays that onnxruntime and the
+kernels share without copying.
 
 Control flow whose bodies hold EIE nodes runs here, with ONNX's semantics
 (``If``: one branch; ``Loop``: trip count and condition, loop-carried values,
 scan outputs stacked; ``Scan``: scan inputs sliced along their axes), each body
-a partitioned plan of its own that reads the enclosing values.
+a partitioned plan of its own that reads the enclosing values. After a run
+that took branches of such ``If`` s, the next run first tries a plan with those
+branches inlined into the enclosing graph, guarded by their conditions
+(:mod:`~eie_runtime.onnx.inline`).
 
 Every EIE node is decoded and checked when the session is created
 (:func:`~eie_runtime.onnx.nodes.decode_node`): a hostile node is refused with an
@@ -26,216 +28,17 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto
 
-from ..errors import EIEFormatError, EIEInputError
+from ..errors import EIEInputError
 from ..layer import MODES
 from . import nodes as N
 from .control import ControlStep as _ControlStep
-from .converter import node_reads, subgraphs
+from .inline import TRACE, inline_taken
+from .plan import _EIEStep, _Plan, _Segment  # noqa: F401  (_Segment: for benches and tools)
 
-#: onnxruntime's type strings -> ONNX element types
-_ORT_TYPES = {f"tensor({name.lower()})": v for name, v in TensorProto.DataType.items() if v}
-_ORT_TYPES["tensor(float)"] = TensorProto.FLOAT
-_ORT_TYPES["tensor(double)"] = TensorProto.DOUBLE
-_CONTROL = ("If", "Loop", "Scan")
-
-
-def _holds_eie(node) -> bool:
-    for g in subgraphs(node):
-        for n in g.node:
-            if N.is_eie(n) or _holds_eie(n):
-                return True
-    return False
-
-
-def _type_proto(t) -> onnx.TypeProto:
-    """A TypeProto from an ONNX element type, an onnxruntime type string or a TypeProto."""
-    if isinstance(t, onnx.TypeProto):
-        return t
-    if isinstance(t, str):
-        if t.startswith("seq(") and t[4:-1] in _ORT_TYPES:
-            return helper.make_sequence_type_proto(helper.make_tensor_type_proto(_ORT_TYPES[t[4:-1]], None))
-        if t not in _ORT_TYPES:
-            raise EIEFormatError(f"values of type {t} cannot cross between onnxruntime and EIE nodes")
-        t = _ORT_TYPES[t]
-    return helper.make_tensor_type_proto(int(t), None)
-
-
-def _value_type(value) -> onnx.TypeProto:
-    if isinstance(value, list):
-        inner = value[0].dtype if value else np.float32
-        return helper.make_sequence_type_proto(helper.make_tensor_type_proto(helper.np_dtype_to_tensor_dtype(np.dtype(inner)), None))
-    return helper.make_tensor_type_proto(helper.np_dtype_to_tensor_dtype(np.asarray(value).dtype), None)
-
-
-class _Segment:
-    """Plain nodes of one level, run by one onnxruntime session."""
-
-    def __init__(self, nodes, inputs, outputs, inits, types, opsets, ir_version, sess_options, providers, where):
-        import onnxruntime as ort
-
-        self.inputs, self.outputs = inputs, outputs
-        names: set = set()
-        copies = []
-        for n in nodes:  # onnxruntime refuses two nodes of one name; a hand-edited file may have them
-            if n.name and n.name in names:
-                c = onnx.NodeProto()
-                c.CopyFrom(n)
-                c.name = f"{n.name}#{len(copies)}"
-                n = c
-            names.add(n.name)
-            copies.append(n)
-        nodes = copies
-        graph = helper.make_graph(
-            nodes, "eie_segment", [helper.make_value_info(n, _type_proto(types[n])) for n in inputs],
-            [onnx.ValueInfoProto(name=n) for n in outputs], initializer=inits)
-        model = helper.make_model(graph, opset_imports=opsets)
-        model.ir_version = ir_version
-        try:
-            self.sess = ort.InferenceSession(model.SerializeToString(), sess_options, providers=providers)
-        except Exception as exc:  # onnxruntime's own exception classes
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            names = ", ".join(repr(n.name or n.op_type) for n in nodes[:5]) + (" ..." if len(nodes) > 5 else "")
-            raise EIEFormatError(f"{where}: onnxruntime cannot load nodes {names}: {msg}") from None
-        for o in self.sess.get_outputs():
-            types[o.name] = o.type
-        self.names = [n.name for n in nodes]
-
-    def run(self, env, mode):
-        outs = self.sess.run(self.outputs, {n: env[n] for n in self.inputs})
-        env.update(zip(self.outputs, outs))
-
-
-class _EIEStep:
-    def __init__(self, node, kernel, types):
-        self.kernel, self.node = kernel, node
-        self.inputs = list(node.input[:N.DATA_INPUTS.get(node.op_type, 1)])
-        self.outputs = list(node.output)
-        for o in self.outputs:
-            if o:
-                types[o] = TensorProto.FLOAT
-
-    def run(self, env, mode):
-        outs = self.kernel.run([env[t] if t else None for t in self.inputs], mode)
-        for name, val in zip(self.outputs, outs):
-            if name:
-                env[name] = val
-
-
-class _Plan:
-    """One graph (the main graph or a body) as an ordered list of steps."""
-
-    def __init__(self, graph, outer_types, outer_inits, opsets, ir_version, sess_options, providers, where):
-        self.graph = graph
-        types = dict(outer_types)
-        local_inits = {t.name for t in graph.initializer}
-        for vi in graph.input:
-            if vi.name in local_inits:  # IR < 4 lists initializers as inputs too
-                continue
-            if vi.type.WhichOneof("value") is None:
-                raise EIEFormatError(f"{where}: input {vi.name!r} has no type")
-            types[vi.name] = vi.type
-        inits = dict(outer_inits)
-        inits.update({t.name: t for t in graph.initializer})
-        arrays = {}
-
-        def array(name):
-            if name not in arrays:
-                arrays[name] = numpy_helper.to_array(inits[name])
-            return arrays[name]
-
-        class _Consts(dict):
-            def __contains__(self, k):
-                return k in inits
-
-            def __getitem__(self, k):
-                return array(k)
-
-        consts = _Consts()
-        self.plain_outputs = [o.name for o in graph.output]
-        # levels: the number of host nodes on the longest path to each node
-        level_of: dict[str, int] = {}
-        hosts, plain = {}, {}
-        for idx, node in enumerate(graph.node):
-            host = N.is_eie(node) or (node.op_type in _CONTROL and node.domain in ("", "ai.onnx") and _holds_eie(node))
-            lvl = max((level_of.get(t, 0) for t in node_reads(node)), default=0)
-            (hosts if host else plain).setdefault(lvl, []).append((idx, node))
-            for o in node.output:
-                level_of[o] = lvl + (1 if host else 0)
-        # who reads what, by step position, to know each segment's outputs
-        order = []
-        for lvl in range(max(list(hosts) + list(plain) + [0]) + 1):
-            if lvl in plain:
-                order.append(("plain", lvl, [n for _, n in plain[lvl]]))
-            for idx, node in hosts.get(lvl, []):
-                order.append(("host", lvl, [node]))
-        later_reads = []
-        acc = set(self.plain_outputs)
-        for kind, lvl, nodes in reversed(order):
-            later_reads.append(set(acc))
-            for n in nodes:
-                acc |= node_reads(n)
-        later_reads.reverse()
-        self.steps = []
-        local_init_names = {t.name for t in graph.initializer}
-        self.const_env = {}
-        for (kind, lvl, nodes), after in zip(order, later_reads):
-            if kind == "host":
-                node = nodes[0]
-                w = f"{where}: node {node.name!r} ({node.op_type})"
-                if N.is_eie(node):
-                    self.steps.append(_EIEStep(node, N.decode_node(node, consts, w), types))
-                    reads = [t for t in node.input[:N.DATA_INPUTS.get(node.op_type, 1)] if t]
-                else:
-                    self.steps.append(_ControlStep(node, (inits, opsets, ir_version, sess_options, providers),
-                                                   types, w))
-                    reads = node_reads(node)
-                for t in reads:
-                    if t in inits and t not in types:
-                        self.const_env[t] = array(t)
-                continue
-            produced = {o for n in nodes for o in n.output if o}
-            needed = []
-            seg_inits = []
-            for n in nodes:
-                for t in sorted(node_reads(n)):
-                    if t in produced or t in needed or any(i.name == t for i in seg_inits):
-                        continue
-                    if t in inits and t not in types:
-                        seg_inits.append(inits[t])
-                    elif t in types:
-                        needed.append(t)
-                    elif t in local_init_names:
-                        seg_inits.append(inits[t])
-                    else:
-                        raise EIEFormatError(f"{where}: value {t!r} is read before it is defined")
-            outputs = [o for n in nodes for o in n.output if o and o in after]
-            if not outputs:
-                continue
-            self.steps.append(_Segment(nodes, needed, outputs, seg_inits, types, opsets, ir_version, sess_options,
-                                       providers, where))
-        for o in self.plain_outputs:
-            if o in inits and o not in types:
-                self.const_env[o] = array(o)
-        self.types = types
-
-    def out_type(self, i: int):
-        o = self.graph.output[i]
-        if o.type.WhichOneof("value") is not None:
-            return o.type
-        t = self.types.get(o.name)
-        return _type_proto(t) if t is not None else helper.make_tensor_type_proto(TensorProto.FLOAT, None)
-
-    def run(self, outer_env: dict, feeds: dict, mode: str) -> list:
-        # a body writes its values into the enclosing env (no copy per call): ONNX names are unique across
-        # scopes, so nothing outside is overwritten, and the next iteration overwrites this one's
-        env = outer_env
-        env.update(self.const_env)
-        env.update(feeds)
-        for step in self.steps:
-            step.run(env, mode)
-        return [env[o] for o in self.plain_outputs]
+#: specialised plans kept per session (one per combination of If outcomes seen)
+_MAX_SPECIALISED = 8
 
 
 class NodeArg:
@@ -302,7 +105,14 @@ class InferenceSession:
         init_names = {t.name for t in g.initializer}
         self._inputs = [vi for vi in g.input if vi.name not in init_names]
         self._outputs = list(g.output)
-        self._plan = _Plan(g, {}, {}, opsets, proto.ir_version, sess_options, providers, where)
+        self._in_set = {vi.name for vi in self._inputs}
+        self._out_names = [vi.name for vi in self._outputs]
+        self._kcache: dict = {}
+        self._plan_args = (opsets, proto.ir_version, sess_options, providers, self._kcache)
+        self._plan = _Plan(g, {}, {}, *self._plan_args, where=where)
+        self._where = where
+        self._specialised: dict = {}  # outcomes of the Ifs holding EIE nodes -> plan with those branches inlined
+        self._guess = None  # the specialised plan the next run tries first (the last run's outcomes)
         self.kernels = [s.kernel for s in _all_steps(self._plan) if isinstance(s, _EIEStep)]
         if mode == "fixed16":
             mats = [lay for k in self.kernels for lay in _all_layers(k)]
@@ -350,28 +160,61 @@ class InferenceSession:
         mode = self.mode if mode is None else mode
         if mode not in MODES:
             raise EIEInputError(f"mode must be one of {MODES}, got {mode!r}")
-        names = self.input_names
-        for key in feed:
-            if key not in names:
-                raise EIEInputError(f"unknown input {key!r}; the model's inputs are {names}")
-        missing = [n for n in names if n not in feed]
-        if missing:
-            raise EIEInputError(f"missing input(s) {missing}")
-        outs = [o.name for o in self._outputs]
-        want = outs if output_names is None else list(output_names)
-        bad = [o for o in want if o not in outs]
-        if bad:
-            raise EIEInputError(f"unknown output(s) {bad}; the model's outputs are {outs}")
-        feeds = {k: v if isinstance(v, (list, dict)) or v is None else np.asarray(v) for k, v in feed.items()}
+        if feed.keys() != self._in_set:
+            names = self.input_names
+            for key in feed:
+                if key not in names:
+                    raise EIEInputError(f"unknown input {key!r}; the model's inputs are {names}")
+            raise EIEInputError(f"missing input(s) {[n for n in names if n not in feed]}")
+        outs = self._out_names
+        if output_names is not None:
+            want = list(output_names)
+            bad = [o for o in want if o not in outs]
+            if bad:
+                raise EIEInputError(f"unknown output(s) {bad}; the model's outputs are {outs}")
+        feeds = {k: v if type(v) is np.ndarray or isinstance(v, (list, dict)) or v is None else np.asarray(v)
+                 for k, v in feed.items()}
         try:
-            values = dict(zip(outs, self._plan.run({}, dict(feeds), mode)))
+            values = None
+            spec = self._guess
+            if spec is not None:
+                try:
+                    values = spec.run({}, feeds, mode)
+                except Exception:  # a guard failed (another branch), or an error the generic run will report
+                    values = None
+            if values is None:
+                trace: dict = {}
+                values = self._plan.run({TRACE: trace}, feeds, mode)
+                if trace:
+                    self._learn(trace)
         except EIEInputError:
             raise
         except Exception as exc:  # onnxruntime's run-time errors (wrong dtype, shape) name the node themselves
             if type(exc).__module__.startswith("onnxruntime"):
                 raise EIEInputError(f"onnxruntime: {str(exc).strip().splitlines()[0]}") from None
             raise
+        if output_names is None:
+            return values
+        values = dict(zip(outs, values))
         return [values[o] for o in want]
+
+    def _learn(self, trace: dict) -> None:
+        """Make the plan with the branches this run took inlined the next run's first try."""
+        key = frozenset(trace.items())
+        if key not in self._specialised:
+            if len(self._specialised) >= _MAX_SPECIALISED:
+                self._guess = None
+                return
+            try:
+                view = inline_taken(self.model.graph, trace)
+                self._specialised[key] = _Plan(view, {}, {}, *self._plan_args, where=self._where)
+            except Exception:  # noqa: BLE001  (a plan that cannot be built: the generic plan keeps running)
+                self._specialised[key] = None
+        self._guess = self._specialised[key]
+
+    def plans(self) -> list:
+        """The generic plan, then the specialised ones built so far (for benches and tools)."""
+        return [self._plan] + [p for p in self._specialised.values() if p is not None]
 
     # -------------------------------------------------------------- fixed16
     def calibrate(self, feed: dict, *, headroom: float = 1.25) -> list[str]:
