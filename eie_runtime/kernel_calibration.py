@@ -27,7 +27,8 @@ and the per-code scatter), in both modes, and keeps the result:
   without AVX-512 cannot run) are the defaults times that factor;
 - the cache: one JSON file per identity under the user's cache folder
   (``$EIE_CACHE_DIR``, else the platform's, e.g. ``~/.cache/eie-runtime``),
-  written atomically; never in the package. A read-only or missing folder
+  written atomically (the ``KEEP_FILES`` most recent kept); never in the
+  package. A read-only or missing folder
   just keeps the measured costs in memory for this process; a file that
   cannot be read back (corrupt, another identity) is reported by a warning
   naming it and measured again.
@@ -60,6 +61,7 @@ FORMAT = 1
 SNAP = 0.15  # measured costs all within 15% of the scaled defaults: keep the defaults
 ROUNDS = 7
 ROUND_S = 0.003  # per kernel and round
+KEEP_FILES = 4  # calibration files kept in the cache folder (other CPUs, versions, kernel sources)
 # (rows, columns, weight density, activation density): VGG-7's shape and densities, Alex-8's
 LAYERS = {"table": (4096, 4096, 0.04, 0.375), "by_code": (1024, 4096, 0.10, 0.35)}
 
@@ -281,6 +283,19 @@ def write(path: Path, ident: dict, cal: Calibration) -> None:
     with atomic_open(path, "w") as f:
         json.dump(doc, f, indent=2)
         f.write("\n")
+    _prune(path)
+
+
+def _prune(keep: Path) -> None:
+    """Remove all but the ``KEEP_FILES`` most recent calibration files beside ``keep`` (each change of the
+    kernels' sources makes a new one; best effort)."""
+    try:
+        files = sorted(keep.parent.glob("kernel-costs-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in files[KEEP_FILES:]:
+            if old != keep:
+                old.unlink()
+    except OSError:
+        pass
 
 
 def calibrate(path: Path | None = None, quiet: bool = False) -> Calibration:

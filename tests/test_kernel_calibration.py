@@ -81,8 +81,13 @@ def test_the_cache_is_keyed_per_cpu_and_version(calibrating, monkeypatch):
         kc.read(kc.cache_path(ident), other)
     monkeypatch.setattr(kc, "identity", lambda: other)  # the same folder seen from another CPU: measured anew
     kc.calibrate()
-    assert calls == [1, 1] and kc.cache_path(other).exists()
+    assert calls == [1, 1] and kc.cache_path(other).exists() and kc.cache_path(ident).exists()
     assert kc.read(kc.cache_path(other), other).costs == cal.costs
+    for i in range(kc.KEEP_FILES + 2):  # many versions later: only the most recent files stay
+        monkeypatch.setattr(kc, "identity", lambda i=i: dict(ident, eie_runtime=f"1.{i}"))
+        kc.calibrate()
+    assert len(list(calibrating.glob("kernel-costs-*.json"))) == kc.KEEP_FILES
+    assert kc.cache_path(dict(ident, eie_runtime=f"1.{kc.KEEP_FILES + 1}")).exists()
 
 
 @pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"format": 1}', "\x00\xff garbage"])
