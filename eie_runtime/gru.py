@@ -37,6 +37,7 @@ import numpy as np
 
 from .errors import EIEFormatError, EIEInputError
 from .kernels import recurrent as _rk
+from .kernels import recurrent_lanes as _lanes
 from .layer import MODES, EIELinear
 from .lstm import _as_float32, seq_lengths
 from .recurrent_plan import acc0, cached_csr, fuse_blocker, scale
@@ -179,11 +180,25 @@ class EIEGRUCore:
                          scale(-f.out_frac)]
             else:
                 args += [csr.ptr, csr.cols, csr.vals, acc0(layer, False)]
-        if fixed:
-            run = _rk.gru_sequence_fixed16
-        else:
-            run = _rk.gru_sequence_f32_batch if h0.shape[0] > 1 else _rk.gru_sequence_f32
-        run(self.linear_before_reset, gx, *args, np.ascontiguousarray(h0), lens, d == 1, out, d * hs, h_n)
+        if fixed or h0.shape[0] == 1:
+            run = _rk.gru_sequence_fixed16 if fixed else _rk.gru_sequence_f32
+            run(self.linear_before_reset, gx, *args, np.ascontiguousarray(h0), lens, d == 1, out, d * hs, h_n)
+            return
+        # the batch kernel runs 16 samples side by side, input gates transposed: chunks, the last one padded
+        lanes, batch = _lanes.LANES, h0.shape[0]
+        gxt = gx.reshape(-1, batch, 3 * hs).transpose(2, 0, 1)  # (3H, T, B) view
+        for s0 in range(0, batch, lanes):
+            n = min(lanes, batch - s0)
+            gxc = np.zeros((3 * hs, gxt.shape[1], lanes), dtype=np.float32)
+            gxc[:, :, :n] = gxt[:, :, s0:s0 + n]
+            h0c = np.zeros((lanes, hs), np.float32)
+            h0c[:n] = h0[s0:s0 + n]
+            lensc = np.zeros(lanes, dtype=lens.dtype)  # padding samples: length 0, never written
+            lensc[:n] = lens[s0:s0 + n]
+            h_nc = np.empty_like(h0c)
+            _lanes.gru_sequence_f32_batch(self.linear_before_reset, gxc.reshape(3 * hs, -1), *args, h0c, lensc, d == 1,
+                                       out[:, s0:s0 + n], d * hs, h_nc)
+            h_n[s0:s0 + n] = h_nc[:n]
 
     @staticmethod
     def _state(s, shape):

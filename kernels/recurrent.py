@@ -23,7 +23,8 @@ The gate non-linearities (``lstm_update``, ``gru_update``) are computed in
 float64 and rounded to float32; the step-by-step paths of ``EIELSTMCore`` and
 ``EIEGRUCore`` call the same functions, so a sequence run in fixed16 equals
 step-by-step runs bit for bit. Everything here runs on one thread: a time
-step is too small to pay for a parallel launch.
+step is too small to pay for a parallel launch. Float32 batches run 16
+samples side by side in ``recurrent_lanes.py``.
 """
 
 import math
@@ -388,87 +389,3 @@ def gru_sequence_fixed16(lbr, gx, rz_ptr, rz_cols, rz_wq, rz_acc0, rz_in_scale, 
                                     gx[col, 2 * hs + j], hn[j], h[b, j], lbr)
                 y[t, b, y_off + j] = h[b, j]
     h_n[:, :] = h
-
-
-# ------------------------------------------------------------------ batches (float32)
-@njit(cache=True, fastmath=_FAST, error_model="numpy")
-def lstm_sequence_f32_batch(gx, h_ptr, h_cols, h_vals, p_ptr, p_cols, p_vals, p_bias,
-                            h0, c0, lens, reverse, y, y_off, h_n, c_n):
-    """``lstm_sequence_f32`` for several samples: each step's products read every weight once for all
-    samples (state kept transposed, samples in the inner loop). Same arguments."""
-    t_len = y.shape[0]
-    nb, ps = h0.shape
-    hs = c0.shape[1]
-    proj = p_ptr.shape[0] > 1
-    gates = np.empty((4 * hs, nb), dtype=np.float32)
-    mt = np.zeros((hs, nb), dtype=np.float32)
-    hp = np.empty((ps, nb), dtype=np.float32)
-    ht = np.ascontiguousarray(h0.T)
-    c = c0.copy()
-    for step in range(t_len):
-        t = t_len - 1 - step if reverse else step
-        live = 0
-        for b in range(nb):
-            live += t < lens[b]
-        if live == 0:
-            continue
-        _mv_f32_batch(h_ptr, h_cols, h_vals, ht, gates)
-        for b in range(nb):
-            if t >= lens[b]:
-                continue
-            col = t * nb + b
-            for j in range(hs):
-                cn = (_sig_fast(gates[hs + j, b] + gx[col, hs + j]) * c[b, j] +
-                      _sig_fast(gates[j, b] + gx[col, j]) * _tanh_fast(gates[2 * hs + j, b] + gx[col, 2 * hs + j]))
-                c[b, j] = cn
-                mt[j, b] = _sig_fast(gates[3 * hs + j, b] + gx[col, 3 * hs + j]) * _tanh_fast(cn)
-        if proj:
-            _mv_f32_batch(p_ptr, p_cols, p_vals, mt, hp)
-        for b in range(nb):
-            if t >= lens[b]:
-                continue
-            for j in range(ps):
-                v = hp[j, b] + p_bias[j] if proj else mt[j, b]
-                ht[j, b] = v
-                y[t, b, y_off + j] = v
-    h_n[:, :] = ht.T
-    c_n[:, :] = c
-
-
-@njit(cache=True, fastmath=_FAST, error_model="numpy")
-def gru_sequence_f32_batch(lbr, gx, rz_ptr, rz_cols, rz_vals, rz_bias, n_ptr, n_cols, n_vals, n_bias,
-                           h0, lens, reverse, y, y_off, h_n):
-    """``gru_sequence_f32`` for several samples, every weight read once per step for all of them."""
-    t_len = y.shape[0]
-    nb, hs = h0.shape
-    hrz = np.empty((2 * hs, nb), dtype=np.float32)
-    hn = np.empty((hs, nb), dtype=np.float32)
-    vt = np.empty((hs + 1, nb), dtype=np.float32)
-    ht = np.ascontiguousarray(h0.T)
-    for step in range(t_len):
-        t = t_len - 1 - step if reverse else step
-        live = 0
-        for b in range(nb):
-            live += t < lens[b]
-        if live == 0:
-            continue
-        _mv_f32_batch(rz_ptr, rz_cols, rz_vals, ht, hrz)
-        for b in range(nb):
-            col = t * nb + b
-            for j in range(2 * hs):
-                hrz[j, b] += rz_bias[j]
-            for j in range(hs):
-                vt[j, b] = ht[j, b] if lbr else np.float32(_sig_fast(np.float32(gx[col, j] + hrz[j, b])) * ht[j, b])
-            vt[hs, b] = np.float32(1.0)
-        _mv_f32_batch(n_ptr, n_cols, n_vals, vt, hn)
-        for b in range(nb):
-            if t >= lens[b]:
-                continue
-            col = t * nb + b
-            for j in range(hs):
-                v = _gru_cell_fast(gx[col, j] + hrz[j, b], gx[col, hs + j] + hrz[hs + j, b], gx[col, 2 * hs + j],
-                                   hn[j, b] + n_bias[j], ht[j, b], lbr)
-                ht[j, b] = v
-                y[t, b, y_off + j] = v
-    h_n[:, :] = ht.T
-

@@ -77,6 +77,19 @@ def test_gru_core_matches_onnx_equations(lbr, fused):
     np.testing.assert_array_equal(h_n[:, 2], 0.0)  # a zero-length sample keeps h0
 
 
+@pytest.mark.parametrize("lbr", [True, False])
+def test_gru_batches_across_16_sample_chunks(lbr):
+    """The float32 batch kernel runs 16 samples side by side: 37 samples are 16 + 16 + 5 (padded)."""
+    rng = np.random.default_rng(3)
+    core = compress_gru(_weights(rng, 5, 6, 2, 2), density=0.6, bits=4, n_pe=4, linear_before_reset=lbr)
+    x = rng.normal(size=(6, 37, 5)).astype(np.float32)
+    lens = rng.integers(0, 7, size=37)
+    y, h_n = core.forward(x, seq_lens=lens, fused=True)
+    np.testing.assert_allclose(y, _onnx_reference(core, x, lens), atol=1e-5)
+    y2, h_n2 = core.forward(x, seq_lens=lens, fused=False)
+    np.testing.assert_allclose(h_n, h_n2, atol=2e-6)
+
+
 def test_gru_matches_torch():
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)

@@ -47,6 +47,19 @@ def test_fused_float32_matches_steps(case):
         np.testing.assert_allclose(u, v[:, :1], atol=2e-6)
 
 
+@pytest.mark.parametrize("batch", [2, 16, 37])
+def test_fused_float32_batches_across_16_sample_chunks(batch):
+    """The batch kernel runs 16 samples side by side; a batch of 37 is 16 + 16 + 5 (padded)."""
+    rng = np.random.default_rng(batch)
+    core = _core(rng, p=3)
+    x = rng.normal(size=(7, batch, 5)).astype(np.float32)
+    lens = rng.integers(0, 8, size=batch)
+    a = core.forward(x, seq_lens=lens, fused=True)
+    b = core.forward(x, seq_lens=lens, fused=False)
+    for u, v in zip(a, b):
+        np.testing.assert_allclose(u, v, atol=2e-6)
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_fused_fixed16_equals_steps_bit_for_bit(case):
     rng = np.random.default_rng(1)
