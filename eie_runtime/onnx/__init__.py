@@ -44,20 +44,25 @@ def __getattr__(name):
 
 def convert_onnx(model, path=None, *, density: float = 0.1, bits: int = 4, n_pe: int = 64,
                  layer_overrides: dict | None = None, seed: int = 0, lossless: bool = False,
-                 calibrate: dict | None = None, progress: bool = False):
+                 calibrate: dict | None = None, progress: bool = False, init: str = "linear",
+                 lstm_bias: str = "shared"):
     """Convert an ONNX model into the same ONNX graph with EIE-domain nodes (docs/onnx.md).
 
     Every Gemm, MatMul with a constant weight (a following Add folded) and LSTM,
     also inside If/Loop/Scan bodies, becomes an ``ai.eie`` node holding the
     compressed arrays (1 byte per stored entry); everything else stays. Run the
     result with :class:`InferenceSession`. ``calibrate`` (input name -> sample
-    batch) stores fixed16 parameters so that ``mode="fixed16"`` runs. Writes
+    batch) stores fixed16 parameters so that ``mode="fixed16"`` runs. ``init``: the
+    codebook initialisation (linear, density, quantile, random); ``lstm_bias``:
+    "shared" (pruned and shared with the weights) or "dense" (LSTM/GRU biases
+    kept exact in float32). Writes
     ``path`` (atomically) when given; returns ``(onnx.ModelProto, summary rows)``.
     """
     from .converter import convert_model
 
     proto, rows = convert_model(model, density=density, bits=bits, n_pe=n_pe, seed=seed,
-                                layer_overrides=layer_overrides, lossless=lossless, progress=progress)
+                                layer_overrides=layer_overrides, lossless=lossless, progress=progress,
+                                init=init, lstm_bias=lstm_bias)
     if calibrate:
         from .session import InferenceSession
 

@@ -54,7 +54,8 @@ def _convert_onnx(args, overrides) -> int:
     from .converter import convert_model
 
     proto, rows = convert_model(args.input, density=args.density, bits=args.bits, n_pe=args.pes, seed=args.seed,
-                                layer_overrides=overrides, lossless=args.lossless, progress=not args.quiet)
+                                layer_overrides=overrides, lossless=args.lossless, progress=not args.quiet,
+                                init=args.init, lstm_bias=args.lstm_bias)
     if args.calibrate:
         sess = InferenceSession(proto)
         unseen = sess.calibrate(_parse_inputs(args.calibrate, sess.input_names, "--calibrate"))
@@ -77,7 +78,9 @@ def _convert(args) -> int:
     overrides = dict(_parse_layer(t) for t in args.layer or [])
     if str(args.output).endswith(".onnx"):
         return _convert_onnx(args, overrides)
-    overrides = dict(_parse_layer(t) for t in args.layer or [])
+    if args.init != "linear" or args.lstm_bias != "shared":
+        raise EIEInputError("--init and --lstm-bias apply to .onnx outputs (EIE nodes inside ONNX); the older "
+                            ".eie graph route keeps the defaults (linear, shared)")
     model = convert(args.input, density=args.density, bits=args.bits, n_pe=args.pes, layer_overrides=overrides,
                     seed=args.seed, lossless=args.lossless, progress=not args.quiet)
     if args.calibrate:
@@ -185,6 +188,11 @@ def register(sub) -> None:
     c.add_argument("--seed", type=int, default=0, help="weight-sharing seed (default 0)")
     c.add_argument("--layer", action="append", metavar="NAME=DENSITY", help="per-layer density, by ONNX node name")
     c.add_argument("--lossless", action="store_true", help="keep exact float32 weights (no pruning/sharing)")
+    c.add_argument("--init", choices=("linear", "density", "quantile", "random"), default="linear",
+                   help="k-means codebook initialisation (default linear, the paper's best)")
+    c.add_argument("--lstm-bias", choices=("shared", "dense"), default="shared",
+                   help="LSTM/GRU bias columns pruned and shared with the weights (default, the paper's "
+                        "NT-LSTM) or kept exact in float32 beside the matrices")
     c.add_argument("--calibrate", action="append", metavar="NAME=FILE.npy",
                    help="sample inputs to calibrate fixed16 mode (batched like the model's inputs)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

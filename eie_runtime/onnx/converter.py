@@ -24,9 +24,9 @@ from onnx import helper, numpy_helper
 from tqdm import tqdm
 
 from ..converters.compress import check_n_pe, compress_matrix
-from ..converters.lstm import LSTMDirectionWeights, compress_lstm, lstm_matrix
+from ..converters.lstm import LSTMDirectionWeights, check_lstm_bias, compress_lstm, lstm_matrix
 from ..converters.prune import check_density
-from ..converters.weight_sharing import check_bits
+from ..converters.weight_sharing import check_bits, check_init
 from ..errors import EIEFormatError, EIEInputError
 from . import nodes as N
 from .reader import load_onnx
@@ -63,6 +63,7 @@ class _Ctx:
         self.rows: list[dict] = []
         self.consumed: set = set()  # weight names the converted nodes read (and constants folded into them)
         self.opsets: list = []
+        self.init, self.lstm_bias = "linear", "shared"  # codebook initialisation; LSTM/GRU bias kept dense or not
 
     def prefix(self, name: str) -> str:
         self.count += 1
@@ -166,7 +167,8 @@ class _GraphConverter:
         else:
             density, bits = _settings(name, self.ctx)
             layer = compress_matrix(np.ascontiguousarray(w, np.float32), density=density, bits=bits,
-                                    n_pe=self.ctx.n_pe, bias=bias, activation=act, seed=self.ctx.seed, name=name)
+                                    n_pe=self.ctx.n_pe, bias=bias, activation=act, seed=self.ctx.seed, name=name,
+                                    init=self.ctx.init)
             node, inits = N.linear_node(name, x, y, layer, prefix)
             _row(self.ctx, name, N.LINEAR, [layer])
         self.new_inits.extend(inits)
@@ -274,7 +276,7 @@ class _GraphConverter:
         else:
             density, bits = _settings(name, self.ctx)
             cells = compress_lstm([dirs], density=density, bits=bits, n_pe=self.ctx.n_pe, seed=self.ctx.seed,
-                                  name=name).cells[0]
+                                  name=name, init=self.ctx.init, bias=self.ctx.lstm_bias).cells[0]
         self.ctx.consumed.update(t for t in (ins[1], ins[2], ins[3], ins[7]) if t)
         node, inits = N.lstm_node(name, [ins[0], ins[4], ins[5], ins[6]], list(n.output), cells, hidden_size=hs,
                                   direction=direction, layout=int(a.get("layout", 0)), prefix=self.ctx.prefix(name))
@@ -321,7 +323,7 @@ def _gru(self, n, name):
     else:
         density, bits = _settings(name, self.ctx)
         cells = compress_gru([dirs], density=density, bits=bits, n_pe=self.ctx.n_pe, seed=self.ctx.seed, name=name,
-                             linear_before_reset=lbr).cells[0]
+                             linear_before_reset=lbr, **_quality_kw(compress_gru, self.ctx)).cells[0]
         flat = [m for c in cells for m in c]
     self.ctx.consumed.update(t for t in (ins[1], ins[2], ins[3]) if t)
     node, inits = N.gru_node(name, [ins[0], ins[4], ins[5]], list(n.output), cells, hidden_size=hs,
@@ -333,6 +335,20 @@ def _gru(self, n, name):
 
 
 _GraphConverter._gru = _gru
+
+
+def _quality_kw(fn, ctx) -> dict:
+    """``init``/``bias`` for a recurrent converter, each only if it takes it (converters.gru gained them later)."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    kw = {}
+    for key, value, default in (("init", ctx.init, "linear"), ("bias", ctx.lstm_bias, "shared")):
+        if key in params:
+            kw[key] = value
+        elif value != default:
+            raise EIEInputError(f"{fn.__module__}.{fn.__name__} takes no {key!r}: convert with the default {default!r}")
+    return kw
 
 
 def _count_layers(graph) -> tuple[int, list]:
@@ -389,9 +405,14 @@ def unique_node_names(model) -> list[tuple[str, str]]:
 
 def convert_model(src, *, density: float = 0.1, bits: int = 4, n_pe: int = 64, seed: int = 0,
                   layer_overrides: dict | None = None, lossless: bool = False, progress: bool = False,
-                  check: bool = True):
-    """Convert an ONNX model (path, bytes or ModelProto); returns ``(ModelProto, summary rows)``."""
+                  check: bool = True, init: str = "linear", lstm_bias: str = "shared"):
+    """Convert an ONNX model (path, bytes or ModelProto); returns ``(ModelProto, summary rows)``.
+
+    ``init``: the k-means codebook initialisation (``converters.weight_sharing.INITS``); ``lstm_bias``:
+    ``"shared"`` prunes and shares the LSTM/GRU bias columns with the weights (the paper's form), ``"dense"``
+    keeps them exact in float32 beside the matrices."""
     n_pe = check_n_pe(n_pe)
+    init, lstm_bias = check_init(init), check_lstm_bias(lstm_bias)
     if not lossless:
         density, bits = check_density(density), check_bits(bits)
     where = str(src) if not hasattr(src, "graph") and not isinstance(src, (bytes, bytearray)) else "model"
@@ -411,6 +432,7 @@ def convert_model(src, *, density: float = 0.1, bits: int = 4, n_pe: int = 64, s
     bar = tqdm(total=total, desc="compressing layers", unit="layer", disable=not progress or total == 0)
     ctx = _Ctx(density, bits, n_pe, seed, overrides, lossless, bar, taken)
     ctx.opsets = list(model.opset_import)
+    ctx.init, ctx.lstm_bias = init, lstm_bias
     try:
         _GraphConverter(model.graph, ChainMap(), ctx).run()
     finally:

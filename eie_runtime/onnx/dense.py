@@ -52,7 +52,7 @@ def _dense_nodes(node, kernel, prefix):
 
         ws.append(onnx_order(m[:, :isz]))
         rs.append(onnx_order(m[:, isz:isz + hs]))
-        bs.append(np.concatenate([onnx_order(m[:, isz + hs]), np.zeros(4 * hs, np.float32)]))
+        bs.append(np.concatenate([onnx_order(_bias_col(cell, m, isz + hs)), np.zeros(4 * hs, np.float32)]))
     for key, arr in (("W", ws), ("R", rs), ("B", bs)):
         inits.append(numpy_helper.from_array(np.stack(arr).astype(np.float32), f"{prefix}.{key}"))
     ins = list(node.input[:4]) + [""] * (4 - len(node.input[:4]))
@@ -69,6 +69,12 @@ def _mat(m):
     return m.dense() if hasattr(m, "dense") else m.weight
 
 
+def _bias_col(layer, m, col):
+    """The matrix's bias column plus the layer's own float32 bias (lstm_bias="dense" keeps it there)."""
+    b = getattr(layer, "bias", None)
+    return m[:, col] if b is None else m[:, col] + np.asarray(b, np.float32)
+
+
 def _dense_gru(node, kernel, prefix):
     a = kernel.a
     hs, lbr = a["hidden_size"], a.get("linear_before_reset", 0)
@@ -78,14 +84,15 @@ def _dense_gru(node, kernel, prefix):
 
     ws, rs, bs = [], [], []
     for core in kernel.cores:
-        w_x, w_hrz, w_hn = (_mat(m) for m in core.cells[0][0])
+        layers = core.cells[0][0]
+        w_x, w_hrz, w_hn = (_mat(m) for m in layers)
         isz = w_x.shape[1] - 1
         ws.append(onnx_order(w_x[:, :isz]))
         rs.append(onnx_order(np.concatenate([w_hrz, w_hn[:, :hs]])))
         rb = np.zeros(3 * hs, np.float32)
         if lbr:  # the candidate's hidden bias stays inside r * (R_h h + Rb_h)
-            rb[2 * hs:] = w_hn[:, hs]
-        bs.append(np.concatenate([onnx_order(w_x[:, isz]), onnx_order(rb)]))
+            rb[2 * hs:] = _bias_col(layers[2], w_hn, hs)
+        bs.append(np.concatenate([onnx_order(_bias_col(layers[0], w_x, isz)), onnx_order(rb)]))
     inits = [numpy_helper.from_array(np.stack(arr).astype(np.float32), f"{prefix}.{key}")
              for key, arr in (("W", ws), ("R", rs), ("B", bs))]
     ins = list(node.input[:3]) + [""] * (3 - len(node.input[:3]))

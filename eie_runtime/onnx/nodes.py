@@ -92,17 +92,22 @@ def lstm_node(name: str, data_inputs: list, outputs: list, cells: list, *, hidde
               layout: int, prefix: str):
     """An ``EIELSTM`` node; ``cells`` is one EIELinear (compressed) or float32 matrix (dense) per direction."""
     dense = not isinstance(cells[0], EIELinear)
+    has_bias = not dense and any(c.bias is not None for c in cells)  # lstm_bias="dense": exact float32 biases
     inits = []
     for d, cell in enumerate(cells):
         if dense:
             inits.append(_tensor(np.asarray(cell, np.float32), f"{prefix}.d{d}.weight"))
         else:
             inits += matrix_initializers(cell.matrix, f"{prefix}.d{d}")
+            if has_bias:
+                inits.append(_tensor(_bias_or_zeros(cell), f"{prefix}.d{d}.bias"))
     in_size = (cells[0].shape[1] if dense else cells[0].in_features) - hidden_size - 1
     attrs = {"hidden_size": hidden_size, "input_size": in_size, "direction": direction, "layout": layout,
              "dense": int(dense)}
     if not dense:
         attrs.update(n_pe=cells[0].matrix.n_pe, bits=cells[0].matrix.bits)
+    if has_bias:
+        attrs["bias"] = 1
     ins = (list(data_inputs) + [""] * 4)[:4] + [t.name for t in inits]
     node = helper.make_node(LSTM, ins, list(outputs), name=name, domain=DOMAIN, **attrs)
     return node, inits
@@ -112,6 +117,8 @@ def gru_node(name: str, data_inputs: list, outputs: list, cells: list, *, hidden
              layout: int, linear_before_reset: bool, prefix: str):
     """An ``EIEGRU`` node; ``cells`` holds per direction (w_x, w_hrz, w_hn): EIELinear or float32 matrices."""
     dense = not isinstance(cells[0][0], EIELinear)
+    # lstm_bias="dense": w_x's and w_hn's bias columns kept exact beside them (w_hrz has none)
+    has_bias = not dense and any(m.bias is not None for mats in cells for m in mats)
     inits, n_pes = [], []
     for d, mats in enumerate(cells):
         for which, m in zip(("x", "hrz", "hn"), mats):
@@ -120,14 +127,29 @@ def gru_node(name: str, data_inputs: list, outputs: list, cells: list, *, hidden
             else:
                 inits += matrix_initializers(m.matrix, f"{prefix}.d{d}.{which}")
                 n_pes.append(m.matrix.n_pe)
+                if has_bias and which != "hrz":
+                    inits.append(_tensor(_bias_or_zeros(m), f"{prefix}.d{d}.{which}.bias"))
     w_x = cells[0][0]
     in_size = (w_x.shape[1] if dense else w_x.in_features) - 1
     attrs = {"hidden_size": hidden_size, "input_size": in_size, "direction": direction, "layout": layout,
              "linear_before_reset": int(linear_before_reset), "dense": int(dense)}
     if not dense:
         attrs.update(n_pes=n_pes, bits=cells[0][0].matrix.bits)
+    if has_bias:
+        attrs["bias"] = 1
     ins = (list(data_inputs) + [""] * 3)[:3] + [t.name for t in inits]
     return helper.make_node(GRU, ins, list(outputs), name=name, domain=DOMAIN, **attrs), inits
+
+
+def _bias_or_zeros(layer) -> np.ndarray:
+    return np.asarray(layer.bias if layer.bias is not None else np.zeros(layer.out_features), np.float32)
+
+
+def _dense_bias(consts, name, rows, where, what):
+    b = _array(consts, name, where, f"{what}bias", (np.float32,), 1)
+    if b.shape != (rows,) or not np.isfinite(b).all():
+        raise EIEFormatError(f"{where}: {what}bias must be {rows} finite float32 values, got shape {b.shape}")
+    return b
 
 
 def set_fixed(node, params: list[FixedPointParams]) -> None:
@@ -145,9 +167,9 @@ _ATTRS = {
     LINEAR: {"out_features": "i", "in_features": "i", "n_pe": "i", "bits": "i", "activation": "s", "fixed": "ints"},
     DENSE_LINEAR: {"activation": "s"},
     LSTM: {"hidden_size": "i", "input_size": "i", "direction": "s", "layout": "i", "dense": "i", "n_pe": "i",
-           "bits": "i", "fixed": "ints"},
+           "bits": "i", "fixed": "ints", "bias": "i"},
     GRU: {"hidden_size": "i", "input_size": "i", "direction": "s", "layout": "i", "dense": "i", "n_pes": "ints",
-          "bits": "i", "fixed": "ints", "linear_before_reset": "i"},
+          "bits": "i", "fixed": "ints", "linear_before_reset": "i", "bias": "i"},
 }
 _KINDS = {"i": AttributeProto.INT, "s": AttributeProto.STRING, "ints": AttributeProto.INTS}
 
@@ -360,8 +382,9 @@ def decode_node(node, consts, where: str):
         raise EIEFormatError(f"{where}: attributes 'direction' (forward/reverse/bidirectional) and 'layout' (0/1) "
                              "are required")
     dense = _need_int(a, "dense", where, 0, 1)
+    has_bias = _need_int(a, "bias", where, 0, 1 - dense) if "bias" in a else 0
     nd = 2 if a["direction"] == "bidirectional" else 1
-    per = 1 if dense else 3
+    per = 1 if dense else 3 + has_bias
     if len(ins) != 4 + per * nd or not ins[0] or len(node.output) > 3:
         raise EIEFormatError(f"{where}: takes X, sequence_lens, initial_h, initial_c and {per * nd} weight "
                              f"initializer(s), gives Y, Y_h, Y_c; got {len(ins)} inputs")
@@ -376,9 +399,10 @@ def decode_node(node, consts, where: str):
                 raise EIEFormatError(f"{where}: direction {d} weight has shape {w.shape}, expected {shape}")
             cells.append(DenseCell(w, f"{node.name}.d{d}"))
         else:
-            mat = _matrix(consts, names, shape, a, where, f"direction {d} ")
+            mat = _matrix(consts, names[:3], shape, a, where, f"direction {d} ")
             mat.name = f"{node.name}.d{d}"
-            cells.append(EIELinear(mat, fixed=fixed[d], name=mat.name))
+            bias = _dense_bias(consts, names[3], shape[0], where, f"direction {d} ") if has_bias else None
+            cells.append(EIELinear(mat, bias=bias, fixed=fixed[d], name=mat.name))
     try:
         cores = [EIELSTMCore([[c]], hs) for c in cells]
     except EIEFormatError as exc:
@@ -395,9 +419,10 @@ def _decode_gru(node, a, ins, consts, where):
         raise EIEFormatError(f"{where}: attributes 'direction' (forward/reverse/bidirectional) and 'layout' (0/1) "
                              "are required")
     dense = _need_int(a, "dense", where, 0, 1)
+    has_bias = _need_int(a, "bias", where, 0, 1 - dense) if "bias" in a else 0
     lbr = _need_int(a, "linear_before_reset", where, 0, 1)
     nd = 2 if a["direction"] == "bidirectional" else 1
-    per = 3 if dense else 9
+    per = 3 if dense else 9 + 2 * has_bias
     if len(ins) != 3 + per * nd or not ins[0] or len(node.output) > 2:
         raise EIEFormatError(f"{where}: takes X, sequence_lens, initial_h and {per * nd} weight initializer(s), "
                              f"gives Y, Y_h; got {len(ins)} inputs")
@@ -417,10 +442,13 @@ def _decode_gru(node, a, ins, consts, where):
                     raise EIEFormatError(f"{where}: {what}has shape {w.shape}, expected {shape}")
                 mats.append(DenseCell(w, f"{node.name}.d{d}.{which}"))
             else:
-                j = 3 + per * d + 3 * i
+                # per direction: x (entries, ptr, codebook[, bias]), hrz (3), hn (3[, bias])
+                j = 3 + per * d + (0, 3 + has_bias, 6 + has_bias)[i]
                 mat = _matrix(consts, ins[j:j + 3], shape, a, where, what, n_pe=n_pes[3 * d + i])
                 mat.name = f"{node.name}.d{d}.{which}"
-                mats.append(EIELinear(mat, fixed=fixed[3 * d + i], name=mat.name))
+                bias = (_dense_bias(consts, ins[j + 3], shape[0], where, what)
+                        if has_bias and which != "hrz" else None)
+                mats.append(EIELinear(mat, bias=bias, fixed=fixed[3 * d + i], name=mat.name))
         try:
             cores.append(EIEGRUCore([[tuple(mats)]], hs, linear_before_reset=bool(lbr)))
         except EIEFormatError as exc:
