@@ -51,7 +51,10 @@ def _matrix(m=96, k=256, density=0.2, seed=0):
 
 
 def test_first_use_measures_writes_the_cache_and_later_processes_read_it(calibrating, capfd, monkeypatch):
-    costs, source = kernel_costs.current_with_source()  # measures for real (a few seconds at most)
+    # measured for real, on smaller layers and fewer rounds than by default (the suite runs niced on 2 cores)
+    monkeypatch.setattr(kc, "LAYERS", {"table": (1024, 1024, 0.04, 0.375), "by_code": (256, 1024, 0.1, 0.35)})
+    monkeypatch.setattr(kc, "ROUNDS", 3)
+    costs, source = kernel_costs.current_with_source()
     path = kc.cache_path()
     assert path.parent == calibrating and path.name.startswith("kernel-costs-") and path.exists()
     assert source.startswith(f"self-calibrated: {path}")
