@@ -14,6 +14,8 @@ def _inspect(args) -> int:
     from .model_file import read_model_file
 
     if str(args.file).endswith(".onnx"):  # a converted ONNX model: its EIE nodes are the layers
+        if args.kernels:
+            raise EIEError(f"--kernels lists the CPU kernels of a .eie model file's layers; {args.file} is ONNX")
         from .onnx.cli import inspect_rows
 
         rows = inspect_rows(args.file)
