@@ -7,14 +7,20 @@ import threading
 import numpy as np
 
 from .errors import EIEFormatError, EIEInputError
-from .fixed_point import FixedPointParams, from_fixed, to_fixed, frac_bits_for
+from .fixed_point import FRAC_RANGE, FixedPointParams, from_fixed, to_fixed, frac_bits_for
 from .format import InterleavedCSC
 from .execution import ExecLayout
+from . import call_recording as _call_recording
+from .call_recording import OPEN as _RECORDERS, note_call as _note_call
 
 _EXEC_LOCK = threading.Lock()  # builds each layer's execution layout once, even under concurrent calls
 
 ACTIVATIONS = (None, "relu")
 MODES = ("float32", "fixed16")
+
+#: Outputs of calibration's float32 runs held at once (samples are run in chunks of this many bytes of
+#: outputs, at least one sample per chunk).
+CALIBRATION_CHUNK_BYTES = 64 << 20
 
 AUTO_PE_MAX = 64  # the paper's PE count (Section VI)
 AUTO_PE_MIN_ROWS = 8  # rows per PE that n_pe="auto" keeps at least
@@ -38,13 +44,10 @@ def resolve_n_pe(n_pe, rows: int) -> int:
     return auto_n_pe(rows) if isinstance(n_pe, str) and n_pe == "auto" else int(n_pe)
 
 
-_observers = [0]  # open recorders of layer calls (hardware.trace); fused recurrent kernels step aside while > 0
-
-
 def calls_observed() -> bool:
-    """Whether some recorder (``hardware.trace.record_layer_calls``) is watching layer calls: recurrent
-    cores then run one layer call per matrix and step, so that every product is seen."""
-    return _observers[0] > 0
+    """Whether a recorder opened by this thread (``call_recording.record_layer_calls``) is watching layer
+    calls: recurrent cores then run one layer call per matrix and step, so that every product is seen."""
+    return _call_recording.calls_observed()
 
 
 class EIELinear:
@@ -182,6 +185,8 @@ class EIELinear:
     def run_float32(self, x) -> np.ndarray:
         """act(W x + b) in float32; x of shape (K,) or (B, K)."""
         x = self.check_input(x)
+        if _RECORDERS[0]:  # some thread records layer calls (calibration, tracing): this one's if it is
+            _note_call(self, x)
         return self.execution_layout().run_float32(x, self._bias_f32(), self.activation == "relu")
 
     # --------------------------------------------------------------- fixed16
@@ -194,8 +199,9 @@ class EIELinear:
     def quantized_codebook(self) -> np.ndarray:
         return to_fixed(self.matrix.codebook, self._require_fixed().w_frac)
 
-    def quantized_bias(self) -> np.ndarray:
-        out_frac = self._require_fixed().out_frac
+    def quantized_bias(self, fixed: FixedPointParams | None = None) -> np.ndarray:
+        """The bias as int16 with ``out_frac`` bits of ``fixed`` (default: ``self.fixed``)."""
+        out_frac = (fixed if fixed is not None else self._require_fixed()).out_frac
         cached = self._bias_q
         if cached is None or cached[0] != out_frac or cached[1] is not self.bias:
             cached = (out_frac, self.bias, to_fixed(self._bias_f32(), out_frac))
@@ -204,23 +210,32 @@ class EIELinear:
 
     def run_fixed16_int(self, x_q) -> np.ndarray:
         """The hardware's computation on int16 inputs (``in_frac`` bits) -> int16 (``out_frac``)."""
-        fp = self._require_fixed()
+        return self._run_fixed16_int(x_q, self._require_fixed())
+
+    def _run_fixed16_int(self, x_q, fp: FixedPointParams) -> np.ndarray:
+        # every parameter of the call comes from the one snapshot `fp`: replacing `self.fixed` meanwhile
+        # (calibrate() does) can never mix two parameter sets in one result
         x_q = np.asarray(x_q)
         k = self.in_features
         if x_q.dtype != np.int16:
             raise EIEInputError(f"{self._where()}fixed16 input must be int16, got {x_q.dtype}")
         if x_q.ndim not in (1, 2) or x_q.shape[-1] != k:
             raise EIEInputError(f"{self._where()}input has shape {x_q.shape}, expected ({k},) or (batch, {k})")
-        return self.execution_layout().run_fixed16(np.ascontiguousarray(x_q), fp.w_frac, self.quantized_bias(),
+        return self.execution_layout().run_fixed16(np.ascontiguousarray(x_q), fp.w_frac, self.quantized_bias(fp),
                                                    fp.shift, self.activation == "relu")
 
     def run_fixed16(self, x) -> np.ndarray:
-        """Quantize x to int16 (``in_frac``), run the bit-exact kernel, return float32."""
+        """Quantize x to int16 (``in_frac``), run the bit-exact kernel, return float32.
+
+        ``self.fixed`` is read once per call: a call made while another thread calibrates runs entirely
+        on the old parameters or entirely on the new ones."""
         fp = self._require_fixed()
         x = self.check_input(x)
+        if _RECORDERS[0]:
+            _note_call(self, x)
         if not np.isfinite(x).all():
             raise EIEInputError(f"{self._where()}fixed16 mode refuses NaN or Inf inputs")
-        return from_fixed(self.run_fixed16_int(to_fixed(x, fp.in_frac)), fp.out_frac)
+        return from_fixed(self._run_fixed16_int(to_fixed(x, fp.in_frac), fp), fp.out_frac)
 
     def calibrate(self, samples, *, in_frac: int | None = None, headroom: float = 1.25) -> FixedPointParams:
         """Choose and set fractional bits from sample inputs ``samples`` (N, K).
@@ -230,16 +245,37 @@ class EIELinear:
         ``out_frac`` fits the largest |pre-activation output| times ``headroom``,
         capped so that the product shift stays >= 0.
         """
+        if in_frac is not None and (isinstance(in_frac, bool) or not isinstance(in_frac, (int, np.integer))
+                                    or not FRAC_RANGE[0] <= in_frac <= FRAC_RANGE[1]):
+            raise EIEInputError(f"{self._where()}calibrate: in_frac must be None or an int in {FRAC_RANGE}, "
+                                f"got {in_frac!r}")
+        if isinstance(headroom, bool) or not isinstance(headroom, (int, float, np.floating, np.integer)) \
+                or not 1.0 <= float(headroom) <= 2.0 ** 16:
+            raise EIEInputError(f"{self._where()}calibrate: headroom must be a number in [1, 65536], got {headroom!r}")
         x = self.check_input(samples).reshape(-1, self.in_features)
         if not np.isfinite(x).all():
             raise EIEInputError(f"{self._where()}calibration samples hold NaN or Inf")
         if in_frac is None:
             in_frac = frac_bits_for(np.abs(x).max(initial=0.0))
         w_frac = frac_bits_for(np.abs(self.matrix.codebook).max(initial=0.0))
-        pre = x @ self.dense().T + self._bias_f32()
-        out_frac = min(frac_bits_for(np.abs(pre).max(initial=0.0), headroom), w_frac + in_frac)
-        self.fixed = FixedPointParams(in_frac=int(in_frac), w_frac=int(w_frac), out_frac=int(out_frac))
-        return self.fixed
+        out_frac = min(frac_bits_for(self._pre_activation_amax(x), headroom), w_frac + int(in_frac))
+        fixed = FixedPointParams(in_frac=int(in_frac), w_frac=int(w_frac), out_frac=int(out_frac))
+        self.fixed = fixed  # one assignment: concurrent calls see the old parameters or these, never a mix
+        return fixed
+
+    def _pre_activation_amax(self, x: np.ndarray) -> float:
+        """max |W x + b| over the samples ``x`` (N, K), by the float32 sparse kernel in chunks of samples,
+        so that memory stays O(stored entries + M + CALIBRATION_CHUNK_BYTES), never the dense M x K
+        matrix (16 GiB for a 66 KB file declaring 65536 x 65536; issue 18)."""
+        layout = self.execution_layout()
+        bias = self._bias_f32()
+        m = self.out_features
+        step = max(1, CALIBRATION_CHUNK_BYTES // max(1, 4 * m))
+        amax = 0.0
+        for start in range(0, x.shape[0], step):
+            pre = layout.run_float32(np.ascontiguousarray(x[start:start + step]), bias, False)
+            amax = max(amax, float(np.abs(pre).max(initial=0.0)))
+        return amax
 
 
 def calibrate_chain(layers, samples, *, headroom: float = 1.25) -> list[FixedPointParams]:

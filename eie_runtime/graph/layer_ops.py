@@ -106,8 +106,12 @@ def _check_lstm(g, node: Node, where: str, used: set) -> None:
 
 
 def _lstm_cores(model, node: Node) -> list[EIELSTMCore]:
-    """One core per direction, built on first use and kept in the model's cache."""
-    cores = model._lstm_cache.get(node.name)
+    """One core per direction, built on first use and kept in the model's cache.
+
+    Keyed by the node object, never by its name: a file may give two nodes one name (issue 18: the second
+    LSTM ran with the first one's weights)."""
+    cached = model._lstm_cache.get(id(node))
+    cores = cached[1] if cached is not None and cached[0] is node else None
     if cores is None:
         h = node.attrs["hidden_size"]
         if "cells" in node.attrs:
@@ -115,7 +119,7 @@ def _lstm_cores(model, node: Node) -> list[EIELSTMCore]:
         else:
             cells = [DenseCell(model.constants[c], f"{node.name}.{d}") for d, c in enumerate(node.attrs["dense_cells"])]
         cores = [EIELSTMCore([[c]], h) for c in cells]
-        model._lstm_cache[node.name] = cores
+        model._lstm_cache[id(node)] = (node, cores)  # the node kept too: its id is never reused meanwhile
     return cores
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..call_recording import record_layer_calls, samples_by_layer
 from ..errors import EIEInputError
 from ..layer import MODES
-from ..lstm import EIELSTMCore
 from .checks import check_feed, check_graph
 from .ir import GRAPH_VERSION, Node, shape_str
 from .layer_ops import LAYER_OPS, layer_indices
@@ -40,7 +40,7 @@ class GraphModel:
         self.layers = list(layers)
         self.opset = int(opset)
         self.meta = dict(meta or {})
-        self._lstm_cache: dict[str, list[EIELSTMCore]] = {}
+        self._lstm_cache: dict[int, tuple] = {}  # by id(node): names come from files, may repeat
         check_graph(self)
 
     # ----------------------------------------------------------------- info
@@ -132,24 +132,16 @@ class GraphModel:
         ``Linear`` layers calibrate on the activations they actually see; LSTM
         cells on the ``[x_t; h_{t-1}; 1]`` vectors of every step.
         """
-        seen: dict[int, list[np.ndarray]] = {}
-        for i, layer in enumerate(self.layers):
-
-            def record(x, _i=i, _f=layer.run_float32):
-                arr = np.asarray(x, dtype=np.float32)
-                seen.setdefault(_i, []).append(arr.reshape(-1, arr.shape[-1]))
-                return _f(x)
-
-            layer.run_float32 = record
-        try:
+        # the calls of this thread only, recorded without patching any method: other threads running (or
+        # calibrating) the model meanwhile compute exactly what they would otherwise
+        with record_layer_calls() as calls:
             self.run(feeds, mode="float32")
-        finally:
-            for layer in self.layers:
-                del layer.run_float32  # back to the class's method
-        for i, layer in enumerate(self.layers):
-            if i not in seen:
+        seen = samples_by_layer(calls)
+        for layer in self.layers:
+            if id(layer) not in seen:
                 raise EIEInputError(f"layer {layer.name!r} saw no activations during calibration")
-            layer.calibrate(np.concatenate(seen[i]), headroom=headroom)
+        for layer in {id(lay): lay for lay in self.layers}.values():
+            layer.calibrate(seen[id(layer)][1], headroom=headroom)
 
     # ------------------------------------------------------------------ file
     def _eie_file_contents(self) -> dict:
