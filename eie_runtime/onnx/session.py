@@ -224,25 +224,17 @@ class InferenceSession:
         fixed16 run that reaches one is refused there, naming it. Refused if no layer was reached.
         """
         layers = self.layers
-        seen: dict[int, list] = {}
-        for i, layer in enumerate(layers):
-            def record(x, _i=i, _f=layer.run_float32):
-                arr = np.asarray(x, dtype=np.float32)
-                seen.setdefault(_i, []).append(arr.reshape(-1, arr.shape[-1]))
-                return _f(x)
+        from ..call_recording import record_layer_calls, samples_by_layer  # this thread's calls, nothing patched
 
-            layer.run_float32 = record
-        try:
+        with record_layer_calls() as calls:
             self.run(None, feed, mode="float32")
-        finally:
-            for layer in layers:
-                del layer.run_float32
+        seen = samples_by_layer(calls)
         if layers and not seen:
             raise EIEInputError("no EIE layer saw activations during calibration")
         unseen = []
         for i, layer in enumerate(layers):
-            if i in seen:
-                layer.calibrate(np.concatenate(seen[i]), headroom=headroom)
+            if id(layer) in seen:
+                layer.calibrate(seen[id(layer)][1], headroom=headroom)
             else:
                 unseen.append(layer.name)
         for step in _all_steps(self._plan):
