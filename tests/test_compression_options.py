@@ -68,7 +68,7 @@ def test_gru_init_reaches_every_matrix_and_bad_options_are_refused():
         compress_gru(ws, density=0.5, init="kmeans++")
 
 
-def test_torch_gru_options_follow_compress():
+def test_torch_gru_options_follow_compress(tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.GRU(4, 8, num_layers=2, batch_first=True))
     with torch.no_grad():
@@ -86,6 +86,12 @@ def test_torch_gru_options_follow_compress():
     shared = et.compress(model, density=0.7, bits=3, init="density", n_pe=4)
     err = lambda m: float((m(x)[0] - model(x)[0]).detach().abs().max())
     assert err(small) < err(shared)
+    path = tmp_path / "gru.eie"
+    et.save(small, str(path))  # the layer biases travel in .eie files and state dicts
+    np.testing.assert_array_equal(et.load(str(path), into=model)(x)[0].numpy(), small(x)[0].numpy())
+    other = et.compress(model, density=0.7, bits=3, n_pe=4)
+    other.load_state_dict(small.state_dict())
+    np.testing.assert_array_equal(other(x)[0].numpy(), small(x)[0].numpy())
     one = et.EIEGRU.from_gru(model[0], density=0.7, bits=3, n_pe=4, init="density", bias="dense")
     np.testing.assert_array_equal(one(x)[0].numpy(), gru(x)[0].numpy())
     cell = nn.GRUCell(4, 8)
