@@ -4,7 +4,11 @@ Per model: latency (median of interleaved rounds, bench.common.time_interleaved)
 node calls one run makes, and the boundary overhead per EIE node call: the converted run's time minus the
 time spent inside the EIE kernels and inside onnxruntime's segment runs (the partitioner's Python glue),
 plus, separately, the fixed cost of the extra onnxruntime calls the partition adds (an empty onnxruntime
-run, timed here, times the segments beyond one), both divided by the EIE node calls. ``vs_original`` is the
+run, timed here, times the segments beyond one), both divided by the EIE node calls. The glue is timed twice:
+in wall-clock time over the rounds other processes disturbed least (``glue_us``), and in this thread's CPU
+time (``glue_cpu_us``; onnxruntime, Numba and BLAS run on this one thread), which a loaded machine lengthens
+far less; the timing wrappers' own cost (their clock reads, timed on an empty call) is subtracted from both.
+``vs_original`` is the
 largest relative difference between the compressed model's outputs and the original's: the models carry
 random (untrained) weights, so pruning to 10% moves them by that much; it is no accuracy figure (the tests
 check the converted model against onnxruntime on its dense export).
@@ -109,11 +113,42 @@ def _models(tmp: Path, quick: bool):
     return out
 
 
+def _timed(orig, acc, key):
+    """``orig`` wrapped to add its wall-clock and CPU time and a call to ``acc``."""
+    def timed(*a, _s=key + "_s", _c=key + "_cpu", _n=key + "_calls", **k):
+        c = time.thread_time()
+        t = time.perf_counter()
+        try:
+            return orig(*a, **k)
+        finally:
+            acc[_s] += time.perf_counter() - t
+            acc[_c] += time.thread_time() - c
+            acc[_n] += 1
+
+    return timed
+
+
+def _wrapper_cost() -> tuple[float, float]:
+    """What one wrapped call costs outside its measured part (wall us, CPU us): the measuring's own share of the
+    glue, subtracted from it."""
+    acc = {"x_s": 0.0, "x_cpu": 0.0, "x_calls": 0}
+    fn = _timed(lambda: None, acc, "x")
+    n = 20000
+    for _ in range(1000):
+        fn()
+    acc.update(x_s=0.0, x_cpu=0.0)
+    c, t = time.thread_time(), time.perf_counter()
+    for _ in range(n):
+        fn()
+    wall, cpu = time.perf_counter() - t, time.thread_time() - c
+    return (wall - acc["x_s"]) / n * 1e6, (cpu - acc["x_cpu"]) / n * 1e6
+
+
 def _instrument(sess):
     """Wrap every step of a session's plan to time it; returns (totals dict, restore function)."""
     from eie_runtime.onnx import session as S
 
-    acc = {"eie_s": 0.0, "ort_s": 0.0, "eie_calls": 0, "ort_calls": 0, "runs": 0}
+    acc = {"eie_s": 0.0, "ort_s": 0.0, "eie_cpu": 0.0, "ort_cpu": 0.0, "eie_calls": 0, "ort_calls": 0, "runs": 0}
     saved, seen = [], set()
     steps = [s for plan in sess.plans() for s in S._all_steps(plan)]  # the generic and the specialised plans
     for step in steps:
@@ -127,17 +162,30 @@ def _instrument(sess):
             orig = getattr(inner, fn_name)
             own = fn_name in vars(inner)  # an instance attribute (a segment's _run) is put back, not deleted
 
-            def timed(*a, _orig=orig, _key=key, **k):
-                t = time.perf_counter()
-                try:
-                    return _orig(*a, **k)
-                finally:
-                    acc[_key + "_s"] += time.perf_counter() - t
-                    acc[_key + "_calls"] += 1
-
-            setattr(inner, fn_name, timed)
+            setattr(inner, fn_name, _timed(orig, acc, key))
             saved.append((inner, fn_name, orig if own else None))
     return acc, lambda: [setattr(o, n, f) if f is not None else delattr(o, n) for o, n, f in saved]
+
+
+def _boundary(sess, feeds, args, time_interleaved, empty_us, empty_cpu_us, wrap) -> dict:
+    """EIE and onnxruntime calls per run and the boundary overhead per EIE call (wall clock and CPU)."""
+    acc, restore = _instrument(sess)
+    try:
+        glue = _glue_timer(sess, feeds, acc)
+        g_timing, _ = time_interleaved({"glue": glue}, rounds=args.rounds, round_s=0.3, max_foreign=1.0,
+                                       quiet_wait_s=0.3, max_rounds=3 * args.rounds)
+        glue_cpu = _glue_cpu_us(sess, feeds, acc)
+    finally:
+        restore()
+    eie_calls = acc["eie_calls"] / max(acc["runs"], 1)
+    calls = (acc["eie_calls"] + acc["ort_calls"]) / max(acc["runs"], 1)  # wrapped calls per run
+    glue_us = (g_timing["glue"].median_us - wrap[0] * calls) / max(eie_calls, 1)
+    glue_cpu_us = (glue_cpu - wrap[1] * calls) / max(eie_calls, 1)
+    extra_segments = max(acc["ort_calls"] / max(acc["runs"], 1) - 1, 0) / max(eie_calls, 1)
+    return {"eie_calls": round(eie_calls), "ort_calls": round(acc["ort_calls"] / max(acc["runs"], 1)),
+            "glue_us/eie": round(glue_us, 1), "glue+extra_ort_us/eie": round(glue_us + empty_us * extra_segments, 1),
+            "glue_cpu_us/eie": round(glue_cpu_us, 1),
+            "glue_cpu+extra_ort_us/eie": round(glue_cpu_us + empty_cpu_us * extra_segments, 1)}
 
 
 def _glue_timer(sess, feeds, acc):
@@ -160,7 +208,20 @@ def _glue_timer(sess, feeds, acc):
     return one
 
 
-def _empty_ort_us() -> float:
+def _glue_cpu_us(sess, feeds, acc, reps: int = 2000) -> float:
+    """The same overhead in this thread's CPU time (onnxruntime, Numba and BLAS run on one thread here), which
+    other processes taking the cores do not lengthen; the timing wrappers' own clock reads count in it."""
+    inside = acc["eie_cpu"] + acc["ort_cpu"]
+    c = time.thread_time()
+    for _ in range(reps):
+        sess.run(None, feeds)
+    total = time.thread_time() - c
+    acc["runs"] += reps
+    return (total - (acc["eie_cpu"] + acc["ort_cpu"] - inside)) / reps * 1e6
+
+
+def _empty_ort_us() -> tuple[float, float]:
+    """An empty onnxruntime run from Python: (wall-clock us, this thread's CPU us)."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
@@ -175,10 +236,11 @@ def _empty_ort_us() -> float:
     run = getattr(s, "_sess", s).run  # the call the partitioned session's segments make
     for _ in range(200):
         run(["y"], x, None)
+    c = time.thread_time()
     t = time.perf_counter()
     for _ in range(2000):
         run(["y"], x, None)
-    return (time.perf_counter() - t) / 2000 * 1e6
+    return (time.perf_counter() - t) / 2000 * 1e6, (time.thread_time() - c) / 2000 * 1e6
 
 
 def main(argv=None) -> int:
@@ -203,7 +265,8 @@ def main(argv=None) -> int:
     from bench.common import set_threads
 
     set_threads(args.threads)
-    empty_us = _empty_ort_us()
+    empty_us, empty_cpu_us = _empty_ort_us()
+    wrap = _wrapper_cost()
     rows = []
     with tempfile.TemporaryDirectory() as d:
         models = _models(Path(d), args.quick)
@@ -223,36 +286,35 @@ def main(argv=None) -> int:
             sess = InferenceSession(conv_path, sess_options=so)
             ref = base.run(None, feeds)
             got = sess.run(None, feeds)
-            timings, stats = time_interleaved({"onnxruntime": lambda: base.run(None, feeds),
-                                               "converted": lambda: sess.run(None, feeds)},
-                                              rounds=args.rounds, round_s=0.6, max_foreign=1.0, quiet_wait_s=0.3,
-                                              max_rounds=3 * args.rounds)
-            acc, restore = _instrument(sess)
-            try:
-                glue = _glue_timer(sess, feeds, acc)
-                g_timing, _ = time_interleaved({"glue": glue}, rounds=args.rounds, round_s=0.3, max_foreign=1.0,
-                                               quiet_wait_s=0.3, max_rounds=3 * args.rounds)
-            finally:
-                restore()
-            eie_calls = acc["eie_calls"] / max(acc["runs"], 1)
-            glue_us = g_timing["glue"].median_us / max(eie_calls, 1)
-            extra_ort_us = empty_us * max(acc["ort_calls"] / max(acc["runs"], 1) - 1, 0) / max(eie_calls, 1)
-            o, c = timings["onnxruntime"].median_us, timings["converted"].median_us
-            rows.append({
-                "model": name, "ort_ms": round(o / 1e3, 3), "converted_ms": round(c / 1e3, 3),
-                "speedup": round(o / c, 2), "onnx_MB": round(Path(src).stat().st_size / 1e6, 2),
-                "converted_MB": round(conv_path.stat().st_size / 1e6, 2),
-                "eie_calls": round(eie_calls), "ort_calls": round(acc["ort_calls"] / max(acc["runs"], 1)),
-                "glue_us/eie": round(glue_us, 1), "glue+extra_ort_us/eie": round(glue_us + extra_ort_us, 1),
-                "max_rel_diff": float(max(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12)
-                                          for a, b in zip(got, ref) if np.asarray(b).dtype.kind == "f")),
-                "convert_s": round(convert_s, 1), "kept_rounds": stats["kept"],
-            })
+            sessions = {"converted": sess}
+            if len(sess.plans()) > 1:  # If branches were inlined: the plan without inlining, side by side
+                sessions["converted, Ifs not inlined"] = InferenceSession(conv_path, sess_options=so,
+                                                                          inline_branches=False)
+            fns = {"onnxruntime": lambda: base.run(None, feeds)}
+            fns.update({k: (lambda s=s: s.run(None, feeds)) for k, s in sessions.items()})
+            timings, stats = time_interleaved(fns, rounds=args.rounds, round_s=0.6, max_foreign=1.0,
+                                              quiet_wait_s=0.3, max_rounds=3 * args.rounds)
+            o = timings["onnxruntime"].median_us
+            for label, s in sessions.items():
+                g = _boundary(s, feeds, args, time_interleaved, empty_us, empty_cpu_us, wrap)
+                c = timings[label].median_us
+                rows.append({
+                    "model": name if label == "converted" else f"{name} ({label[11:]})",
+                    "ort_ms": round(o / 1e3, 3), "converted_ms": round(c / 1e3, 3),
+                    "speedup": round(o / c, 2), "onnx_MB": round(Path(src).stat().st_size / 1e6, 2),
+                    "converted_MB": round(conv_path.stat().st_size / 1e6, 2), **g,
+                    "max_rel_diff": float(max(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12)
+                                              for a, b in zip(got, ref) if np.asarray(b).dtype.kind == "f")),
+                    "convert_s": round(convert_s, 1), "kept_rounds": stats["kept"],
+                })
+            sessions = None
             base = sess = None  # free the sessions before the next model
     import os
 
     load = os.getloadavg()
-    print(f"batch 1; {args.threads} thread(s); density {args.density} unless given; empty onnxruntime run {empty_us:.1f} us; "
+    print(f"batch 1; {args.threads} thread(s); density {args.density} unless given; empty onnxruntime run {empty_us:.1f} us "
+          f"({empty_cpu_us:.1f} us CPU); timing wrapper {wrap[0]:.2f} us ({wrap[1]:.2f} us CPU) per call, "
+          "subtracted from the glue; "
           f"load average {load[0]:.2f} {load[1]:.2f}")
     print(format_table([{k: v for k, v in r.items() if k != "max_rel_diff"} | {"vs_original": f"{r['max_rel_diff']:.1e}"}
                         for r in rows]))
@@ -260,7 +322,7 @@ def main(argv=None) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         from eie_runtime.atomic import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps({"empty_ort_us": empty_us, "load": load, "rows": rows}, indent=1))
+        atomic_write_text(args.json, json.dumps({"empty_ort_us": empty_us, "empty_ort_cpu_us": empty_cpu_us, "wrapper_us": wrap, "load": load, "rows": rows}, indent=1))
     return 0
 
 

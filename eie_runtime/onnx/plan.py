@@ -18,7 +18,7 @@ from ..errors import EIEFormatError
 from . import nodes as N
 from .control import ControlStep as _ControlStep
 from .converter import node_reads, subgraphs
-from .inline import Alias, AliasStep, GuardStep
+from .inline import Alias, AliasStep, GuardStep, Miss
 #: onnxruntime's type strings -> ONNX element types
 _ORT_TYPES = {f"tensor({name.lower()})": v for name, v in TensorProto.DataType.items() if v}
 _ORT_TYPES["tensor(float)"] = TensorProto.FLOAT
@@ -114,6 +114,14 @@ class _Segment:
         outs = self._run(self.outputs, {n: env[n] for n in self.inputs}, None)
         env.update(zip(self.outputs, outs))
 
+    def run_guarded(self, env, mode):
+        """``run``, then the guards of inlined Ifs whose conditions this segment computes (one step less)."""
+        outs = self._run(self.outputs, {n: env[n] for n in self.inputs}, None)
+        env.update(zip(self.outputs, outs))
+        for name, want in self.checks:
+            if bool(env[name]) is not want:  # one value; anything else raises, also a miss
+                raise Miss(name)
+
 
 class _EIEStep:
     def __init__(self, node, kernel, types):
@@ -123,9 +131,13 @@ class _EIEStep:
         for o in self.outputs:
             if o:
                 types[o] = TensorProto.FLOAT
+        self._all_out = all(self.outputs)
 
     def run(self, env, mode):
-        outs = self.kernel.run([env[t] if t else None for t in self.inputs], mode)
+        outs = self.kernel.run(list(map(env.get, self.inputs)), mode)  # an absent input ('') -> None
+        if self._all_out:
+            env.update(zip(self.outputs, outs))
+            return
         for name, val in zip(self.outputs, outs):
             if name:
                 env[name] = val
@@ -293,7 +305,12 @@ class _Plan:
                 at.setdefault(-1, []).append(g)
             # a constant condition: the generic run that chose this plan already took that branch
         for i in sorted(at, reverse=True):
-            self.steps.insert(i + 1, GuardStep(at[i]))
+            step = self.steps[i] if i >= 0 else None
+            if isinstance(step, _Segment):
+                step.checks = [(name, want) for name, want, _ in at[i]]
+                step.run = step.run_guarded
+            else:
+                self.steps.insert(i + 1, GuardStep(at[i]))
 
     def out_type(self, i: int):
         o = self.graph.output[i]
@@ -306,7 +323,8 @@ class _Plan:
         # a body writes its values into the enclosing env (no copy per call): ONNX names are unique across
         # scopes, so nothing outside is overwritten, and the next iteration overwrites this one's
         env = outer_env
-        env.update(self.const_env)
+        if self.const_env:
+            env.update(self.const_env)
         env.update(feeds)
         for step in self.steps:
             step.run(env, mode)

@@ -80,12 +80,17 @@ class InferenceSession:
         How the EIE nodes compute; fixed16 needs a model converted with calibration.
     sess_options, providers
         Passed to the onnxruntime sessions of the plain segments (CPU by default).
+    inline_branches : bool
+        After a run, try the If branches it took inlined into the enclosing graph first (default True;
+        False runs every If holding EIE nodes as a step of its own, as a reference or to save the memory of
+        the specialised plans' onnxruntime sessions).
 
     ``run(output_names, feed)`` returns a list of numpy arrays, in the order of
     ``output_names`` (all outputs when None).
     """
 
-    def __init__(self, model, mode: str = "float32", sess_options=None, providers=None, where: str | None = None):
+    def __init__(self, model, mode: str = "float32", sess_options=None, providers=None, where: str | None = None,
+                 inline_branches: bool = True):
         if mode not in MODES:
             raise EIEInputError(f"mode must be one of {MODES}, got {mode!r}")
         import onnxruntime as ort
@@ -113,6 +118,7 @@ class InferenceSession:
         self._where = where
         self._specialised: dict = {}  # outcomes of the Ifs holding EIE nodes -> plan with those branches inlined
         self._guess = None  # the specialised plan the next run tries first (the last run's outcomes)
+        self.inline_branches = bool(inline_branches)
         self.kernels = [s.kernel for s in _all_steps(self._plan) if isinstance(s, _EIEStep)]
         if mode == "fixed16":
             mats = [lay for k in self.kernels for lay in _all_layers(k)]
@@ -172,8 +178,12 @@ class InferenceSession:
             bad = [o for o in want if o not in outs]
             if bad:
                 raise EIEInputError(f"unknown output(s) {bad}; the model's outputs are {outs}")
-        feeds = {k: v if type(v) is np.ndarray or isinstance(v, (list, dict)) or v is None else np.asarray(v)
-                 for k, v in feed.items()}
+        feeds = feed  # read only: the plan copies it into its own values
+        for v in feed.values():
+            if type(v) is not np.ndarray:
+                feeds = {k: v if type(v) is np.ndarray or isinstance(v, (list, dict)) or v is None else np.asarray(v)
+                         for k, v in feed.items()}
+                break
         try:
             values = None
             spec = self._guess
@@ -185,7 +195,7 @@ class InferenceSession:
             if values is None:
                 trace: dict = {}
                 values = self._plan.run({TRACE: trace}, feeds, mode)
-                if trace:
+                if trace and self.inline_branches:
                     self._learn(trace)
         except EIEInputError:
             raise
