@@ -40,7 +40,7 @@ from .kernels import recurrent as _rk
 from .kernels import recurrent_lanes as _lanes
 from .layer import MODES, EIELinear
 from .lstm import _as_float32, seq_lengths
-from .recurrent_plan import acc0, cached_csr, fuse_blocker, scale
+from .recurrent_plan import acc0, cached_csr, fuse_blocker, lane_chunk, scale
 
 
 class EIEGRUCore:
@@ -184,20 +184,13 @@ class EIEGRUCore:
             run = _rk.gru_sequence_fixed16 if fixed else _rk.gru_sequence_f32
             run(self.linear_before_reset, gx, *args, np.ascontiguousarray(h0), lens, d == 1, out, d * hs, h_n)
             return
-        # the batch kernel runs 16 samples side by side, input gates transposed: chunks, the last one padded
-        lanes, batch = _lanes.LANES, h0.shape[0]
-        gxt = gx.reshape(-1, batch, 3 * hs).transpose(2, 0, 1)  # (3H, T, B) view
-        for s0 in range(0, batch, lanes):
-            n = min(lanes, batch - s0)
-            gxc = np.zeros((3 * hs, gxt.shape[1], lanes), dtype=np.float32)
-            gxc[:, :, :n] = gxt[:, :, s0:s0 + n]
-            h0c = np.zeros((lanes, hs), np.float32)
-            h0c[:n] = h0[s0:s0 + n]
-            lensc = np.zeros(lanes, dtype=lens.dtype)  # padding samples: length 0, never written
-            lensc[:n] = lens[s0:s0 + n]
+        # 16 samples side by side, each step's input gates a contiguous (3H, 16) block
+        gates = gx.reshape(-1, h0.shape[0], 3 * hs).transpose(0, 2, 1)  # (T, 3H, B) view
+        for s0 in range(0, h0.shape[0], _lanes.LANES):
+            n, gxc, (h0c,), lensc = lane_chunk(gates, (h0,), lens, s0)
             h_nc = np.empty_like(h0c)
-            _lanes.gru_sequence_f32_batch(self.linear_before_reset, gxc.reshape(3 * hs, -1), *args, h0c, lensc, d == 1,
-                                       out[:, s0:s0 + n], d * hs, h_nc)
+            _lanes.gru_sequence_f32_batch(self.linear_before_reset, gxc, *args, h0c, lensc, d == 1,
+                                          out[:, s0:s0 + n], d * hs, h_nc)
             h_n[s0:s0 + n] = h_nc[:n]
 
     @staticmethod

@@ -17,7 +17,7 @@ from .errors import EIEFormatError, EIEInputError
 from .kernels import recurrent as _rk
 from .kernels import recurrent_lanes as _lanes
 from .layer import MODES, EIELinear
-from .recurrent_plan import acc0, cached_csr, fuse_blocker, scale
+from .recurrent_plan import acc0, cached_csr, fuse_blocker, lane_chunk, scale
 
 # an empty CSR: "no projection" for the sequence kernels
 _NO_ROWS = np.zeros(1, np.int64)
@@ -214,27 +214,20 @@ class EIELSTMCore:
             bias[key] = (cell.matrix, cell.bias, b)
         gx = np.empty((cell.out_features, t_len * batch), dtype=np.float32)
         _rk.rows_f32_batch(xcsr.ptr, xcsr.cols, xcsr.vals, np.ascontiguousarray(flat.T), gx)
-        gx += bias[key][2][:, None]
         if pcsr is not None:
             p_args = (pcsr.ptr, pcsr.cols, pcsr.vals, proj._bias_f32())
         else:
             p_args = (_NO_ROWS, _NO_COLS, _NO_VALS, _NO_VALS)
-        if batch > 1:
-            lanes = _lanes.LANES  # the batch kernel runs 16 samples side by side: chunks, the last one padded
-            gx = gx.reshape(-1, t_len, batch)
-            for s0 in range(0, batch, lanes):
-                n = min(lanes, batch - s0)
-                gxc = np.zeros((gx.shape[0], t_len, lanes), dtype=np.float32)
-                gxc[:, :, :n] = gx[:, :, s0:s0 + n]
-                h0c, c0c = np.zeros((lanes, ps), np.float32), np.zeros((lanes, c0.shape[1]), np.float32)
-                h0c[:n], c0c[:n] = h0[s0:s0 + n], c0[s0:s0 + n]
-                lensc = np.zeros(lanes, dtype=lens.dtype)  # padding samples: length 0, never written
-                lensc[:n] = lens[s0:s0 + n]
+        if batch > 1:  # 16 samples side by side, each step's gates a contiguous (4H, 16) block
+            gates = gx.reshape(-1, t_len, batch).transpose(1, 0, 2)  # (T, 4H, B) view
+            for s0 in range(0, batch, _lanes.LANES):
+                n, gxc, (h0c, c0c), lensc = lane_chunk(gates, (h0, c0), lens, s0, offset=bias[key][2])
                 h_nc, c_nc = np.empty_like(h0c), np.empty_like(c0c)
-                _lanes.lstm_sequence_f32_batch(gxc.reshape(gx.shape[0], -1), hcsr.ptr, hcsr.cols, hcsr.vals, *p_args,
-                                            h0c, c0c, lensc, d == 1, out[:, s0:s0 + n], d * ps, h_nc, c_nc)
+                _lanes.lstm_sequence_f32_batch(gxc, hcsr.ptr, hcsr.cols, hcsr.vals, *p_args,
+                                               h0c, c0c, lensc, d == 1, out[:, s0:s0 + n], d * ps, h_nc, c_nc)
                 h_n[s0:s0 + n], c_n[s0:s0 + n] = h_nc[:n], c_nc[:n]
         else:  # (T, 4H): each step reads one row
+            gx += bias[key][2][:, None]
             _rk.lstm_sequence_f32(np.ascontiguousarray(gx.T), hcsr.ptr, hcsr.cols, hcsr.vals, *p_args, h0, c0, lens,
                                   d == 1, out, d * ps, h_n, c_n)
 

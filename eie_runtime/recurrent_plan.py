@@ -14,6 +14,7 @@ import threading
 import numpy as np
 
 from .fixed_point import to_fixed
+from .kernels.recurrent_lanes import LANES
 from .layer import EIELinear, calls_observed
 
 _LOCK = threading.Lock()
@@ -62,6 +63,28 @@ def cached_csr(owner, key, layer: EIELinear, lo: int, hi: int) -> RowsCSR:
                 csr = RowsCSR(layer, lo, hi)
                 cache[key] = csr
     return csr
+
+
+def lane_chunk(gates, states, lens, s0: int, offset=None):
+    """Samples ``s0 .. s0+16`` of a batch, padded to the 16 lanes of the batch kernels
+    (``kernels/recurrent_lanes.py``): returns ``(n, gates (T, G, 16), states (16, S) each, lens (16,))``
+    for ``gates`` (T, G, B) (plus ``offset`` (G,) if given), where padding samples have length 0, so the
+    kernel never writes them, and ``n`` real samples."""
+    lanes = LANES
+    n = min(lanes, gates.shape[2] - s0)
+    g = np.zeros(gates.shape[:2] + (lanes,), dtype=np.float32)
+    if offset is None:
+        g[:, :, :n] = gates[:, :, s0:s0 + n]
+    else:
+        np.add(gates[:, :, s0:s0 + n], offset[None, :, None], out=g[:, :, :n])
+    padded = []
+    for st in states:
+        p = np.zeros((lanes, st.shape[1]), dtype=np.float32)
+        p[:n] = st[s0:s0 + n]
+        padded.append(p)
+    lc = np.zeros(lanes, dtype=lens.dtype)
+    lc[:n] = lens[s0:s0 + n]
+    return n, g, padded, lc
 
 
 def scale(frac: int) -> float:

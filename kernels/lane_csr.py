@@ -1,9 +1,10 @@
 """A CSR times 16 samples side by side: the product of the batched recurrent kernels.
 
-``csr_times_lanes(ptr, cols, vals, vt, out)``: ``out[r, :] = sum_e vals[e] *
-vt[cols[e], :]`` over row ``r``'s entries, with ``vt`` (K, 16) and ``out`` (M, 16)
-C-contiguous float32: one 16-lane vector FMA per entry, the row's sum held in
-registers (four chains, for the FMA's latency). Numba cannot say this
+``csr_times_lanes(ptr, cols, vals, vt, start, out)``: ``out[r, :] = start[r, :]
++ sum_e vals[e] * vt[cols[e], :]`` over row ``r``'s entries, for float32
+matrices of 16 columns, each row's 16 values contiguous (any row stride: a
+16-column slice of a wider matrix will do): one 16-lane vector FMA per
+entry, the row's sum held in registers (four chains, for the FMA's latency). Numba cannot say this
 (it has no vector type, and it turns LLVM's SLP vectoriser off), so the row
 loop is written in LLVM IR; ``llvm.fma.v16f32`` is a generic intrinsic that
 LLVM lowers to one zmm FMA with AVX-512, two ymm ones with AVX2, scalar code
@@ -26,14 +27,19 @@ _CHAINS = 4
 
 
 @intrinsic
-def _csr_times_lanes(typingctx, ptr, cols, vals, vt, out):
-    sig = types.void(ptr, cols, vals, vt, out)
+def _csr_times_lanes(typingctx, ptr, cols, vals, vt, start, out):
+    sig = types.void(ptr, cols, vals, vt, start, out)
 
     def codegen(context, builder, signature, args):
-        ptr_a, cols_a, vals_a, vt_a, out_a = array_args(context, builder, signature, args, 0, 1, 2, 3, 4)
+        ptr_a, cols_a, vals_a, vt_a, start_a, out_a = array_args(context, builder, signature, args, 0, 1, 2, 3, 4, 5)
         fma = declare(builder, "llvm.fma.v16f32", _VF, [_VF, _VF, _VF])
-        vt_rows = builder.bitcast(vt_a.data, _VF.as_pointer())
-        out_rows = builder.bitcast(out_a.data, _VF.as_pointer())
+        i8p = ir.IntType(8).as_pointer()
+
+        def rows(a):  # i -> a pointer to the 16 values of row i of array a
+            base, stride = builder.bitcast(a.data, i8p), builder.extract_value(a.strides, 0)
+            return lambda i: builder.bitcast(builder.gep(base, [builder.mul(i, stride)]), _VF.as_pointer())
+
+        vt_row, start_row, out_row = rows(vt_a), rows(start_a), rows(out_a)
         one = ir.Constant(I64, 1)
         zero = ir.Constant(_VF, [0.0] * LANES)
         accs = [cgutils.alloca_once_value(builder, zero) for _ in range(_CHAINS)]
@@ -42,14 +48,15 @@ def _csr_times_lanes(typingctx, ptr, cols, vals, vt, out):
         def add_entry(e, acc):
             w = broadcast(builder, builder.load(builder.gep(vals_a.data, [e])))
             col = builder.zext(builder.load(builder.gep(cols_a.data, [e])), I64)
-            x = builder.load(builder.gep(vt_rows, [col]), align=4)
+            x = builder.load(vt_row(col), align=4)
             builder.store(builder.call(fma, [w, x, builder.load(acc)]), acc)
 
         with cgutils.for_range(builder, n_rows, intp=I64) as row_loop:
             r = row_loop.index
             e0 = builder.load(builder.gep(ptr_a.data, [r]))
             e1 = builder.load(builder.gep(ptr_a.data, [builder.add(r, one)]))
-            for acc in accs:
+            builder.store(builder.load(start_row(r), align=4), accs[0])
+            for acc in accs[1:]:
                 builder.store(zero, acc)
             whole = builder.add(e0, builder.and_(builder.sub(e1, e0), ir.Constant(I64, -_CHAINS)))
             with cgutils.for_range_slice(builder, e0, whole, ir.Constant(I64, _CHAINS), intp=I64) as (e, _):
@@ -60,14 +67,15 @@ def _csr_times_lanes(typingctx, ptr, cols, vals, vt, out):
             total = builder.load(accs[0])
             for acc in accs[1:]:
                 total = builder.fadd(total, builder.load(acc))
-            builder.store(total, builder.gep(out_rows, [r]), align=4)
+            builder.store(total, out_row(r), align=4)
         return context.get_dummy_value()
 
     return sig, codegen
 
 
 @njit(cache=True, inline="always")
-def csr_times_lanes(ptr, cols, vals, vt, out):
-    """``out (M, 16) = W vt`` for the CSR ``W`` (``ptr`` int64, ``cols`` unsigned, ``vals`` float32) and
-    ``vt (K, 16)``, both C-contiguous float32; nothing is bounds-checked."""
-    _csr_times_lanes(ptr, cols, vals, vt, out)
+def csr_times_lanes(ptr, cols, vals, vt, start, out):
+    """``out (M, 16) = start + W vt`` for the CSR ``W`` (``ptr`` int64, ``cols`` unsigned, ``vals``
+    float32), float32 ``vt (K, 16)``, ``start`` and ``out`` (M, 16) with unit stride along their 16
+    columns (``start`` may be ``out``); nothing is bounds-checked."""
+    _csr_times_lanes(ptr, cols, vals, vt, start, out)

@@ -37,8 +37,8 @@ def _lstm_cells_lanes(gates, ct, c_new, mt):
 @njit(cache=True, fastmath=_FAST, error_model="numpy")
 def lstm_sequence_f32_batch(gxt, h_ptr, h_cols, h_vals, p_ptr, p_cols, p_vals, p_bias,
                             h0, c0, lens, reverse, y, y_off, h_n, c_n):
-    """``recurrent.lstm_sequence_f32`` for 16 samples, with ``gxt`` transposed: (4H, T*16), column
-    t*16 + b. ``y`` may be a view of fewer samples: only live ones are written."""
+    """``recurrent.lstm_sequence_f32`` for 16 samples, with the input gates ``gxt`` as (T, 4H, 16):
+    a step's block is contiguous. ``y`` may be a view of fewer samples: only live ones are written."""
     t_len = y.shape[0]
     nb, ps = h0.shape
     hs = c0.shape[1]
@@ -49,6 +49,9 @@ def lstm_sequence_f32_batch(gxt, h_ptr, h_cols, h_vals, p_ptr, p_cols, p_vals, p
     ht = np.ascontiguousarray(h0.T)
     ct = np.ascontiguousarray(c0.T)
     c_new = np.empty((hs, nb), dtype=np.float32)
+    p_start = np.empty((p_bias.shape[0], nb), dtype=np.float32)  # the projection's bias in every lane
+    for j in range(p_bias.shape[0]):
+        p_start[j, :] = p_bias[j]
     live = np.empty(nb, dtype=np.bool_)
     for step in range(t_len):
         t = t_len - 1 - step if reverse else step
@@ -58,11 +61,7 @@ def lstm_sequence_f32_batch(gxt, h_ptr, h_cols, h_vals, p_ptr, p_cols, p_vals, p
             n_live += live[b]
         if n_live == 0:
             continue
-        csr_times_lanes(h_ptr, h_cols, h_vals, ht, gates)
-        c0_ = t * nb
-        for r in range(4 * hs):
-            for b in range(nb):
-                gates[r, b] += gxt[r, c0_ + b]
+        csr_times_lanes(h_ptr, h_cols, h_vals, ht, gxt[t], gates)
         _lstm_cells_lanes(gates, ct, c_new, mt)
         if n_live == nb:
             ct, c_new = c_new, ct
@@ -71,10 +70,7 @@ def lstm_sequence_f32_batch(gxt, h_ptr, h_cols, h_vals, p_ptr, p_cols, p_vals, p
                 for b in range(nb):
                     ct[j, b] = c_new[j, b] if live[b] else ct[j, b]
         if proj:
-            csr_times_lanes(p_ptr, p_cols, p_vals, mt, hp)
-            for j in range(ps):
-                for b in range(nb):
-                    hp[j, b] += p_bias[j]
+            csr_times_lanes(p_ptr, p_cols, p_vals, mt, p_start, hp)
         else:
             hp, mt = mt, hp
         if n_live == nb:
@@ -92,29 +88,29 @@ def lstm_sequence_f32_batch(gxt, h_ptr, h_cols, h_vals, p_ptr, p_cols, p_vals, p
 
 
 @njit(cache=True, fastmath=_FAST, error_model="numpy")
-def _gru_reset_lanes(gxt, col0, hrz, ht, vt):
+def _gru_reset_lanes(gx, hrz, ht, vt):
     """``vt[:H] = sigmoid(r) * h`` of ``gru_sequence_f32_batch``."""
     hs, nb = ht.shape
     for j in range(hs):
         for b in range(nb):
-            vt[j, b] = np.float32(_sig_fast(np.float32(gxt[j, col0 + b] + hrz[j, b])) * ht[j, b])
+            vt[j, b] = np.float32(_sig_fast(np.float32(gx[j, b] + hrz[j, b])) * ht[j, b])
 
 
 @njit(cache=True, fastmath=_FAST, error_model="numpy")
-def _gru_cells_lanes(lbr, gxt, col0, hrz, hn, n_bias, ht, h_new):
+def _gru_cells_lanes(lbr, gx, hrz, hn, ht, h_new):
     """The new state of ``gru_sequence_f32_batch``."""
     hs, nb = ht.shape
     for j in range(hs):
         for b in range(nb):
-            h_new[j, b] = _gru_cell_fast(gxt[j, col0 + b] + hrz[j, b], gxt[hs + j, col0 + b] + hrz[hs + j, b],
-                                         gxt[2 * hs + j, col0 + b], hn[j, b] + n_bias[j], ht[j, b], lbr)
+            h_new[j, b] = _gru_cell_fast(gx[j, b] + hrz[j, b], gx[hs + j, b] + hrz[hs + j, b], gx[2 * hs + j, b],
+                                         hn[j, b], ht[j, b], lbr)
 
 
 @njit(cache=True, fastmath=_FAST, error_model="numpy")
 def gru_sequence_f32_batch(lbr, gxt, rz_ptr, rz_cols, rz_vals, rz_bias, n_ptr, n_cols, n_vals, n_bias,
                            h0, lens, reverse, y, y_off, h_n):
-    """``recurrent.gru_sequence_f32`` for 16 samples, with ``gxt`` transposed: (3H, T*16), column
-    t*16 + b. ``y`` may be a view of fewer samples: only live ones are written."""
+    """``recurrent.gru_sequence_f32`` for 16 samples, with the input gates ``gxt`` as (T, 3H, 16):
+    a step's block is contiguous. ``y`` may be a view of fewer samples: only live ones are written."""
     t_len = y.shape[0]
     nb, hs = h0.shape
     hrz = np.empty((2 * hs, nb), dtype=np.float32)
@@ -122,6 +118,12 @@ def gru_sequence_f32_batch(lbr, gxt, rz_ptr, rz_cols, rz_vals, rz_bias, n_ptr, n
     vt = np.empty((hs + 1, nb), dtype=np.float32)
     ht = np.ascontiguousarray(h0.T)
     h_new = np.empty((hs, nb), dtype=np.float32)
+    rz_start = np.empty((2 * hs, nb), dtype=np.float32)  # the layers' biases in every lane
+    n_start = np.empty((hs, nb), dtype=np.float32)
+    for j in range(2 * hs):
+        rz_start[j, :] = rz_bias[j]
+    for j in range(hs):
+        n_start[j, :] = n_bias[j]
     live = np.empty(nb, dtype=np.bool_)
     for b in range(nb):
         vt[hs, b] = np.float32(1.0)  # the bias column's input
@@ -133,19 +135,15 @@ def gru_sequence_f32_batch(lbr, gxt, rz_ptr, rz_cols, rz_vals, rz_bias, n_ptr, n
             n_live += live[b]
         if n_live == 0:
             continue
-        col0 = t * nb
-        csr_times_lanes(rz_ptr, rz_cols, rz_vals, ht, hrz)
-        for j in range(2 * hs):
-            for b in range(nb):
-                hrz[j, b] += rz_bias[j]
+        csr_times_lanes(rz_ptr, rz_cols, rz_vals, ht, rz_start, hrz)
         if lbr:
             for j in range(hs):
                 for b in range(nb):
                     vt[j, b] = ht[j, b]
         else:
-            _gru_reset_lanes(gxt, col0, hrz, ht, vt)
-        csr_times_lanes(n_ptr, n_cols, n_vals, vt, hn)
-        _gru_cells_lanes(lbr, gxt, col0, hrz, hn, n_bias, ht, h_new)
+            _gru_reset_lanes(gxt[t], hrz, ht, vt)
+        csr_times_lanes(n_ptr, n_cols, n_vals, vt, n_start, hn)
+        _gru_cells_lanes(lbr, gxt[t], hrz, hn, ht, h_new)
         if n_live == nb:
             ht, h_new = h_new, ht
         else:
