@@ -34,6 +34,31 @@ def _umask() -> int:
 _UMASK = _umask()
 
 
+def check_output_path(path, what: str = "") -> Path:
+    """The path :func:`atomic_open` would write (a symlink resolved), or an EIEInputError saying why it cannot.
+
+    Refused: a path that exists and is not a regular file (a directory, a FIFO, a device such as
+    ``/dev/null``, a socket; directly or through a symlink) and a path whose directory does not exist.
+    Commands call it on their output paths before doing any work (``eie run -o``, ``eie simulate --json``)."""
+    label = f"{what} " if what else ""
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise EIEInputError(f"{label}output path must be a file name, got {path!r}")
+    path = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        directory = path.parent if str(path.parent) else Path(".")
+        if not directory.is_dir():
+            raise EIEInputError(f"{label}{path}: directory {str(directory)!r} does not exist") from None
+    except OSError as exc:
+        raise EIEInputError(f"{label}{path}: cannot be written ({exc.strerror})") from None
+    else:
+        if not stat.S_ISREG(st.st_mode):
+            raise EIEInputError(f"{label}{path}: exists and is not a regular file ({_kind(st.st_mode)}); "
+                                "refusing to replace it")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_open(path, mode: str = "wb"):
     """Open a temporary file beside ``path``; on clean exit fsync it and rename it over ``path``.
@@ -46,17 +71,12 @@ def atomic_open(path, mode: str = "wb"):
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open writes a whole new file: mode must be 'w' or 'wb', got {mode!r}")
-    path = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
+    path = check_output_path(path)
     directory = path.parent if str(path.parent) else Path(".")
     try:
-        st = os.stat(path)
+        perms = stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
         perms = 0o666 & ~_UMASK
-    else:
-        if not stat.S_ISREG(st.st_mode):
-            raise EIEInputError(f"{path}: exists and is not a regular file ({_kind(st.st_mode)}); "
-                                "refusing to replace it")
-        perms = stat.S_IMODE(st.st_mode)
     _remove_leftovers(directory, path.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=directory)
     try:

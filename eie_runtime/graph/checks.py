@@ -6,17 +6,27 @@ import numpy as np
 
 from ..errors import EIEFormatError, EIEInputError
 from ..layer import EIELinear
-from .ir import TensorSpec, is_int, shape_str
+from .ir import ONNX_DTYPES, TensorSpec, is_int, shape_str
 from .ops import INT, INT_OR_NONE, OPS
+
+_DTYPE_NAMES = frozenset(ONNX_DTYPES.values())  # the dtypes a graph's constants may have (all savable)
+
+
+#: The largest opset a graph may declare (ONNX's default domain is at 23 in 2025; any larger number is a
+#: typo or a hostile file, and 2**80 does not fit the int64 an ONNX export writes).
+MAX_OPSET = 1000
 
 
 def check_graph(g) -> None:
     """Validate names, ops, attributes and layer references of a GraphModel; raise EIEFormatError naming the node."""
-    if not isinstance(g.opset, int) or g.opset < 1:
-        raise EIEFormatError(f"graph opset must be a positive integer, got {g.opset!r}")
+    if not is_int(g.opset) or not 1 <= g.opset <= MAX_OPSET:
+        raise EIEFormatError(f"graph opset must be an integer in [1, {MAX_OPSET}], got {g.opset!r:.80}")
     for name, arr in g.constants.items():
         if not isinstance(arr, np.ndarray):
             raise EIEFormatError(f"constant {name!r} is a {type(arr).__name__}, not an array")
+        if arr.dtype.name not in _DTYPE_NAMES:  # e.g. ONNX strings, complex, int4: not runnable nor savable
+            raise EIEFormatError(f"constant {name!r} has dtype {arr.dtype}; graph constants may be "
+                                 f"{', '.join(sorted(_DTYPE_NAMES))}")
     for i, layer in enumerate(g.layers):
         if not isinstance(layer, EIELinear):
             raise EIEFormatError(f"layer {i} is a {type(layer).__name__}, not an EIELinear")
@@ -55,6 +65,8 @@ def check_graph(g) -> None:
             if name:
                 defined.add(name)
     for name in g.outputs:
+        if not isinstance(name, str):
+            raise EIEFormatError(f"graph outputs must be names (strings), got {name!r:.80}")
         if name not in defined:
             raise EIEFormatError(f"graph output {name!r} is not produced by any node, input or constant")
 
@@ -76,9 +88,14 @@ def _check_attr(where: str, key: str, v, kind: str | None) -> None:
         return
     if kind in (INT, INT_OR_NONE):
         if not is_int(v) and not (v is None and kind == INT_OR_NONE):
-            raise EIEFormatError(f"{where}: attribute {key!r} must be an integer, got {v!r}")
+            raise EIEFormatError(f"{where}: attribute {key!r} must be an integer, got {v!r:.80}")
+        values = [v] if v is not None else []
     elif not (isinstance(v, list) and all(is_int(i) for i in v)):
-        raise EIEFormatError(f"{where}: attribute {key!r} must be a list of integers, got {v!r}")
+        raise EIEFormatError(f"{where}: attribute {key!r} must be a list of integers, got {v!r:.80}")
+    else:
+        values = v
+    if not all(-(1 << 63) <= i < 1 << 63 for i in values):  # ONNX attributes are int64: 2**70 is refused here
+        raise EIEFormatError(f"{where}: attribute {key!r} holds an integer outside int64, got {v!r:.80}")
 
 
 def check_feed(spec: TensorSpec, value) -> np.ndarray:

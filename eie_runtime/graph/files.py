@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import EIEFormatError
@@ -47,8 +49,8 @@ def _constants(const_keys, extra: dict) -> dict[str, np.ndarray]:
         if key not in extra:
             raise EIEFormatError(f"graph model file: constant {name!r} (tensor 'extra.{key}') is missing")
         arr = extra[key]
-        if not (isinstance(shape, list) and all(is_int(d) and d >= 0 for d in shape)) \
-                or arr.size != int(np.prod(shape, dtype=np.int64)):
+        if not (isinstance(shape, list) and len(shape) <= 32 and all(is_int(d) and 0 <= d <= 1 << 40 for d in shape)) \
+                or arr.size != math.prod(shape):  # Python integers: a product cannot wrap around int64 and match
             raise EIEFormatError(f"graph model file: constant {name!r} holds {arr.size} values, its shape says {shape!r}")
         constants[name] = arr.reshape(shape)
     return constants

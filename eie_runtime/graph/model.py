@@ -38,7 +38,7 @@ class GraphModel:
         self.outputs = list(outputs)
         self.constants = dict(constants)
         self.layers = list(layers)
-        self.opset = int(opset)
+        self.opset = int(opset) if isinstance(opset, (int, np.integer)) and not isinstance(opset, bool) else opset
         self.meta = dict(meta or {})
         self._lstm_cache: dict[int, tuple] = {}  # by id(node): names come from files, may repeat
         check_graph(self)
@@ -111,7 +111,7 @@ class GraphModel:
                 results = self._run_node(node, args, mode)
             except EIEInputError as exc:
                 raise EIEInputError(f"node {node.name!r} ({node.op}): {exc}") from None
-            except (ValueError, IndexError, TypeError, AttributeError, KeyError) as exc:  # numpy's shape errors etc.
+            except (ValueError, IndexError, TypeError, AttributeError, KeyError, OverflowError) as exc:  # numpy's shape errors etc.
                 raise EIEInputError(f"node {node.name!r} ({node.op}) failed on inputs of shapes "
                                     f"{[None if a is None else a.shape for a in args]}: {exc}") from None
             for name, val in zip(node.outputs, results):

@@ -70,6 +70,29 @@ def run_elementary(op: str, args: list, attrs: dict, opset: int) -> list:
     return [spec.run(args, attrs, opset)]
 
 
+#: What one op of the executor may allocate: an output (or a broadcast) of more than ``max_value_bytes`` is
+#: refused with an EIEInputError naming the node before anything is allocated. Raise it by assigning, e.g.
+#: ``eie_runtime.graph.ops.GRAPH_LIMITS["max_value_bytes"] = 16 << 30`` (SECURITY.md).
+GRAPH_LIMITS = {"max_value_bytes": 2 << 30}
+
+
+def check_value_size(shape, dtype, what: str = "output") -> tuple:
+    """``shape`` as a tuple of ints, refused unless each is in [0, 2**62] and the value fits ``GRAPH_LIMITS``.
+
+    Python integers: no int64 product can wrap around and pass."""
+    dims = tuple(int(d) for d in shape)
+    if any(not 0 <= d <= 1 << 62 for d in dims):
+        raise EIEInputError(f"{what} shape {dims} has a dimension outside [0, 2**62]")
+    nbytes = np.dtype(dtype).itemsize
+    for d in dims:
+        nbytes *= d
+    if nbytes > GRAPH_LIMITS["max_value_bytes"]:
+        raise EIEInputError(f"{what} of shape {dims} ({np.dtype(dtype)}) would take {nbytes} bytes, over "
+                            f"GRAPH_LIMITS['max_value_bytes'] = {GRAPH_LIMITS['max_value_bytes']} "
+                            "(eie_runtime.graph.ops.GRAPH_LIMITS)")
+    return dims
+
+
 # ------------------------------------------------------------------ helpers
 def _axis(axis: int, rank: int, what: str = "axis") -> int:
     if not -rank <= axis < max(rank, 1):
@@ -95,6 +118,7 @@ def _binary(fn, args):
     a, b = np.asarray(args[0]), np.asarray(args[1])
     if a.dtype != b.dtype:
         raise EIEInputError(f"inputs have different dtypes {a.dtype} and {b.dtype}")
+    check_value_size(np.broadcast_shapes(a.shape, b.shape), a.dtype, "broadcast result")
     with np.errstate(over="ignore"):  # integer wrap-around is ONNX's (and C's) semantics
         return np.asarray(fn(a, b), dtype=a.dtype)
 
@@ -186,6 +210,7 @@ def _identity(args, attrs, opset):
 @elementary_op("Concat", arity=(1, 1 << 16), attrs={"axis": INT})
 def _concat(args, attrs, opset):
     parts = [np.asarray(a) for a in args if a is not None]
+    check_value_size([sum(p.size for p in parts)], parts[0].dtype, "concatenation")
     return np.concatenate(parts, axis=_axis(attrs["axis"], parts[0].ndim))
 
 
@@ -224,6 +249,7 @@ def _gather(args, attrs, opset):
     n = x.shape[ax]
     if ((idx < -n) | (idx >= n)).any():
         raise EIEInputError(f"Gather indices out of range [-{n}, {n - 1}]")
+    check_value_size(x.shape[:ax] + idx.shape + x.shape[ax + 1:], x.dtype)
     return np.take(x, np.where(idx < 0, idx + n, idx), axis=ax)
 
 
@@ -235,15 +261,20 @@ def _shape(args, attrs, opset):
 
 @elementary_op("Expand", arity=(2, 2))
 def _expand(args, attrs, opset):
-    x = args[0]
-    shape = tuple(_ints(args[1], "shape"))
-    return np.array(np.broadcast_to(x, np.broadcast_shapes(np.shape(x), shape)))
+    x = np.asarray(args[0])
+    shape = _ints(args[1], "shape")
+    if any(not 0 <= d <= 1 << 62 for d in shape):
+        raise EIEInputError(f"shape {shape} has a dimension outside [0, 2**62]")
+    out = check_value_size(np.broadcast_shapes(x.shape, tuple(shape)), x.dtype)
+    return np.array(np.broadcast_to(x, out))
 
 
 @elementary_op("ConstantOfShape")
 def _constant_of_shape(args, attrs, opset):
-    shape = tuple(_ints(args[0], "shape"))
     value = np.asarray(attrs.get("value", [0.0]), dtype=attrs.get("dtype", "float32")).reshape(-1)
+    if value.size != 1 or value.dtype.kind not in "biuf":
+        raise EIEInputError(f"attribute 'value' must hold one number, got {value.size} of {value.dtype}")
+    shape = check_value_size(_ints(args[0], "shape"), value.dtype)
     return np.full(shape, value[0], dtype=value.dtype)
 
 
@@ -252,7 +283,9 @@ def _cast(args, attrs, opset):
     to = attrs.get("to")
     if to not in ONNX_DTYPES:
         raise EIEInputError(f"Cast to ONNX type {to} is not supported (supported: {sorted(ONNX_DTYPES)})")
-    return np.asarray(args[0]).astype(ONNX_DTYPES[to])
+    x = np.asarray(args[0])
+    check_value_size(x.shape, ONNX_DTYPES[to])
+    return x.astype(ONNX_DTYPES[to])
 
 
 @elementary_op("Slice", arity=(1, 5), attrs={"starts": INTS, "ends": INTS, "axes": INTS})

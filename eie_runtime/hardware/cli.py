@@ -72,9 +72,15 @@ def _first_layer(obj):
 
 def _run(args) -> int:
     from ..array_files import load_array_file
+    from ..atomic import check_output_path
     from ..tables import format_table
     from .simulate import simulate
 
+    if args.json:  # before the simulation: a directory or a missing folder is refused now, not at the end
+        check_output_path(args.json, "--json")
+    if args.timeline:
+        for suffix in (".png", ".html"):
+            check_output_path(f"{args.timeline}{suffix}", "--timeline")
     if args.layer:
         from ..paper_layers import make_paper_input, make_paper_layer
 

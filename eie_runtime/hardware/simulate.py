@@ -37,6 +37,12 @@ _NO_TRACE_STATE = np.zeros((0, 1), dtype=np.uint8)  # simulate_pass records noth
 _NO_TRACE_QUEUE = np.zeros((0, 1), dtype=np.int16)
 
 
+#: What one simulated layer may allocate before its run: the per-pass pointer tables take
+#: ``24 * n_pass * n_pe * K`` bytes (``n_pass = ceil(M / n_pe / 64)`` with output passes), refused with an
+#: EIEInputError above this; raise it by assigning (SECURITY.md). The paper's largest layer needs 38 MB.
+SIMULATION_LIMITS = {"max_pass_table_bytes": 1 << 30}
+
+
 def _check_config(config) -> HardwareConfig:
     if config is None:
         return HardwareConfig()
@@ -79,6 +85,12 @@ def prepare_layer(layer: EIELinear, config: HardwareConfig, *, reencode: bool = 
     # without output passes one activation memory holds every output row
     rows_per_pass = config.regfile_entries if config.output_passes else max(rows_per_pe, 1)
     n_pass = max(1, -(-rows_per_pe // rows_per_pass))
+    table = 3 * 8 * n_pass * n_pe * k  # the pass tables below; the simulation's work grows with them too
+    if table > SIMULATION_LIMITS["max_pass_table_bytes"]:
+        raise EIEInputError(
+            f"layer {name!r}: simulating {m}x{k} on {n_pe} PEs takes {n_pass} output passes and {table} bytes of "
+            f"pointer tables, over SIMULATION_LIMITS['max_pass_table_bytes'] = "
+            f"{SIMULATION_LIMITS['max_pass_table_bytes']} (eie_runtime.hardware.simulate.SIMULATION_LIMITS)")
     start = np.empty((n_pass, n_pe, k), dtype=np.int64)
     end = np.empty_like(start)
     row0 = np.empty_like(start)

@@ -118,6 +118,10 @@ def _print_outputs(out, path):
 
 
 def _run(args) -> int:
+    if args.output:  # before any work: a directory, a device or a missing folder is refused now, not at the end
+        from ..atomic import check_output_path
+
+        check_output_path(args.output, "-o")
     if str(args.file).endswith(".onnx"):
         return _run_onnx(args)
     model = load(args.file)

@@ -159,6 +159,9 @@ class _Importer:
     def _elementary(self, n, name, attrs):
         if n.op_type == "ConstantOfShape" and "value" in attrs:
             v = np.asarray(attrs["value"]).reshape(-1)
+            if v.size != 1 or str(v.dtype) not in ONNX_DTYPES.values():  # (issue 18: IndexError, AttributeError)
+                raise EIEFormatError(f"node {name!r} (ConstantOfShape): attribute 'value' must be one number of a "
+                                     f"supported type, got {v.size} value(s) of {v.dtype}")
             attrs = {"value": [v[0].item()], "dtype": str(v.dtype)}
         if n.op_type == "Cast" and attrs.get("to") not in ONNX_DTYPES:
             raise EIEFormatError(f"node {name!r} (Cast): target type {attrs.get('to')} is not supported")

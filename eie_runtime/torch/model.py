@@ -105,6 +105,11 @@ def compress(model: nn.Module, *, density=0.1, bits=4, n_pe: int = 64, mode: str
     check_mode(mode)
     check_init(init)
     check_lstm_bias(lstm_bias)
+    if isinstance(model, (torch.jit.ScriptModule, torch.jit.ScriptFunction)) or not isinstance(model, nn.Module):
+        # a TorchScript module's submodules are RecursiveScriptModules, never nn.Linear: nothing would be compressed
+        raise EIEInputError(f"compress() takes a plain torch.nn.Module, got {type(model).__name__}: pass the "
+                            "model before torch.jit.script/trace (or the nn.Module you scripted) and script the "
+                            "compressed copy if you need TorchScript")
     if mode == "fixed16" and calibration is None:
         raise EIEInputError("mode='fixed16' needs calibration=<iterable of sample inputs> to choose fractional bits")
     targets = find_targets(model, density=density, bits=bits, filter_fn=filter_fn)

@@ -36,6 +36,19 @@ def save(model: nn.Module, path) -> None:
     write_model_file(path, **file_contents(mods))
 
 
+def _count(entry: dict, key: str) -> int:
+    """A module entry's integer field: a JSON integer (not a bool, a float, Infinity or a list) in [0, 2**31)."""
+    v = entry[key]
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 31:
+        raise ValueError(f"{key!r} must be an integer in [0, 2**31), got {_short(v)}")
+    return v
+
+
+def _short(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 @keep_torch_threads
 def modules_from_file(mf: ModelFile):
     """The EIE modules of a ``torch-modules`` file: one module if saved from one, else ``{name: module}``.
@@ -48,10 +61,16 @@ def modules_from_file(mf: ModelFile):
     out = {}
     for e in entries:
         try:
-            name, first, count, typ = e["name"], int(e["first_layer"]), int(e["n_layers"]), e["type"]
+            if not isinstance(e, dict):
+                raise TypeError("not an object")
+            name, first, count, typ = e["name"], _count(e, "first_layer"), _count(e, "n_layers"), e["type"]
+            if not isinstance(name, str) or not isinstance(typ, str):
+                raise TypeError("'name' and 'type' must be strings")
+            if name in out:
+                raise ValueError(f"a second module named {name!r}")
             mode = check_mode(e.get("mode", "float32"))
         except (KeyError, TypeError, ValueError) as exc:
-            raise EIEFormatError(f"torch-modules file: bad module entry {e!r} ({exc})") from None
+            raise EIEFormatError(f"torch-modules file: bad module entry {_short(e)} ({exc})") from None
         if first < 0 or count < 1 or first + count > len(mf.layers):
             raise EIEFormatError(f"module {name!r}: layers {first}..{first + count - 1} are not in the file "
                                  f"({len(mf.layers)} layers)")
@@ -60,21 +79,21 @@ def modules_from_file(mf: ModelFile):
             if typ == "EIELinear":
                 mod = EIELinear(layers[0], mode="float32")
             elif typ in ("EIELSTM", "EIELSTMCell"):
-                nl, nd = (int(e["num_layers"]), int(e["num_directions"])) if typ == "EIELSTM" else (1, 1)
+                nl, nd = (_count(e, "num_layers"), _count(e, "num_directions")) if typ == "EIELSTM" else (1, 1)
                 has_proj = bool(e.get("proj", False))
                 if count != nl * nd * (2 if has_proj else 1):
                     raise EIEFormatError(f"module {name!r}: {count} layers for {nl} layers x {nd} directions")
                 cells = [layers[l * nd:(l + 1) * nd] for l in range(nl)]
                 proj = [layers[nl * nd + l * nd:nl * nd + (l + 1) * nd] for l in range(nl)] if has_proj else None
-                core = EIELSTMCore(cells, int(e["hidden_size"]), proj=proj)
+                core = EIELSTMCore(cells, _count(e, "hidden_size"), proj=proj)
                 mod = (EIELSTM(core, batch_first=bool(e.get("batch_first", False)))
                        if typ == "EIELSTM" else EIELSTMCell(core))
             elif typ in ("EIEGRU", "EIEGRUCell"):
-                nl, nd = (int(e["num_layers"]), int(e["num_directions"])) if typ == "EIEGRU" else (1, 1)
+                nl, nd = (_count(e, "num_layers"), _count(e, "num_directions")) if typ == "EIEGRU" else (1, 1)
                 if count != nl * nd * 3:
                     raise EIEFormatError(f"module {name!r}: {count} layers for {nl} GRU layers x {nd} directions x 3")
                 cells = [[tuple(layers[(l * nd + d) * 3:(l * nd + d) * 3 + 3]) for d in range(nd)] for l in range(nl)]
-                core = EIEGRUCore(cells, int(e["hidden_size"]))
+                core = EIEGRUCore(cells, _count(e, "hidden_size"))
                 mod = EIEGRU(core, batch_first=bool(e.get("batch_first", False))) if typ == "EIEGRU" else EIEGRUCell(core)
             else:
                 raise EIEFormatError(f"module {name!r}: unknown type {typ!r}")
