@@ -40,7 +40,7 @@ from .kernels import recurrent as _rk
 from .kernels import recurrent_lanes as _lanes
 from .layer import MODES, EIELinear
 from .lstm import _as_float32, seq_lengths
-from .recurrent_plan import acc0, cached_csr, fuse_blocker, lane_chunk, scale
+from .recurrent_plan import LANES_MIN_BATCH, acc0, cached_csr, fuse_blocker, lane_chunk, scale
 
 
 class EIEGRUCore:
@@ -137,14 +137,11 @@ class EIEGRUCore:
         layer_in = x
         for l in range(self.num_layers):
             out = np.zeros((t_len, batch, nd * hs), dtype=np.float32)
-            # the input matrix for every step at once (one batched layer call per direction)
-            flat = layer_in.reshape(t_len * batch, -1)
-            flat1 = np.concatenate([flat, np.ones((flat.shape[0], 1), dtype=np.float32)], axis=1)
+            flat1 = None  # [x; 1] of every step, made once per layer if a direction needs it
             for d in range(nd):
                 s = l * nd + d
                 if fused:
-                    gx = np.ascontiguousarray(self.cells[l][d][0](flat1, mode=mode))  # (T*B, 3H)
-                    self._run_fused(l, d, gx, h0[s], lens, mode, out, h_n[s])
+                    flat1 = self._run_fused(l, d, layer_in, flat1, h0[s], lens, mode, out, h_n[s])
                     continue
                 h = h0[s].copy()
                 steps = range(t_len) if d == 0 else range(t_len - 1, -1, -1)
@@ -167,8 +164,10 @@ class EIEGRUCore:
         """Whether ``forward`` can run the sequence kernel (see ``EIELSTMCore.can_fuse``)."""
         return not self._fuse_blocker(mode)
 
-    def _run_fused(self, l, d, gx, h0, lens, mode, out, h_n):
-        _, w_hrz, w_hn = self.cells[l][d]
+    def _run_fused(self, l, d, layer_in, flat1, h0, lens, mode, out, h_n):
+        """One layer/direction in one kernel call: ``layer_in`` (T, B, K); ``flat1`` its (T*B, K + 1) rows
+        with a column of ones, or None: made here if needed, and returned for the next direction."""
+        w_x, w_hrz, w_hn = self.cells[l][d]
         hs = self.hidden_size
         fixed = mode == "fixed16"
         args = []
@@ -180,18 +179,23 @@ class EIEGRUCore:
                          scale(-f.out_frac)]
             else:
                 args += [csr.ptr, csr.cols, csr.vals, acc0(layer, False)]
-        if fixed or h0.shape[0] == 1:
+        if fixed or h0.shape[0] < LANES_MIN_BATCH:  # the input layer for every step at once (one batched call)
+            if flat1 is None:
+                flat = layer_in.reshape(-1, layer_in.shape[2])
+                flat1 = np.concatenate([flat, np.ones((flat.shape[0], 1), dtype=np.float32)], axis=1)
+            gx = np.ascontiguousarray(w_x(flat1, mode=mode))  # (T*B, 3H)
             run = _rk.gru_sequence_fixed16 if fixed else _rk.gru_sequence_f32
             run(self.linear_before_reset, gx, *args, np.ascontiguousarray(h0), lens, d == 1, out, d * hs, h_n)
-            return
-        # 16 samples side by side, each step's input gates a contiguous (3H, 16) block
-        gates = gx.reshape(-1, h0.shape[0], 3 * hs).transpose(0, 2, 1)  # (T, 3H, B) view
+            return flat1
+        # 16 samples side by side, the input layer's product inside each step
+        xcsr = cached_csr(self, ("x", l, d), w_x, 0, w_x.in_features)
         for s0 in range(0, h0.shape[0], _lanes.LANES):
-            n, gxc, (h0c,), lensc = lane_chunk(gates, (h0,), lens, s0)
+            n, xt, (h0c,), lensc = lane_chunk(layer_in, (h0,), lens, s0)
             h_nc = np.empty_like(h0c)
-            _lanes.gru_sequence_f32_batch(self.linear_before_reset, gxc, *args, h0c, lensc, d == 1,
-                                          out[:, s0:s0 + n], d * hs, h_nc)
+            _lanes.gru_sequence_f32_batch(self.linear_before_reset, xt, xcsr.ptr, xcsr.cols, xcsr.vals, w_x._bias_f32(),
+                                          *args, h0c, lensc, d == 1, out[:, s0:s0 + n], d * hs, h_nc)
             h_n[s0:s0 + n] = h_nc[:n]
+        return flat1
 
     @staticmethod
     def _state(s, shape):

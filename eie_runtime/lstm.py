@@ -17,7 +17,7 @@ from .errors import EIEFormatError, EIEInputError
 from .kernels import recurrent as _rk
 from .kernels import recurrent_lanes as _lanes
 from .layer import MODES, EIELinear
-from .recurrent_plan import acc0, cached_csr, fuse_blocker, lane_chunk, scale
+from .recurrent_plan import LANES_MIN_BATCH, acc0, cached_csr, fuse_blocker, lane_chunk, scale
 
 # an empty CSR: "no projection" for the sequence kernels
 _NO_ROWS = np.zeros(1, np.int64)
@@ -182,7 +182,6 @@ class EIELSTMCore:
         t_len, batch, in_size = layer_in.shape
         ps = self.out_size
         flat = layer_in.reshape(t_len * batch, in_size)
-        xcsr = cached_csr(self, ("x", l, d), cell, 0, in_size)
         if proj is not None:
             pcsr = cached_csr(self, ("p", l, d), proj, 0, proj.in_features)
         else:
@@ -190,6 +189,7 @@ class EIELSTMCore:
         h0, c0 = np.ascontiguousarray(h0), np.ascontiguousarray(c0)
         if mode == "fixed16":
             fc = cell.fixed
+            xcsr = cached_csr(self, ("x", l, d), cell, 0, in_size)
             hcsr = cached_csr(self, ("h1", l, d), cell, in_size, in_size + ps + 1)  # with the bias column
             xq = np.empty((in_size, t_len * batch), dtype=np.int32)
             _rk.quantize_t(flat, scale(fc.in_frac), xq)
@@ -204,6 +204,21 @@ class EIELSTMCore:
             _rk.lstm_sequence_fixed16(gx, hcsr.ptr, hcsr.cols, hcsr.wq(fc.w_frac), scale(fc.in_frac), fc.shift,
                                       scale(-fc.out_frac), *p_args, h0, c0, lens, d == 1, out, d * ps, h_n, c_n)
             return
+        if pcsr is not None:
+            p_args = (pcsr.ptr, pcsr.cols, pcsr.vals, proj._bias_f32())
+        else:
+            p_args = (_NO_ROWS, _NO_COLS, _NO_VALS, _NO_VALS)
+        if batch >= LANES_MIN_BATCH:  # 16 samples side by side, the whole [x; h; 1] product per step
+            wcsr = cached_csr(self, ("all", l, d), cell, 0, in_size + ps + 1)
+            for s0 in range(0, batch, _lanes.LANES):
+                n, xt, (h0c, c0c), lensc = lane_chunk(layer_in, (h0, c0), lens, s0)
+                h_nc, c_nc = np.empty_like(h0c), np.empty_like(c0c)
+                _lanes.lstm_sequence_f32_batch(xt, wcsr.ptr, wcsr.cols, wcsr.vals, cell._bias_f32(), *p_args,
+                                               h0c, c0c, lensc, d == 1, out[:, s0:s0 + n], d * ps, h_nc, c_nc)
+                h_n[s0:s0 + n], c_n[s0:s0 + n] = h_nc[:n], c_nc[:n]
+            return
+        # few samples: the input columns of every step in one batched pass, the hidden ones step by step
+        xcsr = cached_csr(self, ("x", l, d), cell, 0, in_size)
         hcsr = cached_csr(self, ("h", l, d), cell, in_size, in_size + ps)
         bias = self.__dict__.setdefault("_fused_bias", {})
         key = (l, d)
@@ -214,22 +229,9 @@ class EIELSTMCore:
             bias[key] = (cell.matrix, cell.bias, b)
         gx = np.empty((cell.out_features, t_len * batch), dtype=np.float32)
         _rk.rows_f32_batch(xcsr.ptr, xcsr.cols, xcsr.vals, np.ascontiguousarray(flat.T), gx)
-        if pcsr is not None:
-            p_args = (pcsr.ptr, pcsr.cols, pcsr.vals, proj._bias_f32())
-        else:
-            p_args = (_NO_ROWS, _NO_COLS, _NO_VALS, _NO_VALS)
-        if batch > 1:  # 16 samples side by side, each step's gates a contiguous (4H, 16) block
-            gates = gx.reshape(-1, t_len, batch).transpose(1, 0, 2)  # (T, 4H, B) view
-            for s0 in range(0, batch, _lanes.LANES):
-                n, gxc, (h0c, c0c), lensc = lane_chunk(gates, (h0, c0), lens, s0, offset=bias[key][2])
-                h_nc, c_nc = np.empty_like(h0c), np.empty_like(c0c)
-                _lanes.lstm_sequence_f32_batch(gxc, hcsr.ptr, hcsr.cols, hcsr.vals, *p_args,
-                                               h0c, c0c, lensc, d == 1, out[:, s0:s0 + n], d * ps, h_nc, c_nc)
-                h_n[s0:s0 + n], c_n[s0:s0 + n] = h_nc[:n], c_nc[:n]
-        else:  # (T, 4H): each step reads one row
-            gx += bias[key][2][:, None]
-            _rk.lstm_sequence_f32(np.ascontiguousarray(gx.T), hcsr.ptr, hcsr.cols, hcsr.vals, *p_args, h0, c0, lens,
-                                  d == 1, out, d * ps, h_n, c_n)
+        gx += bias[key][2][:, None]
+        _rk.lstm_sequence_f32(np.ascontiguousarray(gx.T), hcsr.ptr, hcsr.cols, hcsr.vals, *p_args, h0, c0, lens,
+                              d == 1, out, d * ps, h_n, c_n)
 
     @staticmethod
     def _state(s, shape, name):

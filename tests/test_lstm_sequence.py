@@ -47,9 +47,9 @@ def test_fused_float32_matches_steps(case):
         np.testing.assert_allclose(u, v[:, :1], atol=2e-6)
 
 
-@pytest.mark.parametrize("batch", [2, 16, 37])
+@pytest.mark.parametrize("batch", [2, 6, 16, 37])
 def test_fused_float32_batches_across_16_sample_chunks(batch):
-    """The batch kernel runs 16 samples side by side; a batch of 37 is 16 + 16 + 5 (padded)."""
+    """From 6 samples the batch kernel runs 16 side by side: 37 are 16 + 16 + 5 (padded); 2 run one by one."""
     rng = np.random.default_rng(batch)
     core = _core(rng, p=3)
     x = rng.normal(size=(7, batch, 5)).astype(np.float32)
