@@ -34,8 +34,10 @@ def _npy_header(f, where: str) -> tuple[np.dtype, int]:
             shape, _, dtype = np.lib.format.read_array_header_2_0(f)
         else:
             raise ValueError(f".npy format version {version} (1.0 and 2.0 are read)")
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - numpy's header parser raises ValueError, SyntaxError, tokenize.TokenError...
         raise EIEInputError(f"{where}: not a readable .npy array ({exc.__class__.__name__}: {exc})") from None
+    if not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise EIEInputError(f"{where}: .npy shape {shape} must be non-negative integers")
     if dtype.hasobject:
         raise EIEInputError(f"{where}: holds Python objects (dtype {dtype}); only numeric arrays are read")
     nbytes = dtype.itemsize
@@ -58,7 +60,10 @@ def _load_npy(data: bytes, where: str) -> np.ndarray:
     _, nbytes = _npy_header(f, where)
     _check_size(where, nbytes, len(data) - f.tell())
     f.seek(0)
-    return np.load(f, allow_pickle=False)
+    try:
+        return np.load(f, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:  # (the header was read and the size checked above)
+        raise EIEInputError(f"{where}: not a readable .npy array ({exc.__class__.__name__}: {exc})") from None
 
 
 def _load_npz(data: bytes, where: str) -> dict:

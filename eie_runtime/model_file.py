@@ -368,6 +368,10 @@ def read_regular_file(path, what: str = "file") -> bytes:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except IsADirectoryError:
         raise EIEFormatError(f"{path}: is a directory, not a {what}") from None
+    except FileNotFoundError:
+        raise  # the caller's missing file, as Python says it (the CLI reports it)
+    except OSError as exc:  # a symlink loop, no permission, a name too long...
+        raise EIEFormatError(f"{path}: cannot be read as a {what} ({exc.strerror or exc})") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

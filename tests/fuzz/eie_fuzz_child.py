@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import os
+import resource
 import signal
 import sys
 import time
@@ -140,11 +141,70 @@ def run_graph(model, rng) -> tuple[str, str]:
     try:
         for mode in ("float32", "fixed16") if all(lay.fixed is not None for lay in model.layers) else ("float32",):
             model.run(feeds, mode=mode)
+        calibrated = concurrent_calibration(model, feeds)
     except eie.EIEError as exc:  # a graph can be consistent yet unrunnable on these inputs: a clean refusal
         return "run_refused", f"{type(exc).__name__}: {exc}"
+    except WrongResult as exc:
+        return "error", f"concurrent calibration: {exc}"
     except Exception as exc:  # noqa: BLE001
         return "error", f"graph run raised {type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"
-    return "ran", "graph ran"
+    return "ran", "graph ran" + (" and calibrated while running" if calibrated else "")
+
+
+def concurrent_calibration(model, feeds) -> bool:
+    """Calibrate the graph in one thread while another runs it in float32: the runs must equal the
+    sequential float32 result bit for bit, and the calibration the sequential one (issue 18)."""
+    import threading
+
+    if not model.layers or any(not np.isfinite(v).all() for v in feeds.values() if v.dtype.kind == "f"):
+        return False
+    want = model.run(feeds, mode="float32")
+    try:
+        model.calibrate(feeds)
+    except eie.EIEError:
+        return False  # e.g. a layer the run never reaches: nothing concurrent to compare
+    fixed = [layer.fixed for layer in model.layers]
+    got, errors = [], []
+
+    def runner():
+        try:
+            for _ in range(3):
+                got.append(model.run(feeds, mode="float32"))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=runner)
+    t.start()
+    try:
+        model.calibrate(feeds)
+    finally:
+        t.join()
+    if errors:
+        raise errors[0]
+    for out in got:
+        if any(not np.array_equal(out[k], want[k], equal_nan=True) for k in want):
+            raise WrongResult("a float32 run during calibration differs from the sequential run")
+    if [layer.fixed for layer in model.layers] != fixed:
+        raise WrongResult("calibrating while another thread ran gave other parameters than alone")
+    return True
+
+
+def run_input(path: str, rng) -> tuple[str, str]:
+    """A mutated ``.npy`` / ``.npz`` given to ``eie run MODEL -i PATH`` (its handler, so the exception class
+    is seen); MODEL is ``input-model.eie`` beside the mutant."""
+    from eie_runtime import cli
+
+    model = str(Path(path).parent / "input-model.eie")
+    cli._EXTRA_COMMANDS[:] = cli._extra_commands()
+    args = cli.build_parser().parse_args(["run", model, "-i", path])
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            args.func(args)
+    except eie.EIEError as exc:
+        return "rejected", f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - anything else is a finding
+        return "error", f"eie run -i raised {type(exc).__module__}.{type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"
+    return "ran", "eie run -i"
 
 
 def convert_one(path: str, rng) -> tuple[str, str]:
@@ -190,6 +250,8 @@ def main(manifest: str, log: str, what: str = "eie") -> None:
         from onnx_mutators import convert_and_run_onnx
 
         one = convert_and_run_onnx
+    elif what == "input":  # CLI input arrays (.npy / .npz) through `eie run -i`
+        one = run_input
     else:
         one = run_one
     with open(log, "a", buffering=1) as out:
@@ -198,8 +260,10 @@ def main(manifest: str, log: str, what: str = "eie") -> None:
             out.flush()
             t0 = time.perf_counter()
             status, detail = one(path, rng)
+            # the child's peak resident memory so far: a bound on this mutant's peak (the parent reports the max)
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             out.write("R " + json.dumps({"i": i, "status": status, "detail": detail[:3000],
-                                         "seconds": time.perf_counter() - t0}) + "\n")
+                                         "seconds": time.perf_counter() - t0, "rss_mb": rss}) + "\n")
             out.flush()
 
 

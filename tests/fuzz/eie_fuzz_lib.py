@@ -25,6 +25,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from hostile_values import BIG_INTS
+from huge_sizes import mutate_huge
 
 
 
@@ -160,7 +161,9 @@ def mutate_structure(draw, doc: Doc) -> str:
     layers = h["layers"] if isinstance(h.get("layers"), list) else []
     op = draw(st.sampled_from(["top", "layer_field", "shape", "n_pe", "fixed", "ptr", "entries", "codebook",
                                "bias", "dtype", "reshape", "drop", "swap", "rename", "layers_list", "extra",
-                               "plausible", "plausible", "deep", "deep"]), label="op")
+                               "plausible", "plausible", "deep", "deep", "huge"]), label="op")
+    if op == "huge":
+        return mutate_huge(draw, doc)
     if op == "plausible":
         return mutate_plausibly(draw, doc)
     if op == "deep":
@@ -473,3 +476,4 @@ def mutants(draw, seeds: dict[str, Doc]):
 
 from fuzz_runner import CHILD, HANG_S, START_S, FuzzReport, Outcome, keep_findings, run_mutants  # noqa: E402,F401
 from onnx_mutators import onnx_mutants, onnx_seeds  # noqa: E402,F401
+from input_mutators import input_model, input_mutants  # noqa: E402,F401

@@ -23,12 +23,17 @@ class Outcome:
     #              "error" (any other exception), "crash", "hang"
     detail: str = ""
     seconds: float = 0.0
+    rss_mb: float = 0.0  # the child's peak resident memory when this mutant finished (bounds this mutant's peak)
 
 
 @dataclass
 class FuzzReport:
     outcomes: dict = field(default_factory=dict)  # index -> Outcome
     children: int = 0
+
+    def peak_rss_mb(self) -> float:
+        """The largest resident memory any child reached: every mutant's peak is below it."""
+        return max((o.rss_mb for o in self.outcomes.values()), default=0.0)
 
     def counts(self) -> dict:
         out = {"ran": 0, "rejected": 0, "run_refused": 0, "error": 0, "crash": 0, "hang": 0}
@@ -91,7 +96,7 @@ def _run_child(paths: list[Path], work: Path, tag: str, what: str = "eie") -> tu
     for ln in lines:
         if ln.startswith("R "):
             r = json.loads(ln[2:])
-            results[r["i"]] = Outcome(r["status"], r["detail"], r["seconds"])
+            results[r["i"]] = Outcome(r["status"], r["detail"], r["seconds"], r.get("rss_mb", 0.0))
     begun = [int(ln[2:]) for ln in lines if ln.startswith("B ")]
     unfinished = [i for i in begun if i not in results]
     return results, unfinished, rc, err_path.read_text(errors="replace")[-3000:]

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import eie_fuzz_lib as fz
 
 BUDGET = int(os.environ.get("EIE_FUZZ_EXAMPLES", "500"))
+PEAK_RSS_MB = 2048  # SECURITY.md: the peak resident memory of any fuzz child (so of any one mutant)
 # every refusal names where it is: the file, and a layer/tensor/header field
 WHERE = re.compile(r"layer \d+|tensor '|header|field|node '|graph model file|graph \w+ '|module '|torch-modules file|file is|\(truncated\?\)|tensors cover|starts at byte|not an eie-runtime")
 
@@ -119,7 +120,9 @@ def test_fuzz_eie_files(tmp_path):
     slow = {i: o.seconds for i, o in report.outcomes.items() if o.seconds > fz.HANG_S}
     reasons = collections.Counter(re.sub(r"\d+", "N", o.detail.split(": ", 2)[-1])[:60]
                                   for o in report.outcomes.values() if o.status == "rejected")
-    summary = {"mutants": len(paths), "distinct": distinct, "children": report.children, **counts}
+    summary = {"mutants": len(paths), "distinct": distinct, "children": report.children, **counts,
+               "peak_rss_mb": round(report.peak_rss_mb()), "huge": sum("huge" in w for w in what),
+               "slowest_s": round(max((o.seconds for o in report.outcomes.values()), default=0), 2)}
     print(f"\nfuzz .eie: {json.dumps(summary)}")
     for reason, c in reasons.most_common(12):
         print(f"  {c:5d}  {reason}")
@@ -130,6 +133,7 @@ def test_fuzz_eie_files(tmp_path):
     assert not bad, f"findings copied to {kept}\n\n" + "\n\n".join(f"{paths[i]} [{what[i]}] {o.status}: {o.detail}" for i, o in list(bad.items())[:5])
     assert not unnamed, "\n".join(f"{paths[i]} [{what[i]}]: {d}" for i, d in list(unnamed.items())[:5])
     assert not slow, slow
+    assert report.peak_rss_mb() < PEAK_RSS_MB, summary  # every mutant's peak memory is below its child's peak
     # the mutators must reach both outcomes, or they test nothing
     assert counts["ran"] >= 0.05 * len(paths) and counts["rejected"] >= 0.3 * len(paths), counts
 
