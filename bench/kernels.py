@@ -8,7 +8,10 @@ float64 dense product, then all methods are timed interleaved (see
 ``bench.common``). Prints a Table IV-style markdown table per batch size
 (median per-call time and the spread of the kept rounds), the memory per
 stored entry (the run-time layouts the timed calls built: in all and per
-kernel), and how the speed targets came out. Writes every record to
+kernel), the kernel each layer runs per mode and batch size, and how the
+speed targets came out. The header names the CPU model and where the kernel
+costs came from (this CPU's self-calibration, ``EIE_KERNEL_COSTS``, or the
+defaults). Writes every record to
 ``out/kernels.json`` and a plot to ``out/kernels.png`` (``--quick``:
 ``out/kernels-quick.*``) unless ``--json``/``--plot`` say otherwise.
 
