@@ -47,7 +47,9 @@ class NodeArg:
     def __init__(self, vi):
         self.name = vi.name
         t = vi.type.tensor_type if vi.type.WhichOneof("value") == "tensor_type" else None
-        self.type = f"tensor({TensorProto.DataType.Name(t.elem_type).lower()})" if t is not None else "unknown"
+        known = t is not None and t.elem_type in TensorProto.DataType.values()  # (a file's 99: no ValueError)
+        self.type = f"tensor({TensorProto.DataType.Name(t.elem_type).lower()})" if known else \
+            "unknown" if t is None else f"tensor(type {t.elem_type})"
         self.shape = None if t is None or not t.HasField("shape") else [
             d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
 
