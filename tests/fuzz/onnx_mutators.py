@@ -210,7 +210,11 @@ def convert_and_run_onnx(path: str, rng) -> tuple[str, str]:
     except Exception as exc:  # noqa: BLE001 - a file `eie convert` wrote must load
         return "error", f"converted, but loading raised {type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"
     feeds = {}
-    for arg in sess.get_inputs():
+    try:
+        args = sess.get_inputs()
+    except Exception as exc:  # noqa: BLE001 - a finding, not a dead child (which costs a one-by-one rerun)
+        return "error", f"converted, but get_inputs() raised {type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"
+    for arg in args:
         if not arg.type.startswith("tensor("):
             return "ran", "converted; inputs are not tensors, not run"
         shape = [d if isinstance(d, int) and d > 0 else 2 for d in (arg.shape or [])]

@@ -54,7 +54,8 @@ def test_fuzz_onnx_convert(tmp_path):
     counts = report.counts()
     reasons = collections.Counter(re.sub(r"\d+", "N", o.detail.split(": ", 2)[-1])[:60]
                                   for o in report.outcomes.values() if o.status == "rejected")
-    summary = {"mutants": len(paths), "distinct": len(set(made)), "children": report.children, **counts}
+    summary = {"mutants": len(paths), "distinct": len(set(made)), "children": report.children, **counts,
+               "peak_rss_mb": round(report.peak_rss_mb())}
     print(f"\nfuzz onnx: {json.dumps(summary)}")
     for reason, c in reasons.most_common(10):
         print(f"  {c:5d}  {reason}")
@@ -66,6 +67,7 @@ def test_fuzz_onnx_convert(tmp_path):
     kept = fz.keep_findings(paths, report.outcomes, what)
     assert not bad, f"findings copied to {kept}\n\n" + "\n\n".join(f"{paths[i]} [{what[i]}] {o.status}: {o.detail}" for i, o in list(bad.items())[:5])
     assert counts["ran"] >= 0.03 * len(paths) and counts["rejected"] >= 0.3 * len(paths), counts
+    assert report.peak_rss_mb() < 2048, summary  # SECURITY.md: every mutant's peak is below its child's
 
 
 def test_invalid_utf8_names_are_refused(tmp_path):
