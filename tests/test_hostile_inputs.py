@@ -219,3 +219,27 @@ def test_simulating_a_layer_needing_huge_pass_tables_is_refused_before_allocatin
         simulate(layer, np.ones(1 << 14, np.float32), HardwareConfig(n_pe=1))
     assert _peak() - before < 256 << 20
     assert SIMULATION_LIMITS["max_pass_table_bytes"] == 1 << 30
+
+
+# ------------------------------------------------------------- names a file controls
+def test_two_lstm_nodes_of_one_name_each_run_their_own_weights():
+    """The graph's LSTM cores were cached by node name: the second node of a name ran with the first one's
+    weights (a silent wrong answer). Now each node's result equals that node run alone."""
+    h, i = 3, 4
+    cells = [small_layer(4 * h, i + h + 1, name=f"cell{j}") for j in range(2)]
+    cells[1] = eie.compress_matrix(np.random.default_rng(9).normal(size=(4 * h, i + h + 1)).astype(np.float32),
+                                   density=0.6, n_pe=2, name="cell1")
+    attrs = {"hidden_size": h, "layout": 0, "direction": "forward"}
+
+    def lstm_graph(indices, outputs):
+        nodes = [Node("LSTM", "same", ["x"], [o], {**attrs, "cells": [j]}) for j, o in zip(indices, outputs)]
+        return GraphModel(nodes, [TensorSpec("x", "float32", [5, 2, i])], outputs, {}, cells, opset=17)
+
+    x = np.random.default_rng(2).normal(size=(5, 2, i)).astype(np.float32)
+    both = lstm_graph([0, 1], ["y0", "y1"])
+    y0, y1 = both(x)
+    alone0, alone1 = lstm_graph([0], ["y0"])(x), lstm_graph([1], ["y1"])(x)
+    assert np.array_equal(y0, alone0) and np.array_equal(y1, alone1) and not np.array_equal(y0, y1)
+    reloaded = model_from_file(decode_model_file(encode_model_file(**both._eie_file_contents()), "two.eie"))
+    r0, r1 = reloaded(x)
+    assert np.array_equal(r0, alone0) and np.array_equal(r1, alone1)
