@@ -1,7 +1,6 @@
 """Exceptions that were not EIEErrors, and allocations not bounded before they happen (issue 18): each hostile
 header field, constant, attribute, argument or output path below gives a clear EIEError naming what is wrong."""
 
-import json
 import resource
 
 import numpy as np
@@ -125,15 +124,12 @@ def test_torch_module_header_fields_of_the_wrong_type_are_refused(tmp_path, fiel
     mf = read_model_file(path)
     mf.meta["modules"][0][field] = value
     raw = encode_model_file(mf.layers, kind=mf.kind, meta=mf.meta, extra=mf.extra)
-    assert b"Infinity" in raw or not isinstance(value, float) or value != float("inf")
+    if value == float("inf"):
+        assert b"Infinity" in raw  # what Python's json writes, and reads back as a float
+    edited = tmp_path / "edited.eie"
+    edited.write_bytes(raw)
     with pytest.raises(eie.EIEFormatError, match=f"{field}|bad module entry"):
-        eie.load_bytes(raw) if hasattr(eie, "load_bytes") else _load_bytes(tmp_path, raw)
-
-
-def _load_bytes(tmp_path, raw):
-    p = tmp_path / "edited.eie"
-    p.write_bytes(raw)
-    return eie.load(p)
+        eie.load(edited)
 
 
 def test_compressing_a_torchscript_module_is_refused_saying_what_to_pass():
@@ -147,7 +143,7 @@ def test_compressing_a_torchscript_module_is_refused_saying_what_to_pass():
 
 # ------------------------------------------------------------------ ONNX constants
 def _onnx_model(nodes, inits=()):
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
