@@ -320,20 +320,24 @@ class LSTMKernel:
                 raise EIEInputError(f"{self.where}: sequence_lens must be {batch} integers in [0, {t_len}]")
             lens = lens.astype(np.int64)
         reverse = [self.a["direction"] == "reverse"] if nd == 1 else [False, True]
+        core_lens = None if seq_lens is None else lens  # None: the core's own all-steps default, unchecked
         ys, hn, cn = [], [], []
         for d, core in enumerate(self.cores):
             xd = _reverse_by_length(x, lens) if reverse[d] else x
             if self.gru:
-                y, h = core.forward(np.ascontiguousarray(xd), states[0][d:d + 1], seq_lens=lens, mode=mode)
+                y, h = core.forward(np.ascontiguousarray(xd), states[0][d:d + 1], seq_lens=core_lens, mode=mode)
                 c = h
             else:
                 y, h, c = core.forward(np.ascontiguousarray(xd), states[0][d:d + 1], states[1][d:d + 1],
-                                       seq_lens=lens, mode=mode)
+                                       seq_lens=core_lens, mode=mode)
             ys.append(_reverse_by_length(y, lens) if reverse[d] else y)
-            hn.append(h[0])
-            cn.append(c[0])
-        y = np.stack(ys, axis=1)
-        h_n, c_n = np.stack(hn), np.stack(cn)
+            hn.append(h)
+            cn.append(c)
+        if nd == 1:  # views, not copies: a small LSTM's call is a few microseconds
+            y, h_n, c_n = ys[0][:, None], hn[0], cn[0]
+        else:
+            y = np.stack(ys, axis=1)
+            h_n, c_n = np.concatenate(hn), np.concatenate(cn)
         if layout == 1:
             y, h_n, c_n = y.transpose(2, 0, 1, 3), h_n.transpose(1, 0, 2), c_n.transpose(1, 0, 2)
         outs = [np.ascontiguousarray(y), np.ascontiguousarray(h_n), np.ascontiguousarray(c_n)]
