@@ -406,3 +406,19 @@ def test_torch_export_opsets_with_initial_states(opset):
     model = eonnx.convert(src, density=0.3, n_pe=4)
     for got, ref in zip(model.run(feeds).values(), ort_run(eonnx.export(model), feeds)):
         assert rel_err(got, ref) < REL
+
+
+def test_tensor_declaring_more_elements_than_it_holds_is_refused_before_checking():
+    """A mutated file's dims are refused before onnx's checker or shape inference size anything by them."""
+    from onnx import TensorProto, helper
+
+    from eie_runtime.errors import EIEFormatError
+    from eie_runtime.onnx.reader import load_onnx
+
+    w = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[2 ** 20, 2 ** 20])
+    w.float_data.extend([1.0, 2.0])
+    g = helper.make_graph([helper.make_node("Identity", ["W"], ["y"])], "g", [],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=[w])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(EIEFormatError, match=r"'W' declares 1099511627776 elements .* at most 4"):
+        load_onnx(model.SerializeToString())

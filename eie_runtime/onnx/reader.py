@@ -50,6 +50,10 @@ def load_onnx(src, infer_shapes: bool = True):
         if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
             raise EIEFormatError(f"{where}: tensor {t.name!r} keeps its data in an external file; embed the weights "
                                  "(re-save it with onnx save_as_external_data=False)")
+        declared, present = _declared_and_present(t)
+        if declared > present:  # refused before onnx's checker and shape inference size anything by its dims
+            raise EIEFormatError(f"{where}: tensor {t.name!r} declares {declared} elements (dims {list(t.dims)}) "
+                                 f"but holds data for at most {present}")
     try:
         onnx.checker.check_model(model)
     except (onnx.checker.ValidationError, ValueError) as exc:  # ValueError: e.g. names that are not UTF-8
@@ -62,6 +66,19 @@ def load_onnx(src, infer_shapes: bool = True):
     except Exception:  # inference is a help for error messages, not a requirement
         pass
     return model
+
+
+_DATA_FIELDS = ("float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data")
+
+
+def _declared_and_present(t) -> tuple[int, int]:
+    """A tensor's element count by its dims (any negative dim counts as too many) and an upper bound on the
+    elements its data can hold (4-bit types pack two per byte or per int32)."""
+    declared = 1
+    for d in t.dims:
+        declared = declared * d if d >= 0 else 1 << 62
+    present = 2 * (len(t.raw_data) + sum(len(getattr(t, f)) for f in _DATA_FIELDS))
+    return declared, present
 
 
 def _all_tensors(graph):
