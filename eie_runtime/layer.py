@@ -266,7 +266,7 @@ class EIELinear:
     def _pre_activation_amax(self, x: np.ndarray) -> float:
         """max |W x + b| over the samples ``x`` (N, K), by the float32 sparse kernel in chunks of samples,
         so that memory stays O(stored entries + M + CALIBRATION_CHUNK_BYTES), never the dense M x K
-        matrix (16 GiB for a 66 KB file declaring 65536 x 65536; issue 18)."""
+        matrix (16 GiB for a 66 KB file declaring 65536 x 65536)."""
         layout = self.execution_layout()
         bias = self._bias_f32()
         m = self.out_features

@@ -32,7 +32,7 @@ def balanced_bounds(row_nnz: np.ndarray, n_blocks: int, max_rows: int | None = M
 
     Cost: one cumulative sum and one vectorized search over the M rows (numpy), then Python work per
     block only, O(M + blocks log M) in all: a file declaring M = 2**24 rows and no entries costs a
-    fraction of a second, not the minutes a search per block over all rows cost (issue 18).
+    fraction of a second, not the minutes a search per block over all rows would cost.
     """
     m = row_nnz.shape[0]
     n_blocks = max(1, n_blocks)

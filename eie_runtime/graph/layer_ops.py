@@ -108,8 +108,8 @@ def _check_lstm(g, node: Node, where: str, used: set) -> None:
 def _lstm_cores(model, node: Node) -> list[EIELSTMCore]:
     """One core per direction, built on first use and kept in the model's cache.
 
-    Keyed by the node object, never by its name: a file may give two nodes one name (issue 18: the second
-    LSTM ran with the first one's weights)."""
+    Keyed by the node object, never by its name: a file may give two nodes one name, and a cache by name
+    would run the second with the first one's weights."""
     cached = model._lstm_cache.get(id(node))
     cores = cached[1] if cached is not None and cached[0] is node else None
     if cores is None:

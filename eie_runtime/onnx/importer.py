@@ -159,7 +159,7 @@ class _Importer:
     def _elementary(self, n, name, attrs):
         if n.op_type == "ConstantOfShape" and "value" in attrs:
             v = np.asarray(attrs["value"]).reshape(-1)
-            if v.size != 1 or str(v.dtype) not in ONNX_DTYPES.values():  # (issue 18: IndexError, AttributeError)
+            if v.size != 1 or str(v.dtype) not in ONNX_DTYPES.values():  # else IndexError, AttributeError later
                 raise EIEFormatError(f"node {name!r} (ConstantOfShape): attribute 'value' must be one number of a "
                                      f"supported type, got {v.size} value(s) of {v.dtype}")
             attrs = {"value": [v[0].item()], "dtype": str(v.dtype)}
