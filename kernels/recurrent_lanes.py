@@ -57,6 +57,23 @@ def _live_lanes(t, lens, live):
     return n
 
 
+@njit(cache=True, inline="always")
+def _keep_live(dst, src, live):
+    """``dst[:, b] = src[:, b]`` for the live samples ``b`` (a select, not a branch)."""
+    for j in range(dst.shape[0]):
+        for b in range(dst.shape[1]):
+            dst[j, b] = src[j, b] if live[b] else dst[j, b]
+
+
+@njit(cache=True, inline="always")
+def _write_live(y, t, y_off, src, live):
+    """The live samples' outputs of step ``t``: ``y[t, b, y_off:] = src[:, b]``."""
+    for b in range(live.shape[0]):
+        if live[b]:
+            for j in range(src.shape[0]):
+                y[t, b, y_off + j] = src[j, b]
+
+
 @njit(cache=True, fastmath=_FAST, error_model="numpy")
 def lstm_sequence_f32_batch(xt, w_ptr, w_cols, w_vals, w_bias, p_ptr, p_cols, p_vals, p_bias,
                             h0, c0, lens, reverse, y, y_off, h_n, c_n):
@@ -92,20 +109,13 @@ def lstm_sequence_f32_batch(xt, w_ptr, w_cols, w_vals, w_bias, p_ptr, p_cols, p_
         if n_live == nb:
             ct, c_new = c_new, ct
         else:
-            for j in range(hs):
-                for b in range(nb):
-                    ct[j, b] = c_new[j, b] if live[b] else ct[j, b]
+            _keep_live(ct, c_new, live)
         if proj:
             csr_times_lanes(p_ptr, p_cols, p_vals, mt, p_start, hp)
         else:
             hp, mt = mt, hp
-        for j in range(ps):
-            for b in range(nb):
-                vt[k + j, b] = hp[j, b] if live[b] else vt[k + j, b]
-        for b in range(nb):
-            if live[b]:
-                for j in range(ps):
-                    y[t, b, y_off + j] = vt[k + j, b]
+        _keep_live(vt[k:k + ps], hp, live)
+        _write_live(y, t, y_off, vt[k:k + ps], live)
     h_n[:, :] = vt[k:k + ps].T
     c_n[:, :] = ct.T
 
@@ -168,11 +178,6 @@ def gru_sequence_f32_batch(lbr, xt, x_ptr, x_cols, x_vals, x_bias, rz_ptr, rz_co
         if n_live == nb:
             ht, h_new = h_new, ht
         else:
-            for j in range(hs):
-                for b in range(nb):
-                    ht[j, b] = h_new[j, b] if live[b] else ht[j, b]
-        for b in range(nb):
-            if live[b]:
-                for j in range(hs):
-                    y[t, b, y_off + j] = ht[j, b]
+            _keep_live(ht, h_new, live)
+        _write_live(y, t, y_off, ht, live)
     h_n[:, :] = ht.T
