@@ -106,8 +106,8 @@ def run_mutants(paths: list[Path], work: Path, batch: int = 250, progress=None, 
     """Run every mutant file in child processes, ``batch`` per child; ``what`` is "eie"
     (load and run) or "onnx" (`eie convert`, then load and run)."""
     report = FuzzReport()
-    # one unmeasured child first: it compiles every kernel into Numba's cache (a cold compile holds 2-3 GB
-    # of LLVM's memory at its peak), so that the measured children load them and their peak is the mutants'
+    # one unmeasured child first: it compiles every kernel into Numba's cache (LLVM's memory while compiling
+    # is not a mutant's), so that the measured children load them and their peak is the mutants'
     _run_child([], work, "warm", what)
     pos = 0
     while pos < len(paths):
