@@ -380,14 +380,7 @@ def decode_node(node, consts, where: str):
     if node.op_type == GRU:
         return _decode_gru(node, a, ins, consts, where)
     # LSTM
-    hs = _need_int(a, "hidden_size", where, 1, LIMITS["max_dim"])
-    isz = _need_int(a, "input_size", where, 1, LIMITS["max_dim"])
-    if a.get("direction") not in ("forward", "reverse", "bidirectional") or a.get("layout") not in (0, 1):
-        raise EIEFormatError(f"{where}: attributes 'direction' (forward/reverse/bidirectional) and 'layout' (0/1) "
-                             "are required")
-    dense = _need_int(a, "dense", where, 0, 1)
-    has_bias = _need_int(a, "bias", where, 0, 1 - dense) if "bias" in a else 0
-    nd = 2 if a["direction"] == "bidirectional" else 1
+    hs, isz, dense, has_bias, nd = _recurrent_attrs(a, where)
     per = 1 if dense else 3 + has_bias
     if len(ins) != 4 + per * nd or not ins[0] or len(node.output) > 3:
         raise EIEFormatError(f"{where}: takes X, sequence_lens, initial_h, initial_c and {per * nd} weight "
@@ -414,9 +407,8 @@ def decode_node(node, consts, where: str):
     return LSTMKernel(cores, a, where)
 
 
-def _decode_gru(node, a, ins, consts, where):
-    from ..gru import EIEGRUCore  # the GRU core (issue 17)
-
+def _recurrent_attrs(a, where):
+    """An EIELSTM/EIEGRU node's checked attributes: (hidden_size, input_size, dense, bias, directions)."""
     hs = _need_int(a, "hidden_size", where, 1, LIMITS["max_dim"])
     isz = _need_int(a, "input_size", where, 1, LIMITS["max_dim"])
     if a.get("direction") not in ("forward", "reverse", "bidirectional") or a.get("layout") not in (0, 1):
@@ -424,8 +416,14 @@ def _decode_gru(node, a, ins, consts, where):
                              "are required")
     dense = _need_int(a, "dense", where, 0, 1)
     has_bias = _need_int(a, "bias", where, 0, 1 - dense) if "bias" in a else 0
+    return hs, isz, dense, has_bias, 2 if a["direction"] == "bidirectional" else 1
+
+
+def _decode_gru(node, a, ins, consts, where):
+    from ..gru import EIEGRUCore
+
+    hs, isz, dense, has_bias, nd = _recurrent_attrs(a, where)
     lbr = _need_int(a, "linear_before_reset", where, 0, 1)
-    nd = 2 if a["direction"] == "bidirectional" else 1
     per = 3 if dense else 9 + 2 * has_bias
     if len(ins) != 3 + per * nd or not ins[0] or len(node.output) > 2:
         raise EIEFormatError(f"{where}: takes X, sequence_lens, initial_h and {per * nd} weight initializer(s), "
