@@ -2,14 +2,13 @@
 
 Per model: latency (median of interleaved rounds, bench.common.time_interleaved), file sizes, how many EIE
 node calls one run makes, and the boundary overhead per EIE node call: the converted run's time minus the
-time spent inside the EIE kernels and inside onnxruntime's segment runs (the partitioner's Python glue),
-plus, separately, the fixed cost of the extra onnxruntime calls the partition adds (an empty onnxruntime
+time spent inside the EIE kernels and inside onnxruntime's segment runs, as ``InferenceSession.profile``
+counts them (the partitioner's Python glue), plus, separately, the fixed cost of the extra onnxruntime calls the partition adds (an empty onnxruntime
 run, timed here, times the segments beyond one), both divided by the EIE node calls. The glue is timed twice:
 in wall-clock time over the rounds other processes disturbed least (``glue_us``), and in this thread's CPU
 time (``glue_cpu_us``; onnxruntime, Numba and BLAS run on this one thread), which a loaded machine lengthens
-far less; the timing wrappers' own cost (their clock reads, timed on an empty call) is subtracted from both.
-``vs_original`` is the
-largest relative difference between the compressed model's outputs and the original's: the models carry
+far less; profiling's own cost (two clock reads per timed call, timed hot) is subtracted from both.
+``vs_original`` is the largest relative difference between the compressed model's outputs and the original's: the models carry
 random (untrained) weights, so pruning to 10% moves them by that much; it is no accuracy figure (the tests
 check the converted model against onnxruntime on its dense export).
 
@@ -113,111 +112,68 @@ def _models(tmp: Path, quick: bool):
     return out
 
 
-def _timed(orig, acc, key):
-    """``orig`` wrapped to add its wall-clock and CPU time and a call to ``acc``."""
-    def timed(*a, _s=key + "_s", _c=key + "_cpu", _n=key + "_calls", **k):
-        c = time.thread_time()
-        t = time.perf_counter()
-        try:
-            return orig(*a, **k)
-        finally:
-            acc[_s] += time.perf_counter() - t
-            acc[_c] += time.thread_time() - c
-            acc[_n] += 1
-
-    return timed
-
-
-def _wrapper_cost() -> tuple[float, float]:
-    """What one wrapped call costs outside its measured part (wall us, CPU us): the measuring's own share of the
-    glue, subtracted from it."""
-    acc = {"x_s": 0.0, "x_cpu": 0.0, "x_calls": 0}
-    fn = _timed(lambda: None, acc, "x")
+def _clock_pair_ns(clock) -> float:
+    """What profiling adds per timed call besides the call itself (two clock reads and two counter updates),
+    timed hot; subtracted from the glue, which would otherwise count the measuring's own share."""
+    counters = [0, 0]
     n = 20000
-    for _ in range(1000):
-        fn()
-    acc.update(x_s=0.0, x_cpu=0.0)
-    c, t = time.thread_time(), time.perf_counter()
+    t = time.perf_counter_ns()
     for _ in range(n):
-        fn()
-    wall, cpu = time.perf_counter() - t, time.thread_time() - c
-    return (wall - acc["x_s"]) / n * 1e6, (cpu - acc["x_cpu"]) / n * 1e6
+        t0 = clock()
+        counters[0] += clock() - t0
+        counters[1] += 1
+    return (time.perf_counter_ns() - t) / n
 
 
-def _instrument(sess):
-    """Wrap every step of a session's plan to time it; returns (totals dict, restore function)."""
-    from eie_runtime.onnx import session as S
-
-    acc = {"eie_s": 0.0, "ort_s": 0.0, "eie_cpu": 0.0, "ort_cpu": 0.0, "eie_calls": 0, "ort_calls": 0, "runs": 0}
-    saved, seen = [], set()
-    steps = [s for plan in sess.plans() for s in S._all_steps(plan)]  # the generic and the specialised plans
-    for step in steps:
-        if isinstance(step, (S._EIEStep, S._Segment)):
-            key = "eie" if isinstance(step, S._EIEStep) else "ort"
-            inner = step.kernel if key == "eie" else step  # a segment calls onnxruntime's run through step._run
-            if id(inner) in seen:  # plans share the kernels
-                continue
-            seen.add(id(inner))
-            fn_name = "run" if key == "eie" else "_run"
-            orig = getattr(inner, fn_name)
-            own = fn_name in vars(inner)  # an instance attribute (a segment's _run) is put back, not deleted
-
-            setattr(inner, fn_name, _timed(orig, acc, key))
-            saved.append((inner, fn_name, orig if own else None))
-    return acc, lambda: [setattr(o, n, f) if f is not None else delattr(o, n) for o, n, f in saved]
-
-
-def _boundary(sess, feeds, args, time_interleaved, empty_us, empty_cpu_us, wrap) -> dict:
-    """EIE and onnxruntime calls per run and the boundary overhead per EIE call (wall clock and CPU)."""
-    acc, restore = _instrument(sess)
-    try:
-        glue = _glue_timer(sess, feeds, acc)
+def _boundary(sess, feeds, args, time_interleaved, empty_us, empty_cpu_us) -> dict:
+    """EIE and onnxruntime calls per run and the boundary overhead per EIE call (wall clock and CPU):
+    the run's time minus what :meth:`InferenceSession.profile` counts inside onnxruntime and the kernels."""
+    runs = [0]
+    with sess.profile() as wall:
+        glue = _glue_timer(sess, feeds, wall, runs)
         g_timing, _ = time_interleaved({"glue": glue}, rounds=args.rounds, round_s=0.3, max_foreign=1.0,
                                        quiet_wait_s=0.3, max_rounds=3 * args.rounds)
-        glue_cpu = _glue_cpu_us(sess, feeds, acc)
-    finally:
-        restore()
-    eie_calls = acc["eie_calls"] / max(acc["runs"], 1)
-    calls = (acc["eie_calls"] + acc["ort_calls"]) / max(acc["runs"], 1)  # wrapped calls per run
-    glue_us = (g_timing["glue"].median_us - wrap[0] * calls) / max(eie_calls, 1)
-    glue_cpu_us = (glue_cpu - wrap[1] * calls) / max(eie_calls, 1)
-    extra_segments = max(acc["ort_calls"] / max(acc["runs"], 1) - 1, 0) / max(eie_calls, 1)
-    return {"eie_calls": round(eie_calls), "ort_calls": round(acc["ort_calls"] / max(acc["runs"], 1)),
+    eie_calls = wall.eie_calls / max(runs[0], 1)
+    calls = (wall.eie_calls + wall.ort_calls) / max(runs[0], 1)  # timed calls per run
+    with sess.profile(clock=time.thread_time_ns) as cpu:
+        glue_cpu = _glue_cpu_us(sess, feeds, cpu)
+    glue_us = (g_timing["glue"].median_us - _clock_pair_ns(time.perf_counter_ns) * 1e-3 * calls) / max(eie_calls, 1)
+    glue_cpu_us = (glue_cpu - _clock_pair_ns(time.thread_time_ns) * 1e-3 * calls) / max(eie_calls, 1)
+    extra_segments = max(wall.ort_calls / max(runs[0], 1) - 1, 0) / max(eie_calls, 1)
+    return {"eie_calls": round(eie_calls), "ort_calls": round(wall.ort_calls / max(runs[0], 1)),
             "glue_us/eie": round(glue_us, 1), "glue+extra_ort_us/eie": round(glue_us + empty_us * extra_segments, 1),
             "glue_cpu_us/eie": round(glue_cpu_us, 1),
             "glue_cpu+extra_ort_us/eie": round(glue_cpu_us + empty_cpu_us * extra_segments, 1)}
 
 
-def _glue_timer(sess, feeds, acc):
+def _glue_timer(sess, feeds, times, runs):
     """A callable for time_interleaved whose ``timed(c)`` is the seconds c runs spent outside the EIE kernels
     and onnxruntime's runs (the partitioner's Python); rounds that other processes disturbed are dropped."""
     def one():  # untimed calls (sizing, warming) count too: the call counts are per run
         sess.run(None, feeds)
-        acc["runs"] += 1
+        runs[0] += 1
 
     def timed(c):
-        inside = acc["eie_s"] + acc["ort_s"]
+        inside = times.eie_s + times.ort_s
         t = time.perf_counter()
         for _ in range(c):
             sess.run(None, feeds)
         total = time.perf_counter() - t
-        acc["runs"] += c
-        return total - (acc["eie_s"] + acc["ort_s"] - inside)
+        runs[0] += c
+        return total - (times.eie_s + times.ort_s - inside)
 
     one.timed = timed
     return one
 
 
-def _glue_cpu_us(sess, feeds, acc, reps: int = 2000) -> float:
+def _glue_cpu_us(sess, feeds, times, reps: int = 2000) -> float:
     """The same overhead in this thread's CPU time (onnxruntime, Numba and BLAS run on one thread here), which
-    other processes taking the cores do not lengthen; the timing wrappers' own clock reads count in it."""
-    inside = acc["eie_cpu"] + acc["ort_cpu"]
+    other processes taking the cores do not lengthen."""
     c = time.thread_time()
     for _ in range(reps):
         sess.run(None, feeds)
     total = time.thread_time() - c
-    acc["runs"] += reps
-    return (total - (acc["eie_cpu"] + acc["ort_cpu"] - inside)) / reps * 1e6
+    return (total - (times.eie_s + times.ort_s)) / reps * 1e6
 
 
 def _empty_ort_us() -> tuple[float, float]:
@@ -266,7 +222,6 @@ def main(argv=None) -> int:
 
     set_threads(args.threads)
     empty_us, empty_cpu_us = _empty_ort_us()
-    wrap = _wrapper_cost()
     rows = []
     with tempfile.TemporaryDirectory() as d:
         models = _models(Path(d), args.quick)
@@ -296,7 +251,7 @@ def main(argv=None) -> int:
                                               quiet_wait_s=0.3, max_rounds=3 * args.rounds)
             o = timings["onnxruntime"].median_us
             for label, s in sessions.items():
-                g = _boundary(s, feeds, args, time_interleaved, empty_us, empty_cpu_us, wrap)
+                g = _boundary(s, feeds, args, time_interleaved, empty_us, empty_cpu_us)
                 c = timings[label].median_us
                 rows.append({
                     "model": name if label == "converted" else f"{name} ({label[11:]})",
@@ -313,8 +268,7 @@ def main(argv=None) -> int:
 
     load = os.getloadavg()
     print(f"batch 1; {args.threads} thread(s); density {args.density} unless given; empty onnxruntime run {empty_us:.1f} us "
-          f"({empty_cpu_us:.1f} us CPU); timing wrapper {wrap[0]:.2f} us ({wrap[1]:.2f} us CPU) per call, "
-          "subtracted from the glue; "
+          f"({empty_cpu_us:.1f} us CPU); "
           f"load average {load[0]:.2f} {load[1]:.2f}")
     print(format_table([{k: v for k, v in r.items() if k != "max_rel_diff"} | {"vs_original": f"{r['max_rel_diff']:.1e}"}
                         for r in rows]))
@@ -322,7 +276,7 @@ def main(argv=None) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         from eie_runtime.atomic import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps({"empty_ort_us": empty_us, "empty_ort_cpu_us": empty_cpu_us, "wrapper_us": wrap, "load": load, "rows": rows}, indent=1))
+        atomic_write_text(args.json, json.dumps({"empty_ort_us": empty_us, "empty_ort_cpu_us": empty_cpu_us, "load": load, "rows": rows}, indent=1))
     return 0
 
 

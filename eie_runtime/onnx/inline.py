@@ -83,18 +83,9 @@ class GuardStep:
     def __init__(self, checks):
         self.checks = list(checks)  # (name, outcome, If node name)
 
-    def run(self, env, mode):
-        for name, want, _ in self.checks:
-            if bool(env[name]) is not want:  # one value (an If's condition); anything else raises, also a miss
-                raise Miss(name)
-
 
 class AliasStep:
-    """Copies references (no data) from branch outputs computed by EIE or control steps to the If outputs."""
+    """The If outputs that take (by reference, no data copied) branch outputs computed by EIE or control steps."""
 
     def __init__(self, pairs):
         self.pairs = list(pairs)
-
-    def run(self, env, mode):
-        for src, dst in self.pairs:
-            env[dst] = env[src]

@@ -6,6 +6,7 @@ the longest path that leads to it; the plain nodes of one level make one onnxrun
 kernels share without copying. ``Constant`` nodes become initializers of every segment that reads them.
 A plan can also be built from an :class:`~eie_runtime.onnx.inline.GraphView` (taken If branches inlined):
 its aliases and guards become :class:`~eie_runtime.onnx.inline.AliasStep` and ``GuardStep`` steps.
+The steps describe the plan; it runs as one function generated from them (:mod:`~eie_runtime.onnx.compiled`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import EIEFormatError
 from . import nodes as N
+from .compiled import compile_plan
 from .control import ControlStep as _ControlStep
 from .converter import node_reads, subgraphs
-from .inline import Alias, AliasStep, GuardStep, Miss
+from .inline import Alias, AliasStep, GuardStep
 #: onnxruntime's type strings -> ONNX element types
 _ORT_TYPES = {f"tensor({name.lower()})": v for name, v in TensorProto.DataType.items() if v}
 _ORT_TYPES["tensor(float)"] = TensorProto.FLOAT
@@ -105,23 +107,11 @@ class _Segment:
         for o in self.sess.get_outputs():
             types[o.name] = o.type
         self.names = [n.name for n in nodes]
+        self.checks = ()  # (condition, outcome) of inlined Ifs this segment computes: guards right after it
         # the binding's run without the Python wrapper's checks (every input is fed by construction; the C++
         # run still checks types and shapes): 1-2 us less per segment call
         inner = getattr(self.sess, "_sess", None)
         self._run = inner.run if callable(getattr(inner, "run", None)) else self.sess.run
-
-    def run(self, env, mode):
-        outs = self._run(self.outputs, {n: env[n] for n in self.inputs}, None)
-        env.update(zip(self.outputs, outs))
-
-    def run_guarded(self, env, mode):
-        """``run``, then the guards of inlined Ifs whose conditions this segment computes (one step less)."""
-        outs = self._run(self.outputs, {n: env[n] for n in self.inputs}, None)
-        env.update(zip(self.outputs, outs))
-        for name, want in self.checks:
-            if bool(env[name]) is not want:  # one value; anything else raises, also a miss
-                raise Miss(name)
-
 
 class _EIEStep:
     def __init__(self, node, kernel, types):
@@ -131,16 +121,6 @@ class _EIEStep:
         for o in self.outputs:
             if o:
                 types[o] = TensorProto.FLOAT
-        self._all_out = all(self.outputs)
-
-    def run(self, env, mode):
-        outs = self.kernel.run(list(map(env.get, self.inputs)), mode)  # an absent input ('') -> None
-        if self._all_out:
-            env.update(zip(self.outputs, outs))
-            return
-        for name, val in zip(self.outputs, outs):
-            if name:
-                env[name] = val
 
 
 class _Plan:
@@ -148,16 +128,18 @@ class _Plan:
 
     def __init__(self, graph, outer_types, outer_inits, opsets, ir_version, sess_options, providers, kcache=None,
                  where=""):
-        self.graph = graph
+        self.graph, self.where = graph, where
         kcache = {} if kcache is None else kcache  # id(EIE NodeProto) -> kernel: one decode per node per session
         types = dict(outer_types)
         local_inits = {t.name for t in graph.initializer}
+        self.feed_names = []
         for vi in graph.input:
             if vi.name in local_inits:  # IR < 4 lists initializers as inputs too
                 continue
             if vi.type.WhichOneof("value") is None:
                 raise EIEFormatError(f"{where}: input {vi.name!r} has no type")
             types[vi.name] = vi.type
+            self.feed_names.append(vi.name)
         inits = dict(outer_inits)
         inits.update({t.name: t for t in graph.initializer})
         arrays = {}
@@ -288,6 +270,7 @@ class _Plan:
         if guards:
             self._place_guards(guards, inits, types)
         self.types = types
+        self.run = compile_plan(self)  # run(env, feeds, mode) -> [outputs]: env holds the enclosing scopes' values
 
     def _place_guards(self, guards, inits, types):
         """A GuardStep right after the step that computes each inlined If's condition."""
@@ -308,7 +291,6 @@ class _Plan:
             step = self.steps[i] if i >= 0 else None
             if isinstance(step, _Segment):
                 step.checks = [(name, want) for name, want, _ in at[i]]
-                step.run = step.run_guarded
             else:
                 self.steps.insert(i + 1, GuardStep(at[i]))
 
@@ -319,13 +301,7 @@ class _Plan:
         t = self.types.get(o.name)
         return _type_proto(t) if t is not None else helper.make_tensor_type_proto(TensorProto.FLOAT, None)
 
-    def run(self, outer_env: dict, feeds: dict, mode: str) -> list:
-        # a body writes its values into the enclosing env (no copy per call): ONNX names are unique across
-        # scopes, so nothing outside is overwritten, and the next iteration overwrites this one's
-        env = outer_env
-        if self.const_env:
-            env.update(self.const_env)
-        env.update(feeds)
-        for step in self.steps:
-            step.run(env, mode)
-        return [env[o] for o in self.plain_outputs]
+    def timed(self, counters: list, clock):
+        """``run`` that also adds the time spent inside onnxruntime and the EIE kernels, read from ``clock``
+        (nanoseconds), and their calls to ``counters`` (:mod:`~eie_runtime.onnx.compiled`)."""
+        return compile_plan(self, counters, clock)

@@ -24,6 +24,8 @@ Nodes onnxruntime cannot load are refused with onnxruntime's reason.
 
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,7 @@ from onnx import TensorProto
 from ..errors import EIEInputError
 from ..layer import MODES
 from . import nodes as N
+from .compiled import EIE_CALLS, EIE_NS, ORT_CALLS, ORT_NS
 from .control import ControlStep as _ControlStep
 from .inline import TRACE, inline_taken
 from .plan import _EIEStep, _Plan, _Segment  # noqa: F401  (_Segment: for benches and tools)
@@ -228,6 +231,26 @@ class InferenceSession:
         """The generic plan, then the specialised ones built so far (for benches and tools)."""
         return [self._plan] + [p for p in self._specialised.values() if p is not None]
 
+    @contextmanager
+    def profile(self, clock=time.perf_counter_ns):
+        """Count where the runs inside the block spend their time; yields a :class:`StepTimes`.
+
+        Every plan built so far (the specialised ones after a first run) switches to a variant of its generated
+        function that reads the clock around each onnxruntime segment run and each EIE kernel call; what the
+        runs spend besides is the partition's own Python. Profile from one thread: other threads' runs of this
+        session meanwhile count too.
+        """
+        times = StepTimes()
+        plans = [p for top in self.plans() for p in _all_plans(top)]
+        saved = [(p, p.run) for p in plans]
+        try:
+            for p in plans:
+                p.run = p.timed(times.clock, clock)
+            yield times
+        finally:
+            for p, run in saved:
+                p.run = run
+
     # -------------------------------------------------------------- fixed16
     def calibrate(self, feed: dict, *, headroom: float = 1.25) -> list[str]:
         """Set the EIE layers' fixed16 parameters from a float32 run on ``feed`` and store them in the model.
@@ -254,6 +277,31 @@ class InferenceSession:
             if lays and all(lay.fixed is not None for lay in lays):
                 N.set_fixed(step.node, [lay.fixed for lay in lays])
         return unseen
+
+
+class StepTimes:
+    """Time inside onnxruntime's segment runs and the EIE kernels, and their calls, counted by
+    :meth:`InferenceSession.profile`."""
+
+    def __init__(self):
+        self.clock = [0, 0, 0, 0]
+
+    ort_s = property(lambda self: self.clock[ORT_NS] * 1e-9)
+    ort_calls = property(lambda self: self.clock[ORT_CALLS])
+    eie_s = property(lambda self: self.clock[EIE_NS] * 1e-9)
+    eie_calls = property(lambda self: self.clock[EIE_CALLS])
+
+    def __repr__(self):
+        return (f"StepTimes(onnxruntime {self.ort_s * 1e3:.3f} ms in {self.ort_calls} calls, "
+                f"EIE kernels {self.eie_s * 1e3:.3f} ms in {self.eie_calls} calls)")
+
+
+def _all_plans(plan):
+    yield plan
+    for s in plan.steps:
+        if isinstance(s, _ControlStep):
+            for p in s.plans.values():
+                yield from _all_plans(p)
 
 
 def _all_layers(kernel):
