@@ -11,6 +11,8 @@ The steps describe the plan; it runs as one function generated from them (:mod:`
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -196,6 +198,7 @@ class _Plan:
             for o in node.output:
                 level_of[o] = lvl + (1 if host else 0)
                 (host_made if host else plain_made).add(o)
+        plain = self._sink(plain, hosts, level_of, set(self.plain_outputs) | {g[0] for g in guards})
         # who reads what, by step position, to know each segment's outputs
         order = []
         for lvl in range(max(list(hosts) + list(plain) + [0]) + 1):
@@ -271,6 +274,48 @@ class _Plan:
             self._place_guards(guards, inits, types)
         self.types = types
         self.run = compile_plan(self)  # run(env, feeds, mode) -> [outputs]: env holds the enclosing scopes' values
+
+    @staticmethod
+    def _sink(plain, hosts, level_of, final) -> dict:
+        """The plain nodes regrouped into as few segments as their levels allow.
+
+        A plain node can run at any level from the one its inputs reach (its ASAP level) to the last before a
+        reader needs it (ALAP: a host reader's level, a plain reader's ALAP, the end for outputs and guard
+        conditions). Choosing levels that hit every node's interval with as few points as possible is interval
+        stabbing, solved exactly by taking right ends greedily; each node then runs at the first chosen level
+        in its interval, so a producer never runs after its readers. A side computation (a Loop body's
+        condition, a shape chain) then joins a segment that runs anyway instead of costing an onnxruntime
+        call of its own.
+        """
+        entries = sorted((idx, lvl, node) for lvl, ns in plain.items() for idx, node in ns)
+        if not entries:
+            return plain
+        top = max(level_of.values(), default=0)
+        readers: dict[str, list] = {}
+        for idx, lvl, node in entries:
+            for t in node_reads(node):
+                readers.setdefault(t, []).append(("plain", idx))
+        for lvl, ns in hosts.items():
+            for idx, node in ns:
+                for t in node_reads(node):
+                    readers.setdefault(t, []).append(("host", lvl))
+        alap: dict[int, int] = {}
+        for idx, lvl, node in reversed(entries):  # readers come later in a topologically sorted graph
+            late = top
+            for o in node.output:
+                if o in final:
+                    continue
+                for kind, key in readers.get(o, ()):
+                    late = min(late, key if kind == "host" else alap.get(key, top))
+            alap[idx] = max(late, lvl)
+        points: list[int] = []
+        for idx, lvl, node in sorted(entries, key=lambda e: alap[e[0]]):
+            if not points or points[-1] < lvl:
+                points.append(alap[idx])
+        out: dict[int, list] = {}
+        for idx, lvl, node in entries:
+            out.setdefault(points[bisect.bisect_left(points, lvl)], []).append((idx, node))
+        return out
 
     def _place_guards(self, guards, inits, types):
         """A GuardStep right after the step that computes each inlined If's condition."""
