@@ -152,6 +152,13 @@ def gru_update(gx, hrz, hn, h, lbr, h_out):
 def _mv_f32_batch(ptr, cols, vals, vt, out):
     """out[r, :] = sum_e vals[e] * vt[cols[e], :]: every sample in the inner loop, each weight read once."""
     nb = vt.shape[1]
+    if nb == 1:  # one column (a one-step sequence of one sample): the row's sum in a register
+        for r in range(ptr.shape[0] - 1):
+            acc = np.float32(0.0)
+            for e in range(np.uint64(ptr[r]), np.uint64(ptr[r + 1])):
+                acc += vals[e] * vt[cols[e], 0]
+            out[r, 0] = acc
+        return
     for r in range(ptr.shape[0] - 1):
         for s in range(nb):
             out[r, s] = np.float32(0.0)

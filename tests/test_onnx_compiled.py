@@ -98,3 +98,25 @@ def test_profile_counts_inside_loop_bodies():
         got = sess.run(None, feeds)
     np.testing.assert_allclose(got[0], ref.run(None, feeds)[0], rtol=1e-4, atol=1e-5)
     assert (times.eie_calls, times.ort_calls) == (4, 4)  # per trip: the EIE MatMul, then Tanh/Identity
+
+
+def test_profile_times_the_specialised_plan_a_run_inside_the_block_builds():
+    then_g = helper.make_graph([helper.make_node("Gemm", ["x", "w"], ["t"], name="fc", transB=1),
+                                helper.make_node("Tanh", ["t"], ["out"], name="tanh")], "then", [],
+                               [_vi("out", [2, 8])])
+    else_g = helper.make_graph([helper.make_node("Sigmoid", ["x"], ["out"], name="sig")], "else", [],
+                               [_vi("out", [2, 8])])
+    graph = helper.make_graph([helper.make_node("If", ["c"], ["y"], name="if", then_branch=then_g,
+                                                else_branch=else_g)],
+                              "g", [_vi("x", [2, 8]), _vi("c", [], TensorProto.BOOL)], [_vi("y", [2, 8])],
+                              initializer=[_w("w", 8, 8)])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    sess = InferenceSession(convert_onnx(m, density=0.5, n_pe=2)[0])
+    feeds = {"x": RNG.standard_normal((2, 8)).astype(np.float32), "c": np.array(True)}
+    with sess.profile() as times:
+        first = sess.run(None, feeds)  # the generic plan: builds the plan with the branch inlined
+        assert len(sess.plans()) == 2
+        second = sess.run(None, feeds)  # that plan, timed too
+    np.testing.assert_array_equal(first[0], second[0])
+    assert times.eie_calls == 2
+    assert sess.plans()[1].run is sess.plans()[1]._untimed  # untimed again after the block

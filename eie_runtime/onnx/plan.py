@@ -273,7 +273,8 @@ class _Plan:
         if guards:
             self._place_guards(guards, inits, types)
         self.types = types
-        self.run = compile_plan(self)  # run(env, feeds, mode) -> [outputs]: env holds the enclosing scopes' values
+        # run(env, feeds, mode) -> [outputs]; env: the enclosing scopes' values (control steps' bodies read them)
+        self.run = self._untimed = compile_plan(self)
 
     @staticmethod
     def _sink(plain, hosts, level_of, final) -> dict:
@@ -346,7 +347,8 @@ class _Plan:
         t = self.types.get(o.name)
         return _type_proto(t) if t is not None else helper.make_tensor_type_proto(TensorProto.FLOAT, None)
 
-    def timed(self, counters: list, clock):
-        """``run`` that also adds the time spent inside onnxruntime and the EIE kernels, read from ``clock``
-        (nanoseconds), and their calls to ``counters`` (:mod:`~eie_runtime.onnx.compiled`)."""
-        return compile_plan(self, counters, clock)
+    def time_with(self, counters: list | None, clock=None) -> None:
+        """Switch ``run`` to a variant that also adds the time spent inside onnxruntime and the EIE kernels, read
+        from ``clock`` (nanoseconds), and their calls to ``counters`` (:mod:`~eie_runtime.onnx.compiled`); None
+        switches back."""
+        self.run = self._untimed if counters is None else compile_plan(self, counters, clock)

@@ -123,6 +123,7 @@ class InferenceSession:
         self._where = where
         self._specialised: dict = {}  # outcomes of the Ifs holding EIE nodes -> plan with those branches inlined
         self._guess = None  # the specialised plan the next run tries first (the last run's outcomes)
+        self._profiling = None  # (counters, clock) inside a profile() block
         self.inline_branches = bool(inline_branches)
         self.kernels = [s.kernel for s in _all_steps(self._plan) if isinstance(s, _EIEStep)]
         if mode == "fixed16":
@@ -222,7 +223,10 @@ class InferenceSession:
                 return
             try:
                 view = inline_taken(self.model.graph, trace)
-                self._specialised[key] = _Plan(view, {}, {}, *self._plan_args, where=self._where)
+                plan = self._specialised[key] = _Plan(view, {}, {}, *self._plan_args, where=self._where)
+                if self._profiling is not None:
+                    for p in _all_plans(plan):
+                        p.time_with(*self._profiling)
             except Exception:  # noqa: BLE001  (a plan that cannot be built: the generic plan keeps running)
                 self._specialised[key] = None
         self._guess = self._specialised[key]
@@ -235,48 +239,23 @@ class InferenceSession:
     def profile(self, clock=time.perf_counter_ns):
         """Count where the runs inside the block spend their time; yields a :class:`StepTimes`.
 
-        Every plan built so far (the specialised ones after a first run) switches to a variant of its generated
-        function that reads the clock around each onnxruntime segment run and each EIE kernel call; what the
+        Every plan (the specialised ones too, also those built inside the block) switches to a variant of its
+        generated function that reads the clock around each onnxruntime segment run and each EIE kernel call; what the
         runs spend besides is the partition's own Python. Profile from one thread: other threads' runs of this
         session meanwhile count too.
         """
         times = StepTimes()
-        plans = [p for top in self.plans() for p in _all_plans(top)]
-        saved = [(p, p.run) for p in plans]
+        self._profiling = (times.clock, clock)
         try:
-            for p in plans:
-                p.run = p.timed(times.clock, clock)
+            for top in self.plans():
+                for p in _all_plans(top):
+                    p.time_with(*self._profiling)
             yield times
         finally:
-            for p, run in saved:
-                p.run = run
-
-    # -------------------------------------------------------------- fixed16
-    def calibrate(self, feed: dict, *, headroom: float = 1.25) -> list[str]:
-        """Set the EIE layers' fixed16 parameters from a float32 run on ``feed`` and store them in the model.
-
-        Returns the names of layers the run never reached (a branch not taken): they stay uncalibrated, and a
-        fixed16 run that reaches one is refused there, naming it. Refused if no layer was reached.
-        """
-        layers = self.layers
-        from ..call_recording import record_layer_calls, samples_by_layer  # this thread's calls, nothing patched
-
-        with record_layer_calls() as calls:
-            self.run(None, feed, mode="float32")
-        seen = samples_by_layer(calls)
-        if layers and not seen:
-            raise EIEInputError("no EIE layer saw activations during calibration")
-        unseen = []
-        for i, layer in enumerate(layers):
-            if id(layer) in seen:
-                layer.calibrate(seen[id(layer)][1], headroom=headroom)
-            else:
-                unseen.append(layer.name)
-        for step in _all_steps(self._plan):
-            lays = step.kernel.layers if isinstance(step, _EIEStep) else []
-            if lays and all(lay.fixed is not None for lay in lays):
-                N.set_fixed(step.node, [lay.fixed for lay in lays])
-        return unseen
+            self._profiling = None
+            for top in self.plans():  # with those built inside the block
+                for p in _all_plans(top):
+                    p.time_with(None)
 
 
 class StepTimes:
