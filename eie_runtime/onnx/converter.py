@@ -30,7 +30,7 @@ from ..converters.weight_sharing import check_bits, check_init
 from ..errors import EIEFormatError, EIEInputError
 from . import nodes as N
 from .reader import load_onnx
-from .walk import _all_graphs, _Folder, node_reads, subgraphs  # noqa: F401  (node_reads, subgraphs: re-exported)
+from .walk import _all_graphs, _Folder, node_reads, subgraphs, value_ranks  # noqa: F401  (node_reads, subgraphs: re-exported)
 
 SOURCE_OPS = ("Gemm", "MatMul", "LSTM", "GRU")
 ONNX_TO_TORCH_GATES = (0, 2, 3, 1)  # ONNX LSTM gates (i, o, f, c) -> (i, f, g, o)
@@ -64,6 +64,7 @@ class _Ctx:
         self.consumed: set = set()  # weight names the converted nodes read (and constants folded into them)
         self.opsets: list = []
         self.init, self.lstm_bias = "linear", "shared"  # codebook initialisation; LSTM/GRU bias kept dense or not
+        self.ranks: dict = {}  # value name -> rank (walk.value_ranks)
 
     def prefix(self, name: str) -> str:
         self.count += 1
@@ -222,6 +223,10 @@ class _GraphConverter:
 
     def _matmul(self, n, name):
         self.folded.fold(n.input[1:2])
+        if n.input[1] not in self.consts:
+            self.folded.fold(n.input[0:1])
+            if n.input[0] in self.consts:
+                return self._matmul_left(n, name)
         b = _weight(self.consts, n.input[1], name, "MatMul", "weight B")
         if b.ndim != 2:
             raise _Keep(f"weight B has shape {b.shape}, not a 2-D matrix")
@@ -230,12 +235,35 @@ class _GraphConverter:
         if add is not None:
             other = add.input[1] if add.input[0] == out else add.input[0]
             c = self.consts.get(other)
-            if c is not None and c.dtype == np.float32 and c.shape == (b.shape[1],):
-                bias, out = c, add.output[0]
+            if c is not None and c.dtype == np.float32 and self._row_bias(c, b.shape[1], n.input[0]):
+                bias, out = np.broadcast_to(c.reshape(-1), (b.shape[1],)).astype(np.float32), add.output[0]
                 self.skip.append(add)
                 self.ctx.consumed.add(other)
         self.ctx.consumed.add(n.input[1])
         return [self._emit(name, n.input[0], out, b.T, bias)]
+
+    def _row_bias(self, c, m: int, x: str) -> bool:
+        """Whether adding constant ``c`` to ``x @ W`` (``m`` columns) only adds a bias row (the shape stays)."""
+        if c.size not in (1, m) or (c.ndim and c.shape[-1] != c.size):
+            return False
+        return c.ndim <= 1 or c.ndim <= self.ctx.ranks.get(x, 0)  # a longer shape would add leading axes
+
+    def _matmul_left(self, n, name):
+        """``W @ X`` with a constant 2-D ``W``: ``x @ W^T`` over X's second-to-last axis (Transposes around)."""
+        w = _weight(self.consts, n.input[0], name, "MatMul", "weight A (the first input)")
+        if w.ndim != 2:
+            raise _Keep(f"weight A (the first input) has shape {w.shape}, not a 2-D matrix")
+        x, rank = n.input[1], self.ctx.ranks.get(n.input[1])
+        if rank is None:
+            raise _Keep(f"W @ X with a constant W: the rank of {x!r} is unknown (shape inference could not tell)")
+        self.ctx.consumed.add(n.input[0])
+        if rank == 1:  # W @ x = x @ W^T
+            return [self._emit(name, x, n.output[0], w, None)]
+        perm = list(range(rank - 2)) + [rank - 1, rank - 2]
+        p = self.ctx.prefix(name)
+        return [helper.make_node("Transpose", [x], [f"{p}.XT"], name=f"{name}/XT", perm=perm),
+                self._emit_plain(name, f"{p}.XT", f"{p}.YT", w, None),
+                helper.make_node("Transpose", [f"{p}.YT"], [n.output[0]], name=f"{name}/YT", perm=perm)]
 
     def _lstm(self, n, name):
         a = {x.name: helper.get_attribute_value(x) for x in n.attribute}
@@ -433,6 +461,8 @@ def convert_model(src, *, density: float = 0.1, bits: int = 4, n_pe: int = 64, s
     ctx = _Ctx(density, bits, n_pe, seed, overrides, lossless, bar, taken)
     ctx.opsets = list(model.opset_import)
     ctx.init, ctx.lstm_bias = init, lstm_bias
+    if any(n.op_type == "MatMul" for g in _all_graphs(model.graph) for n in g.node):
+        ctx.ranks = value_ranks(model)
     try:
         _GraphConverter(model.graph, ChainMap(), ctx).run()
     finally:

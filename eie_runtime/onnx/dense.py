@@ -3,7 +3,9 @@
 Each ``EIELinear``/``EIEDenseLinear`` becomes ``MatMul`` (+ ``Add`` bias, + ``Relu``)
 with the pruned-and-shared weights as a dense float32 initializer; each
 ``EIELSTM`` becomes an ONNX ``LSTM`` (gates reordered back to ONNX's i, o, f, c;
-the matrix's bias column as ``Wb``, ``Rb`` zero). Nodes inside bodies too.
+the matrix's bias column as ``Wb``, ``Rb`` zero), each ``EIEGRU`` an ONNX ``GRU``;
+a batch-major (``layout=1``) one becomes a layout-0 node between ``Transpose``
+nodes, which onnxruntime runs. Nodes inside bodies too.
 The result runs on onnxruntime alone and computes what the converted model
 computes in float32 mode (to float32 rounding).
 """
@@ -56,10 +58,29 @@ def _dense_nodes(node, kernel, prefix):
     for key, arr in (("W", ws), ("R", rs), ("B", bs)):
         inits.append(numpy_helper.from_array(np.stack(arr).astype(np.float32), f"{prefix}.{key}"))
     ins = list(node.input[:4]) + [""] * (4 - len(node.input[:4]))
-    made.append(helper.make_node("LSTM", [ins[0], f"{prefix}.W", f"{prefix}.R", f"{prefix}.B", ins[1], ins[2], ins[3]],
-                                 list(node.output), name=node.name, hidden_size=hs, direction=a["direction"],
-                                 layout=a["layout"]))
+    made += _layout0("LSTM", node, [ins[0], f"{prefix}.W", f"{prefix}.R", f"{prefix}.B", ins[1], ins[2], ins[3]],
+                     prefix, hidden_size=hs, direction=a["direction"])
     return made, inits
+
+
+def _layout0(op, node, ins, prefix, **attrs):
+    """An ONNX ``op`` node with layout 0; for a ``layout=1`` EIE node, Transposes around it (onnxruntime
+    runs no batch-major recurrent node): X and the initial states in, Y and the final states out."""
+    if not node.attribute or not any(a.name == "layout" and a.i == 1 for a in node.attribute):
+        return [helper.make_node(op, ins, list(node.output), name=node.name, layout=0, **attrs)]
+    ins, outs, made = list(ins), list(node.output), []
+    for k in (0, 5, 6):  # X (B, T, I) -> (T, B, I); initial_h/initial_c (B, D, H) -> (D, B, H)
+        if k < len(ins) and ins[k]:
+            made.append(helper.make_node("Transpose", [ins[k]], [f"{prefix}.in{k}"], name=f"{node.name}/in{k}",
+                                         perm=[1, 0, 2]))
+            ins[k] = f"{prefix}.in{k}"
+    post = []
+    for k, o in enumerate(outs):
+        if o:  # Y (T, D, B, H) -> (B, T, D, H); Y_h/Y_c (D, B, H) -> (B, D, H)
+            post.append(helper.make_node("Transpose", [f"{prefix}.out{k}"], [o], name=f"{node.name}/out{k}",
+                                         perm=[2, 0, 1, 3] if k == 0 else [1, 0, 2]))
+            outs[k] = f"{prefix}.out{k}"
+    return made + [helper.make_node(op, ins, outs, name=node.name, layout=0, **attrs)] + post
 
 
 TORCH_TO_ONNX_GRU = (1, 0, 2)  # (r, z, n) blocks -> ONNX's (z, r, h)
@@ -96,9 +117,8 @@ def _dense_gru(node, kernel, prefix):
     inits = [numpy_helper.from_array(np.stack(arr).astype(np.float32), f"{prefix}.{key}")
              for key, arr in (("W", ws), ("R", rs), ("B", bs))]
     ins = list(node.input[:3]) + [""] * (3 - len(node.input[:3]))
-    made = [helper.make_node("GRU", [ins[0], f"{prefix}.W", f"{prefix}.R", f"{prefix}.B", ins[1], ins[2]],
-                             list(node.output), name=node.name, hidden_size=hs, direction=a["direction"],
-                             layout=a["layout"], linear_before_reset=lbr)]
+    made = _layout0("GRU", node, [ins[0], f"{prefix}.W", f"{prefix}.R", f"{prefix}.B", ins[1], ins[2]], prefix,
+                    hidden_size=hs, direction=a["direction"], linear_before_reset=lbr)
     return made, inits
 
 

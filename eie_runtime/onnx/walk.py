@@ -82,6 +82,25 @@ class _Folder:
             self.ctx.consumed.update(ins)  # the constants the chain starts from (dropped if nothing else reads them)
 
 
+def value_ranks(model) -> dict:
+    """Value name -> rank, from the declared types and onnx's shape inference (bodies included).
+
+    Names whose rank nothing tells are absent; a model shape inference cannot handle gives what is declared."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:  # custom domains, models past 2 GB: the declared shapes only
+        inferred = model
+    ranks: dict = {}
+    for g in _all_graphs(inferred.graph):
+        for t in g.initializer:
+            ranks[t.name] = len(t.dims)
+        for v in list(g.input) + list(g.output) + list(g.value_info):
+            tt = v.type.tensor_type
+            if v.type.HasField("tensor_type") and tt.HasField("shape"):
+                ranks[v.name] = len(tt.shape.dim)
+    return ranks
+
+
 def _all_graphs(graph):
     yield graph
     for n in graph.node:
