@@ -377,3 +377,38 @@ def test_gru_variants(case):
 def test_zero_length_sequence_with_initial_state(op):
     m, feeds = rnn_case(op, direction="bidirectional", lens=[0, 5, 2], h0=True, c0=True)
     check(m, feeds, density=0.5)
+
+
+# ----------------------------------------------------------------- graphs onnx's checker refuses, onnxruntime runs
+def _loose_graphs():
+    mm = helper.make_node
+    out_without_shape = model([mm("MatMul", ["X", "W"], ["t"], name="mm"), mm("Relu", ["t"], ["Y"], name="r")],
+                              [vi("X", [4, 10])], [helper.make_tensor_value_info("Y", F, None)], [w("W", 10, 6)])
+    unsorted = model([mm("Relu", ["u"], ["Y"], name="r"), mm("Add", ["t", "b"], ["u"], name="add"),
+                      mm("MatMul", ["X", "W"], ["t"], name="mm")], [vi("X", [4, 10])], [vi("Y", [4, 6])],
+                     [w("W", 10, 6), w("b", 6)])
+    ir3 = model([mm("Gemm", ["X", "W", "b"], ["Y"], name="g", transB=1)],
+                [vi("X", [4, 10]), vi("W", [6, 10]), vi("b", [6])], [vi("Y", [4, 6])], [w("W", 6, 10), w("b", 6)],
+                opset=8)
+    ir3.ir_version = 3  # initializers listed as graph inputs too
+    return {"output_without_shape": out_without_shape, "unsorted_nodes": unsorted, "ir3_initializers_as_inputs": ir3}
+
+
+@pytest.mark.parametrize("case", ["output_without_shape", "unsorted_nodes", "ir3_initializers_as_inputs"])
+def test_graphs_onnxruntime_accepts_convert(case):
+    m = _loose_graphs()[case]
+    feeds = {"X": x(4, 10)}
+    r = check(m, feeds)
+    assert eie_ops(r["comp"]) == ["EIELinear"]
+    from_bytes = InferenceSession(r["comp"].SerializeToString()).run(None, feeds)  # read back through the checker
+    assert rel(from_bytes[0], InferenceSession(r["comp"]).run(None, feeds)[0]) == 0.0
+
+
+def test_a_graph_with_a_cycle_is_still_refused():
+    from eie_runtime.errors import EIEFormatError
+
+    mm = helper.make_node
+    m = model([mm("Add", ["X", "v"], ["u"], name="a"), mm("Relu", ["u"], ["v"], name="r"),
+               mm("Identity", ["v"], ["Y"], name="i")], [vi("X", [2])], [vi("Y", [2])], [])
+    with pytest.raises(EIEFormatError, match="topologically sorted"):
+        convert_onnx(m)

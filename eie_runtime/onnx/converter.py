@@ -30,7 +30,8 @@ from ..converters.weight_sharing import check_bits, check_init
 from ..errors import EIEFormatError, EIEInputError
 from . import nodes as N
 from .reader import load_onnx
-from .walk import _all_graphs, _Folder, node_reads, subgraphs, value_ranks  # noqa: F401  (node_reads, subgraphs: re-exported)
+from .walk import (_all_graphs, _Folder, initializers_as_inputs, node_reads,  # noqa: F401  (node_reads, subgraphs:
+                   subgraphs, value_ranks)  # re-exported)
 
 SOURCE_OPS = ("Gemm", "MatMul", "LSTM", "GRU")
 ONNX_TO_TORCH_GATES = (0, 2, 3, 1)  # ONNX LSTM gates (i, o, f, c) -> (i, f, g, o)
@@ -468,6 +469,7 @@ def convert_model(src, *, density: float = 0.1, bits: int = 4, n_pe: int = 64, s
     finally:
         bar.close()
     _drop_unused(model, ctx.consumed)
+    initializers_as_inputs(model)
     if ctx.count:
         model.opset_import.append(helper.make_opsetid(N.DOMAIN, N.DOMAIN_VERSION))
     if check:  # onnxruntime loads what it will run (an LSTM with layout=1 it refuses may have become EIE's)

@@ -18,6 +18,7 @@ from onnx import helper, numpy_helper
 
 from . import nodes as N
 from .converter import _all_graphs
+from .walk import initializers_as_inputs
 
 TORCH_TO_ONNX_GATES = (0, 3, 1, 2)  # (i, f, g, o) blocks -> ONNX's (i, o, f, c)
 
@@ -64,10 +65,11 @@ def _dense_nodes(node, kernel, prefix):
 
 
 def _layout0(op, node, ins, prefix, **attrs):
-    """An ONNX ``op`` node with layout 0; for a ``layout=1`` EIE node, Transposes around it (onnxruntime
-    runs no batch-major recurrent node): X and the initial states in, Y and the final states out."""
+    """An ONNX ``op`` node with layout 0 (no ``layout`` attribute: opsets before 14 have none); for a
+    ``layout=1`` EIE node, Transposes around it (onnxruntime runs no batch-major recurrent node): X and the
+    initial states in, Y and the final states out."""
     if not node.attribute or not any(a.name == "layout" and a.i == 1 for a in node.attribute):
-        return [helper.make_node(op, ins, list(node.output), name=node.name, layout=0, **attrs)]
+        return [helper.make_node(op, ins, list(node.output), name=node.name, **attrs)]
     ins, outs, made = list(ins), list(node.output), []
     for k in (0, 5, 6):  # X (B, T, I) -> (T, B, I); initial_h/initial_c (B, D, H) -> (D, B, H)
         if k < len(ins) and ins[k]:
@@ -80,7 +82,7 @@ def _layout0(op, node, ins, prefix, **attrs):
             post.append(helper.make_node("Transpose", [f"{prefix}.out{k}"], [o], name=f"{node.name}/out{k}",
                                          perm=[2, 0, 1, 3] if k == 0 else [1, 0, 2]))
             outs[k] = f"{prefix}.out{k}"
-    return made + [helper.make_node(op, ins, outs, name=node.name, layout=0, **attrs)] + post
+    return made + [helper.make_node(op, ins, outs, name=node.name, **attrs)] + post
 
 
 TORCH_TO_ONNX_GRU = (1, 0, 2)  # (r, z, n) blocks -> ONNX's (z, r, h)
@@ -156,8 +158,13 @@ def to_dense(model) -> onnx.ModelProto:
         g.node.extend(new)
     read = {t for g in _all_graphs(proto.graph) for n in g.node for t in n.input}
     for g in _all_graphs(proto.graph):
-        for t in [t for t in g.initializer if t.name in weights and t.name not in read]:
+        gone = [t for t in g.initializer if t.name in weights and t.name not in read]
+        for t in gone:
             g.initializer.remove(t)
+        names = {t.name for t in gone}
+        for vi in [vi for vi in g.input if vi.name in names]:  # old IR versions list initializers as inputs
+            g.input.remove(vi)
+    initializers_as_inputs(proto)
     keep = [o for o in proto.opset_import if o.domain != N.DOMAIN]
     del proto.opset_import[:]
     proto.opset_import.extend(keep)

@@ -2,7 +2,9 @@
 
 A model is refused (``EIEFormatError``, naming the file) when it does not
 parse, imports an opset outside :data:`MIN_OPSET`..:data:`MAX_OPSET`, has names
-that are not UTF-8, keeps tensor data in external files, or fails the checker.
+that are not UTF-8, keeps tensor data in external files, or fails the checker
+for other reasons than two that onnxruntime accepts (nodes out of topological
+order, which are then sorted; a graph input/output type without a shape).
 """
 
 from __future__ import annotations
@@ -57,8 +59,7 @@ def load_onnx(src, infer_shapes: bool = True):
     try:
         onnx.checker.check_model(model)
     except (onnx.checker.ValidationError, ValueError) as exc:  # ValueError: e.g. names that are not UTF-8
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EIEFormatError(f"{where}: not a valid ONNX model (truncated or corrupt?): {first}") from None
+        model = _tolerated(model, exc, where)
     if not infer_shapes:
         return model
     try:
@@ -66,6 +67,69 @@ def load_onnx(src, infer_shapes: bool = True):
     except Exception:  # inference is a help for error messages, not a requirement
         pass
     return model
+
+
+def _tolerated(model, exc, where):
+    """A model the checker refused only for what onnxruntime accepts too: nodes out of topological order (the
+    model returned has them sorted) or a graph input/output type without a shape (an unknown rank)."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for g in _graphs(fixed.graph):
+        _sort_nodes(g)
+    probe = onnx.ModelProto()
+    probe.CopyFrom(fixed)
+    for g in _graphs(probe.graph):
+        for vi in list(g.input) + list(g.output):
+            if vi.type.HasField("tensor_type") and not vi.type.tensor_type.HasField("shape"):
+                vi.type.tensor_type.shape.SetInParent()  # for the checker only: the model keeps its unknown rank
+    try:
+        onnx.checker.check_model(probe)
+    except (onnx.checker.ValidationError, ValueError):
+        raise EIEFormatError(f"{where}: not a valid ONNX model (truncated or corrupt?): {first}") from None
+    return fixed
+
+
+def _graphs(graph):
+    yield graph
+    for n in graph.node:
+        for a in n.attribute:
+            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                yield from _graphs(g)
+
+
+def _sort_nodes(graph) -> None:
+    """Order a graph's nodes so that each comes after the producers of what it reads (stable: among the nodes
+    ready, the earliest first; nodes on a cycle stay at the end, for the checker to report)."""
+    import heapq
+
+    from .walk import node_reads
+
+    nodes = list(graph.node)
+    producer = {o: i for i, n in enumerate(nodes) for o in n.output if o}
+    deps = [{producer[t] for t in node_reads(n) if t in producer} for n in nodes]
+    users: list = [[] for _ in nodes]
+    for i, d in enumerate(deps):
+        for j in d:
+            users[j].append(i)
+    indeg = [len(d) for d in deps]
+    heap = [i for i, k in enumerate(indeg) if k == 0]
+    order = []
+    while heap:
+        i = heapq.heappop(heap)
+        order.append(i)
+        for u in users[i]:
+            indeg[u] -= 1
+            if indeg[u] == 0:
+                heapq.heappush(heap, u)
+    placed = set(order)
+    order += [i for i in range(len(nodes)) if i not in placed]
+    if order != list(range(len(nodes))):
+        copies = [onnx.NodeProto() for _ in order]
+        for c, i in zip(copies, order):
+            c.CopyFrom(nodes[i])
+        del graph.node[:]
+        graph.node.extend(copies)
 
 
 _DATA_FIELDS = ("float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data")

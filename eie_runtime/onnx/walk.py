@@ -101,6 +101,17 @@ def value_ranks(model) -> dict:
     return ranks
 
 
+def initializers_as_inputs(model) -> None:
+    """IR versions before 4 list every initializer as a graph input too: add the missing ones."""
+    if model.ir_version >= 4:
+        return
+    for g in _all_graphs(model.graph):
+        have = {i.name for i in g.input}
+        for t in g.initializer:
+            if t.name not in have:
+                g.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+
+
 def _all_graphs(graph):
     yield graph
     for n in graph.node:
