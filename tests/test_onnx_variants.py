@@ -412,3 +412,26 @@ def test_a_graph_with_a_cycle_is_still_refused():
                mm("Identity", ["v"], ["Y"], name="i")], [vi("X", [2])], [vi("Y", [2])], [])
     with pytest.raises(EIEFormatError, match="topologically sorted"):
         convert_onnx(m)
+
+
+def test_unnamed_nodes_in_a_graph_and_its_branches_get_distinct_names():
+    """Unnamed Gemms (transA and a full C: Transpose and Add nodes around each EIE node) at two levels."""
+    mm = helper.make_node
+
+    def branch(tag):
+        return helper.make_graph([mm("Gemm", ["x", "w", "cfull"], ["t"], transA=1, beta=0.5),
+                                  mm("MatMul", ["W0", "t"], ["out"])], tag, [], [vi("out", [6, 5])])
+
+    nodes = [mm("Gemm", ["X", "w", "cfull"], ["x1"], transA=1, beta=0.5), mm("Identity", ["x1"], ["x"]),
+             mm("If", ["c"], ["y"], then_branch=branch("then"), else_branch=branch("else")),
+             mm("Gemm", ["y", "w2", "cfull2"], ["Y"], transA=1)]
+    m = model(nodes, [vi("X", [5, 5]), vi("c", [], TensorProto.BOOL)], [vi("Y", [5, 3])],
+              [w("w", 5, 5), w("cfull", 5, 5), w("W0", 6, 5), w("w2", 6, 3), w("cfull2", 5, 3)])
+    for c in (True, False):
+        feeds = {"X": x(5, 5), "c": np.array(c)}
+        r = check(m, feeds)
+        sess = InferenceSession(r["comp"])
+        first = sess.run(None, feeds)[0]
+        assert rel(sess.run(None, feeds)[0], first) == 0.0  # the run after the first inlines the branch taken
+    names = [n.name for g in _all_graphs(r["comp"].graph) for n in g.node if n.name]
+    assert len(names) == len(set(names)) and len(eie_ops(r["comp"])) == 6

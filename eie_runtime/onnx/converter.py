@@ -66,6 +66,16 @@ class _Ctx:
         self.opsets: list = []
         self.init, self.lstm_bias = "linear", "shared"  # codebook initialisation; LSTM/GRU bias kept dense or not
         self.ranks: dict = {}  # value name -> rank (walk.value_ranks)
+        self.node_names: set = set()  # every node name of the model (new nodes get names none has)
+
+    def node_name(self, base: str) -> str:
+        """A node name no node of the model has yet (``base``, else ``base_1``, ...); reserved from now on."""
+        name, k = base, 0
+        while name in self.node_names:
+            k += 1
+            name = f"{base}_{k}"
+        self.node_names.add(name)
+        return name
 
     def prefix(self, name: str) -> str:
         self.count += 1
@@ -139,7 +149,7 @@ class _GraphConverter:
             for sub in subgraphs(node):
                 _GraphConverter(sub, self.consts, self.ctx).run()
             if node.domain in ("", "ai.onnx") and node.op_type in SOURCE_OPS:
-                name = node.name or f"{node.op_type}_{len(out)}"
+                name = node.name or self.ctx.node_name(node.op_type)
                 try:
                     made = getattr(self, "_" + node.op_type.lower())(node, name)
                 except _Keep as why:
@@ -189,7 +199,8 @@ class _GraphConverter:
         made, x = [], n.input[0]
         if a.get("transA", 0):
             x = f"{self.ctx.prefix(name)}.A_T"
-            made.append(helper.make_node("Transpose", [n.input[0]], [x], name=f"{name}/transA", perm=[1, 0]))
+            made.append(helper.make_node("Transpose", [n.input[0]], [x], name=self.ctx.node_name(f"{name}/transA"),
+                                         perm=[1, 0]))
         c_name = n.input[2] if len(n.input) > 2 else ""
         bias, post, m = None, None, w.shape[0]
         if c_name and c_name in self.consts:
@@ -204,7 +215,8 @@ class _GraphConverter:
             if beta != 1.0:
                 p = self.ctx.prefix(name)
                 self.new_inits.append(numpy_helper.from_array(np.asarray(beta, np.float32), f"{p}.beta"))
-                made.append(helper.make_node("Mul", [c_name, f"{p}.beta"], [f"{p}.betaC"], name=f"{name}/beta"))
+                made.append(helper.make_node("Mul", [c_name, f"{p}.beta"], [f"{p}.betaC"],
+                                             name=self.ctx.node_name(f"{name}/beta")))
                 post = f"{p}.betaC"
         self.ctx.consumed.update(t for t in n.input[1:3] if t)
         if post is None:
@@ -212,7 +224,7 @@ class _GraphConverter:
         else:
             mid = f"{self.ctx.prefix(name)}.AB"
             made.append(self._emit_plain(name, x, mid, w, bias))
-            made.append(helper.make_node("Add", [mid, post], [n.output[0]], name=f"{name}/C"))
+            made.append(helper.make_node("Add", [mid, post], [n.output[0]], name=self.ctx.node_name(f"{name}/C")))
         return made
 
     def _emit_plain(self, name, x, y, w, bias):
@@ -262,9 +274,10 @@ class _GraphConverter:
             return [self._emit(name, x, n.output[0], w, None)]
         perm = list(range(rank - 2)) + [rank - 1, rank - 2]
         p = self.ctx.prefix(name)
-        return [helper.make_node("Transpose", [x], [f"{p}.XT"], name=f"{name}/XT", perm=perm),
+        node_xt, node_yt = self.ctx.node_name(f"{name}/XT"), self.ctx.node_name(f"{name}/YT")
+        return [helper.make_node("Transpose", [x], [f"{p}.XT"], name=node_xt, perm=perm),
                 self._emit_plain(name, f"{p}.XT", f"{p}.YT", w, None),
-                helper.make_node("Transpose", [f"{p}.YT"], [n.output[0]], name=f"{name}/YT", perm=perm)]
+                helper.make_node("Transpose", [f"{p}.YT"], [n.output[0]], name=node_yt, perm=perm)]
 
     def _lstm(self, n, name):
         a = {x.name: helper.get_attribute_value(x) for x in n.attribute}
@@ -462,6 +475,7 @@ def convert_model(src, *, density: float = 0.1, bits: int = 4, n_pe: int = 64, s
     ctx = _Ctx(density, bits, n_pe, seed, overrides, lossless, bar, taken)
     ctx.opsets = list(model.opset_import)
     ctx.init, ctx.lstm_bias = init, lstm_bias
+    ctx.node_names = {n.name for g in _all_graphs(model.graph) for n in g.node if n.name}
     if any(n.op_type == "MatMul" for g in _all_graphs(model.graph) for n in g.node):
         ctx.ranks = value_ranks(model)
     try:
