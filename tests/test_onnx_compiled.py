@@ -120,3 +120,19 @@ def test_profile_times_the_specialised_plan_a_run_inside_the_block_builds():
     np.testing.assert_array_equal(first[0], second[0])
     assert times.eie_calls == 2
     assert sess.plans()[1].run is sess.plans()[1]._untimed  # untimed again after the block
+
+
+def test_cli_run_profile_prints_where_the_time_goes(tmp_path, capsys):
+    from eie_runtime.cli import main
+
+    conv, _ = convert_onnx(_chain(["x", "h", "r", "g", "t", "y"]), density=0.5, n_pe=2)
+    path = tmp_path / "chain_eie.onnx"
+    path.write_bytes(conv.SerializeToString())
+    np.save(tmp_path / "x.npy", RNG.standard_normal((1, 16)).astype(np.float32))
+    assert main(["run", str(path), "-i", str(tmp_path / "x.npy"), "--profile", "5"]) == 0
+    line = [t for t in capsys.readouterr().out.splitlines() if t.startswith("profile:")][0]
+    assert "5 runs" in line and "onnxruntime" in line and "(2 calls)" in line and "(3 calls)" in line
+    assert "us per EIE call" in line
+    with pytest.raises(SystemExit):
+        main(["run", str(path), "-i", str(tmp_path / "x.npy"), "--profile", "0"])
+    assert "from 1 to" in capsys.readouterr().err

@@ -20,6 +20,18 @@ from ..tables import format_table
 from . import convert, export
 
 
+def _positive_runs(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 10**7:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"expects a number of runs from 1 to 10000000, got {text!r}")
+    return n
+
+
 def _parse_layer(text: str) -> tuple[str, float]:
     name, sep, value = text.rpartition("=")
     if not sep or not name:
@@ -101,7 +113,27 @@ def _run_onnx(args) -> int:
     names = [o.name for o in sess.get_outputs()]
     out = dict(zip(names, sess.run(None, feeds)))
     _print_outputs(out, args.output)
+    if args.profile:
+        _print_profile(sess, feeds, args.profile)
     return 0
+
+
+def _print_profile(sess, feeds: dict, runs: int) -> None:
+    """Where ``runs`` more runs spend their time: onnxruntime, the EIE kernels, the partition's own Python."""
+    import time
+
+    from tqdm import tqdm
+
+    with sess.profile() as t:
+        start = time.perf_counter()
+        for _ in tqdm(range(runs), desc="profile", unit="run", disable=runs < 100):
+            sess.run(None, feeds)
+        total = time.perf_counter() - start
+    glue = max(total - t.ort_s - t.eie_s, 0.0)
+    print(f"profile: {runs} runs, {total / runs * 1e3:.3f} ms per run: onnxruntime {t.ort_s / runs * 1e3:.3f} ms "
+          f"({t.ort_calls / runs:g} calls), EIE kernels {t.eie_s / runs * 1e3:.3f} ms ({t.eie_calls / runs:g} calls), "
+          f"the partition's Python {glue / runs * 1e6:.1f} us"
+          + (f" ({glue / t.eie_calls * 1e6:.1f} us per EIE call)" if t.eie_calls else ""))
 
 
 def _print_outputs(out, path):
@@ -124,6 +156,8 @@ def _run(args) -> int:
         check_output_path(args.output, "-o")
     if str(args.file).endswith(".onnx"):
         return _run_onnx(args)
+    if args.profile:
+        raise EIEInputError("--profile applies to .onnx models (EIE nodes inside ONNX)")
     model = load(args.file)
     if not isinstance(model, GraphModel):
         raise EIEInputError(f"{args.file}: `eie run` runs converted graph models (from `eie convert`), "
@@ -208,6 +242,9 @@ def register(sub) -> None:
     r.add_argument("--input", "-i", action="append", metavar="NAME=FILE.npy", help="an input (repeat per input)")
     r.add_argument("-o", "--output", help="write the outputs to this .npz file")
     r.add_argument("--mode", choices=("float32", "fixed16"), default="float32")
+    r.add_argument("--profile", type=_positive_runs, metavar="RUNS", default=0,
+                   help="(.onnx) then run RUNS more times and print where the time goes: onnxruntime, the EIE "
+                        "kernels, the partition's own Python")
     r.set_defaults(func=_run)
 
     e = sub.add_parser("export", help="write a converted model (.onnx with EIE nodes, or .eie) as plain dense ONNX")
