@@ -124,11 +124,12 @@ def _print_profile(sess, feeds: dict, runs: int) -> None:
 
     from tqdm import tqdm
 
+    total = 0.0
     with sess.profile() as t:
-        start = time.perf_counter()
-        for _ in tqdm(range(runs), desc="profile", unit="run", disable=runs < 100):
+        for _ in tqdm(range(runs), desc="profile", unit="run", mininterval=1.0):
+            start = time.perf_counter()  # each run on its own: the progress bar's time is no run's
             sess.run(None, feeds)
-        total = time.perf_counter() - start
+            total += time.perf_counter() - start
     glue = max(total - t.ort_s - t.eie_s, 0.0)
     print(f"profile: {runs} runs, {total / runs * 1e3:.3f} ms per run: onnxruntime {t.ort_s / runs * 1e3:.3f} ms "
           f"({t.ort_calls / runs:g} calls), EIE kernels {t.eie_s / runs * 1e3:.3f} ms ({t.eie_calls / runs:g} calls), "
