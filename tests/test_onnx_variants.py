@@ -172,6 +172,9 @@ def matmul_cases():
     c["2d@W_bias_(3,1,N)_broadcasts_up"] = _mm([mm("MatMul", ["X", "W"], ["t"], name="mm"),
                                                 mm("Add", ["t", "b"], ["Y"], name="add")], (4, 10), [3, 4, 6],
                                                [w("W", 10, 6), w("b", 3, 1, 6)])
+    c["bias_(1,)_scalar_like"] = _mm([mm("MatMul", ["X", "W"], ["t"], name="mm"),
+                                      mm("Add", ["t", "b"], ["Y"], name="add")], (4, 10), [4, 6],
+                                     [w("W", 10, 6), w("b", 1)])
     c["bias_(M,N)_full"] = _mm([mm("MatMul", ["X", "W"], ["t"], name="mm"),
                                 mm("Add", ["t", "b"], ["Y"], name="add")], (4, 10), [4, 6],
                                [w("W", 10, 6), w("b", 4, 6)])
@@ -200,6 +203,9 @@ def matmul_cases():
                                              mm("MatMul", ["X", "W"], ["u"], name="mm2"),
                                              mm("Sub", ["t", "u"], ["Y"], name="sub")], (4, 10), [4, 6],
                                             [w("W", 10, 6)])
+    c["3d@W_(1,K,N)"] = _mm([mm("MatMul", ["X", "W"], ["Y"], name="mm")], (2, 4, 10), [2, 4, 6], [w("W", 1, 10, 6)])
+    c["2d@W_(1,K,N)_broadcasts_up"] = _mm([mm("MatMul", ["X", "W"], ["Y"], name="mm")], (4, 10), [1, 4, 6],
+                                          [w("W", 1, 10, 6)])
     c["K1_N1"] = _mm([mm("MatMul", ["X", "W"], ["Y"], name="mm")], (4, 1), [4, 1], [w("W", 1, 1)])
     return c
 
@@ -215,6 +221,7 @@ MATMUL_EXPECT = {
     "4d@W_bias_(1,1,N)": (["EIELinear"], []),
     "2d@W_bias_(3,1,N)_broadcasts_up": (["EIELinear"], ["Add"]),
     "bias_(M,N)_full": (["EIELinear"], ["Add"]),
+    "bias_(1,)_scalar_like": (["EIELinear"], []),
     "add_of_run_time_value": (["EIELinear"], ["Add"]),
     "add_relu_folded": (["EIELinear"], []),
     "matmul_output_read_twice": (["EIELinear"], ["Add", "Mul"]),
@@ -224,6 +231,8 @@ MATMUL_EXPECT = {
     "unnamed_nodes": (["EIELinear"], []),
     "weight_shared_by_two_matmuls": (["EIELinear", "EIELinear"], ["Sub"]),
     "K1_N1": (["EIELinear"], []),
+    "3d@W_(1,K,N)": (["EIELinear"], []),
+    "2d@W_(1,K,N)_broadcasts_up": ([], ["MatMul"]),
 }
 
 
@@ -333,7 +342,7 @@ LSTMS = {  # case: (kwargs, converted?)
     "input_forget": ({"input_forget": 1}, False),
     "other_activations": ({"activations": ["HardSigmoid", "Tanh", "Relu"]}, False),
     "default_activations_with_alpha": ({"activations": ["Sigmoid", "Tanh", "Tanh"],
-                                        "activation_alpha": [1.0, 1.0, 1.0]}, None),
+                                        "activation_alpha": [0.5, 2.0, 3.0]}, True),  # Sigmoid/Tanh ignore alpha
 }
 
 
@@ -342,9 +351,8 @@ def test_lstm_variants(case):
     kw, converted = LSTMS[case]
     m, feeds = rnn_case("LSTM", **kw)
     r = check(m, feeds, reference=_as_layout0(m) if kw.get("layout") else None, density=0.5)
-    if converted is not None:
-        assert eie_ops(r["comp"]) == (["EIELSTM"] if converted else [])
-        assert bool(kept_notes(r["rows"])) == (not converted)
+    assert eie_ops(r["comp"]) == (["EIELSTM"] if converted else [])
+    assert bool(kept_notes(r["rows"])) == (not converted)
 
 
 GRUS = {

@@ -241,6 +241,8 @@ class _GraphConverter:
             if n.input[0] in self.consts:
                 return self._matmul_left(n, name)
         b = _weight(self.consts, n.input[1], name, "MatMul", "weight B")
+        if b.ndim > 2 and b.size == b.shape[-2] * b.shape[-1] and self.ctx.ranks.get(n.input[0], 0) >= b.ndim:
+            b = b.reshape(b.shape[-2:])  # (1, ..., K, N): the same product when X has at least as many axes
         if b.ndim != 2:
             raise _Keep(f"weight B has shape {b.shape}, not a 2-D matrix")
         out, bias = n.output[0], None
@@ -289,7 +291,7 @@ class _GraphConverter:
         direction = direction.decode() if isinstance(direction, bytes) else direction
         nd = 2 if direction == "bidirectional" else 1
         acts = [s.decode().lower() if isinstance(s, bytes) else s.lower() for s in a.get("activations", [])]
-        if acts and acts != list(_DEFAULT_ACTS) * nd or "activation_alpha" in a or "activation_beta" in a:
+        if acts and acts != list(_DEFAULT_ACTS) * nd:  # Sigmoid and Tanh take no activation_alpha/beta
             raise _Keep(f"activations {acts} are not the default (Sigmoid, Tanh, Tanh)")
         ins = list(n.input) + [""] * (8 - len(n.input))
         self.folded.fold([ins[1], ins[2], ins[3], ins[7]])
@@ -338,7 +340,7 @@ def _gru(self, n, name):
     direction = direction.decode() if isinstance(direction, bytes) else direction
     nd = 2 if direction == "bidirectional" else 1
     acts = [s.decode().lower() if isinstance(s, bytes) else s.lower() for s in a.get("activations", [])]
-    if acts and acts != ["sigmoid", "tanh"] * nd or "activation_alpha" in a or "activation_beta" in a:
+    if acts and acts != ["sigmoid", "tanh"] * nd:  # Sigmoid and Tanh take no activation_alpha/beta
         raise _Keep(f"activations {acts} are not the default (Sigmoid, Tanh)")
     ins = list(n.input) + [""] * (6 - len(n.input))
     self.folded.fold([ins[1], ins[2], ins[3]])
