@@ -5,7 +5,9 @@ nodes, and ``If``/``Loop``/``Scan`` nodes whose bodies hold EIE nodes) into
 steps (:mod:`~eie_runtime.onnx.plan`): onnxruntime sessions for the plain nodes
 between them, the EIE kernels, control steps. So a transformer layer whose Q, K
 and V projections are EIE nodes costs one onnxruntime call between them, not
-three. Values cross the boundary as numpy arrays that onnxruntime and the
+three. Each plan runs as one Python function generated from its steps
+(:mod:`~eie_runtime.onnx.compiled`); :meth:`InferenceSession.profile` counts
+the time spent inside onnxruntime and the kernels. Values cross the boundary as numpy arrays that onnxruntime and the
 kernels share without copying.
 
 Control flow whose bodies hold EIE nodes runs here, with ONNX's semantics
