@@ -443,3 +443,22 @@ def test_unnamed_nodes_in_a_graph_and_its_branches_get_distinct_names():
         assert rel(sess.run(None, feeds)[0], first) == 0.0  # the run after the first inlines the branch taken
     names = [n.name for g in _all_graphs(r["comp"].graph) for n in g.node if n.name]
     assert len(names) == len(set(names)) and len(eie_ops(r["comp"])) == 6
+
+
+@pytest.mark.parametrize("coo", [False, True])
+def test_weights_stored_as_sparse_initializers(coo):
+    """A MatMul weight and an Add operand in ``sparse_initializer`` (linear or (NNZ, rank) indices)."""
+    mm = helper.make_node
+    sparse = []
+    for name, shape in (("W", (10, 6)), ("S", (4, 6))):
+        arr = _rng(len(name) + len(shape)).standard_normal(shape).astype(np.float32)
+        arr[np.abs(arr) < 0.8] = 0
+        idx = np.argwhere(arr) if coo else np.flatnonzero(arr)
+        vals = arr[tuple(idx.T)] if coo else arr.ravel()[idx]
+        sparse.append(helper.make_sparse_tensor(numpy_helper.from_array(vals, name),
+                                                numpy_helper.from_array(idx.astype(np.int64), name + "_idx"), shape))
+    g = helper.make_graph([mm("MatMul", ["X", "W"], ["t"], name="mm"), mm("Add", ["t", "S"], ["Y"], name="add")],
+                          "g", [vi("X", [4, 10])], [vi("Y", [4, 6])], sparse_initializer=sparse)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    r = check(m, {"X": x(4, 10)})
+    assert eie_ops(r["comp"]) == ["EIELinear"] and plain_ops(r["comp"]) == ["Add"]

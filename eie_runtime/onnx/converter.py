@@ -30,8 +30,8 @@ from ..converters.weight_sharing import check_bits, check_init
 from ..errors import EIEFormatError, EIEInputError
 from . import nodes as N
 from .reader import load_onnx
-from .walk import (_all_graphs, _Folder, initializers_as_inputs, node_reads,  # noqa: F401  (node_reads, subgraphs:
-                   subgraphs, value_ranks)  # re-exported)
+from .walk import (_all_graphs, _Folder, densify_sparse_initializers, initializers_as_inputs,  # noqa: F401
+                   node_reads, subgraphs, value_ranks)  # (node_reads, subgraphs: re-exported)
 
 SOURCE_OPS = ("Gemm", "MatMul", "LSTM", "GRU")
 ONNX_TO_TORCH_GATES = (0, 2, 3, 1)  # ONNX LSTM gates (i, o, f, c) -> (i, f, g, o)
@@ -464,6 +464,7 @@ def convert_model(src, *, density: float = 0.1, bits: int = 4, n_pe: int = 64, s
     model.CopyFrom(load_onnx(src, infer_shapes=False))
     if any(op.domain == N.DOMAIN for op in model.opset_import):
         raise EIEInputError(f"{where}: already converted (imports the {N.DOMAIN} domain)")
+    densify_sparse_initializers(model)
     renames = unique_node_names(model)
     total, names = _count_layers(model.graph)
     overrides = dict(layer_overrides or {})

@@ -101,6 +101,19 @@ def value_ranks(model) -> dict:
     return ranks
 
 
+def densify_sparse_initializers(model) -> None:
+    """Replace each graph's ``sparse_initializer`` entries by dense initializers of the same name (as onnxruntime
+    does when it loads them), so that weights stored sparse are constants the converter sees like any other."""
+    for g in _all_graphs(model.graph):
+        for sp in list(g.sparse_initializer):
+            values, indices = numpy_helper.to_array(sp.values), numpy_helper.to_array(sp.indices).astype(np.int64)
+            dense = np.zeros(int(np.prod(sp.dims, dtype=np.int64)), values.dtype)
+            flat = indices if indices.ndim == 1 else np.ravel_multi_index(tuple(indices.T), tuple(sp.dims))
+            dense[flat] = values
+            g.initializer.append(numpy_helper.from_array(dense.reshape(tuple(sp.dims)), sp.values.name))
+        del g.sparse_initializer[:]
+
+
 def initializers_as_inputs(model) -> None:
     """IR versions before 4 list every initializer as a graph input too: add the missing ones."""
     if model.ir_version >= 4:
