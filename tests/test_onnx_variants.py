@@ -462,3 +462,36 @@ def test_weights_stored_as_sparse_initializers(coo):
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     r = check(m, {"X": x(4, 10)})
     assert eie_ops(r["comp"]) == ["EIELinear"] and plain_ops(r["comp"]) == ["Add"]
+
+
+def test_weights_in_an_external_data_file_beside_the_model(tmp_path):
+    from eie_runtime.errors import EIEFormatError
+
+    mm = helper.make_node
+    m = model([mm("MatMul", ["X", "W"], ["t"], name="mm"), mm("Add", ["t", "b"], ["Y"], name="add")],
+              [vi("X", [4, 10])], [vi("Y", [4, 6])], [w("W", 10, 6), w("b", 6)])
+    feeds = {"X": x(4, 10)}
+    ref = _ort(m, feeds)[0]
+    path = tmp_path / "m.onnx"
+    onnx.save(m, str(path), save_as_external_data=True, location="m.onnx.data", size_threshold=0)
+    assert (tmp_path / "m.onnx.data").is_file()
+    lossless, _ = convert_onnx(str(path), lossless=True, n_pe=4)
+    assert rel(InferenceSession(lossless).run(None, feeds)[0], ref) <= 1e-5
+    comp, _ = convert_onnx(str(path), density=0.5, n_pe=4)
+    assert rel(InferenceSession(comp).run(None, feeds)[0], _ort(to_dense(comp), feeds)[0]) <= 1e-4
+    assert not any(t.external_data for t in comp.graph.initializer)  # the converted file holds its weights
+    with pytest.raises(EIEFormatError, match="external file.*load the model from its path"):
+        convert_onnx(path.read_bytes())
+    outside = tmp_path / "sub"
+    outside.mkdir()
+    escaped = onnx.load(str(path), load_external_data=False)
+    for t in escaped.graph.initializer:
+        next(e for e in t.external_data if e.key == "location").value = "../m.onnx.data"
+    onnx.save(escaped, str(outside / "m.onnx"))
+    with pytest.raises(EIEFormatError, match="not a file inside the model's folder"):
+        convert_onnx(str(outside / "m.onnx"))
+    short = onnx.load(str(path), load_external_data=False)
+    next(e for e in short.graph.initializer[0].external_data if e.key == "length").value = "999999"
+    onnx.save(short, str(tmp_path / "short.onnx"))
+    with pytest.raises(EIEFormatError, match="past the end"):
+        convert_onnx(str(tmp_path / "short.onnx"))

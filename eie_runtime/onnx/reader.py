@@ -2,7 +2,8 @@
 
 A model is refused (``EIEFormatError``, naming the file) when it does not
 parse, imports an opset outside :data:`MIN_OPSET`..:data:`MAX_OPSET`, has names
-that are not UTF-8, keeps tensor data in external files, or fails the checker
+that are not UTF-8, keeps tensor data in external files other than files
+inside the folder of a model read from a path (those are read in), or fails the checker
 for other reasons than two that onnxruntime accepts (nodes out of topological
 order, which are then sorted; a graph input/output type without a shape).
 """
@@ -48,10 +49,10 @@ def load_onnx(src, infer_shapes: bool = True):
     for i, n in enumerate(model.graph.node):  # protobuf hands out bytes for non-UTF-8 strings
         if not all(isinstance(x, str) for x in (n.name, n.op_type, n.domain, *n.input, *n.output)):
             raise EIEFormatError(f"{where}: node {i} has a name, op type or input/output name that is not valid UTF-8")
-    for t in _all_tensors(model.graph):  # external data would be read from the current directory
+    base = None if isinstance(src, (onnx.ModelProto, bytes, bytearray)) else Path(src).parent
+    for t in _all_tensors(model.graph):
         if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
-            raise EIEFormatError(f"{where}: tensor {t.name!r} keeps its data in an external file; embed the weights "
-                                 "(re-save it with onnx save_as_external_data=False)")
+            _load_external(t, base, where)
         declared, present = _declared_and_present(t)
         if declared > present:  # refused before onnx's checker and shape inference size anything by its dims
             raise EIEFormatError(f"{where}: tensor {t.name!r} declares {declared} elements (dims {list(t.dims)}) "
@@ -67,6 +68,34 @@ def load_onnx(src, infer_shapes: bool = True):
     except Exception:  # inference is a help for error messages, not a requirement
         pass
     return model
+
+
+def _load_external(t, base, where) -> None:
+    """Read a tensor's external data into it: only from a file beside the model (a relative location that stays
+    inside the model's folder), and only for a model read from a path (bytes have no folder to read from)."""
+    info = {e.key: e.value for e in t.external_data}
+    loc = info.get("location", "")
+    if base is None:
+        raise EIEFormatError(f"{where}: tensor {t.name!r} keeps its data in an external file ({loc!r}); load the "
+                             "model from its path, or embed the weights (onnx save_as_external_data=False)")
+    folder = base.resolve()
+    path = (folder / loc).resolve() if loc else None
+    if path is None or Path(loc).is_absolute() or not path.is_relative_to(folder) or not path.is_file():
+        raise EIEFormatError(f"{where}: tensor {t.name!r}: external data file {loc!r} is not a file inside "
+                             f"the model's folder {str(base)!r}")
+    try:
+        offset, length = int(info.get("offset", 0)), int(info["length"]) if "length" in info else None
+    except ValueError:
+        raise EIEFormatError(f"{where}: tensor {t.name!r}: external data offset/length are not integers") from None
+    size = path.stat().st_size
+    if offset < 0 or offset > size or (length is not None and (length < 0 or offset + length > size)):
+        raise EIEFormatError(f"{where}: tensor {t.name!r}: external data offset {offset} / length {length} "
+                             f"past the end of {loc!r} ({size} bytes)")
+    with open(path, "rb") as f:
+        f.seek(offset)
+        t.raw_data = f.read(size - offset if length is None else length)
+    del t.external_data[:]
+    t.data_location = onnx.TensorProto.DEFAULT
 
 
 def _tolerated(model, exc, where):
