@@ -497,3 +497,34 @@ def test_weights_in_an_external_data_file_beside_the_model(tmp_path):
     onnx.save(short, str(tmp_path / "short.onnx"))
     with pytest.raises(EIEFormatError, match="past the end"):
         convert_onnx(str(tmp_path / "short.onnx"))
+
+
+def _all_cases():
+    for k in sorted(GEMMS):
+        yield ("Gemm " + k, *gemm_case(*GEMMS[k]), None, 0.3)
+    for k in sorted(MATMULS):
+        yield ("MatMul " + k, *MATMULS[k], None, 0.3)
+    for op, table in (("LSTM", LSTMS), ("GRU", GRUS)):
+        for k in sorted(table):
+            kw = table[k][0]
+            m, feeds = rnn_case(op, **kw)
+            yield (f"{op} {k}", m, feeds, _as_layout0(m) if kw.get("layout") else None, 0.5)
+    for k, m in _loose_graphs().items():
+        yield ("graph " + k, m, {"X": x(4, 10)}, None, 0.3)
+
+
+def report(cases=None) -> None:
+    """Print one row per case: EIE nodes, nodes kept and why, the differences, the file sizes."""
+    print("| case | EIE nodes | kept (why) | lossless vs original | compressed vs dense export | bytes: original "
+          "/ lossless / compressed |")
+    print("|---|---|---|---|---|---|")
+    for name, m, feeds, reference, density in cases or _all_cases():
+        r = check(m, feeds, reference=reference, density=density)
+        kept = "; ".join(f"{row['node']}: {row['note'][6:]}" for row in r["rows"] if str(row["note"]).startswith("kept"))
+        sizes = [len(p.SerializeToString()) for p in (m, r["lossless"], r["comp"])]
+        print(f"| {name} | {', '.join(eie_ops(r['comp'])) or '-'} | {kept or '-'} | {r['lossless_rel']:.1e} "
+              f"| {r['comp_rel']:.1e} | {' / '.join(map(str, sizes))} |")
+
+
+if __name__ == "__main__":  # python tests/test_onnx_variants.py: the table of every case
+    report()

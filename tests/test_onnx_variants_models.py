@@ -42,7 +42,12 @@ def compare(path_or_model, feeds, *, density=0.3):
     dense = _ort(to_dense(comp), feeds)
     comp_rel = max(rel(g, r) for g, r in zip(InferenceSession(comp).run(None, feeds), dense))
     assert lossless_rel <= 1e-5 and comp_rel <= 1e-4
+    LAST.update(original=original, lossless=lossless, comp=comp, rows=rows, lossless_rel=lossless_rel,
+                comp_rel=comp_rel)
     return comp, rows
+
+
+LAST: dict = {}  # what the last compare() saw, for report()
 
 
 def test_ddddocr_crnn_lstm_and_gemm():
@@ -82,3 +87,24 @@ def test_rapidocr_direction_classifier():
     feeds = {"x": np.random.default_rng(3).random((2, 3, 48, 192), dtype=np.float32)}
     comp, rows = compare(path, feeds)
     assert eie_ops(comp) == ["EIELinear"] and [r["shape"] for r in rows] == ["2x200"]
+
+
+def report() -> None:
+    """python tests/test_onnx_variants_models.py: per model, the nodes, the differences and the file sizes."""
+    for test in (test_ddddocr_crnn_lstm_and_gemm, test_rapidocr_svtr_recogniser, test_rapidocr_direction_classifier):
+        LAST.clear()
+        try:
+            test()
+        except pytest.skip.Exception as why:
+            print(f"{test.__name__}: skipped ({why})")
+            continue
+        sizes = [len(LAST[k].SerializeToString()) for k in ("original", "lossless", "comp")]
+        print(f"## {test.__name__}: lossless vs original {LAST['lossless_rel']:.1e}, compressed (density 0.3) vs "
+              f"its dense export {LAST['comp_rel']:.1e}; bytes original {sizes[0]}, lossless {sizes[1]}, "
+              f"compressed {sizes[2]} ({sizes[0] / sizes[2]:.1f}x smaller)")
+        for r in LAST["rows"]:
+            print(f"  {r['node']}: {r['op']} {r['shape']} {r['bytes']} bytes {r['note']}")
+
+
+if __name__ == "__main__":
+    report()
