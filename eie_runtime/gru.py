@@ -37,10 +37,11 @@ import numpy as np
 
 from .errors import EIEFormatError, EIEInputError
 from .kernels import recurrent as _rk
+from .kernels import recurrent_calls as _rc
 from .kernels import recurrent_lanes as _lanes
-from .layer import MODES, EIELinear
-from .lstm import _as_float32, seq_lengths
-from .recurrent_plan import LANES_MIN_BATCH, acc0, cached_csr, fuse_blocker, lane_chunk, scale
+from .layer import MODES, EIELinear, calls_observed
+from .lstm import _ALL_STEPS, _as_float32, seq_lengths
+from .recurrent_plan import LANES_MIN_BATCH, FusedPlan, acc0, cached_csr, fuse_blocker, lane_chunk, scale
 
 
 class EIEGRUCore:
@@ -123,28 +124,43 @@ class EIEGRUCore:
         x = _as_float32(x, "GRU input")
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise EIEInputError(f"GRU input has shape {x.shape}, expected (seq_len, batch, {self.input_size})")
+        t_len, batch, _ = x.shape
+        h0 = self._state(h0, (self.num_layers * self.num_directions, batch, self.hidden_size))
+        lens = None if seq_lens is None else seq_lengths(seq_lens, batch, t_len)
+        return self.run_checked(np.ascontiguousarray(x), h0, lens, mode, fused)
+
+    def run_checked(self, x, h0, lens, mode: str, fused: bool | None = None, reverse: bool = False):
+        """``forward`` on checked inputs (as ``EIELSTMCore.run_checked``: ``x`` C-contiguous float32, ``h0``
+        C-contiguous or None, ``lens`` int64 or None; ``reverse`` runs every direction backwards)."""
         if mode == "fixed16" and not np.isfinite(x).all():
             raise EIEInputError("fixed16 mode refuses NaN or Inf inputs")
         t_len, batch, _ = x.shape
         nd, hs = self.num_directions, self.hidden_size
-        h0 = self._state(h0, (self.num_layers * nd, batch, hs))
-        lens = seq_lengths(seq_lens, batch, t_len)
-        if fused is None:
-            fused = self.can_fuse(mode)
-        elif fused and not self.can_fuse(mode):
+        if h0 is None:
+            h0 = np.zeros((self.num_layers * nd, batch, hs), dtype=np.float32)
+        plans = None if fused is False else self._fused_plans(mode)
+        if fused and plans is None:
             raise EIEInputError("this GRU cannot run fused: " + self._fuse_blocker(mode))
         h_n = np.empty_like(h0)
+        if plans is not None:  # every step of every sample is written when no lengths stop them
+            new_out = np.empty if lens is None else np.zeros
+            k_lens = _ALL_STEPS if lens is None else lens
+            for l in range(self.num_layers):
+                out = new_out((t_len, batch, nd * hs), dtype=np.float32)
+                for d in range(nd):
+                    s = l * nd + d
+                    plans[s].run(x, h0[s], k_lens, (d == 1) != reverse, out, d * hs, h_n[s])
+                x = out
+            return x, h_n
+        if lens is None:
+            lens = np.full(batch, t_len, dtype=np.int64)
         layer_in = x
         for l in range(self.num_layers):
             out = np.zeros((t_len, batch, nd * hs), dtype=np.float32)
-            flat1 = None  # [x; 1] of every step, made once per layer if a direction needs it
             for d in range(nd):
                 s = l * nd + d
-                if fused:
-                    flat1 = self._run_fused(l, d, layer_in, flat1, h0[s], lens, mode, out, h_n[s])
-                    continue
                 h = h0[s].copy()
-                steps = range(t_len) if d == 0 else range(t_len - 1, -1, -1)
+                steps = range(t_len - 1, -1, -1) if (d == 1) != reverse else range(t_len)
                 for t in steps:
                     live = t < lens
                     if not live.any():
@@ -164,44 +180,81 @@ class EIEGRUCore:
         """Whether ``forward`` can run the sequence kernel (see ``EIELSTMCore.can_fuse``)."""
         return not self._fuse_blocker(mode)
 
-    def _run_fused(self, l, d, layer_in, flat1, h0, lens, mode, out, h_n):
-        """One layer/direction in one kernel call: ``layer_in`` (T, B, K); ``flat1`` its (T*B, K + 1) rows
-        with a column of ones, or None: made here if needed, and returned for the next direction."""
-        w_x, w_hrz, w_hn = self.cells[l][d]
-        hs = self.hidden_size
-        fixed = mode == "fixed16"
+    def _fused_plans(self, mode: str):
+        """Each layer/direction's :class:`_GRUPlan` in ``mode`` (index ``l * D + d``), as
+        ``EIELSTMCore._fused_plans``; None when the core cannot run fused."""
+        if calls_observed():
+            return None
+        cache = self.__dict__.setdefault("_plans", {})
+        plans = cache.get(mode)
+        if plans is not None:
+            nd = self.num_directions
+            if len(plans) == self.num_layers * nd and all(
+                    p.current(self.cells[i // nd][i % nd]) for i, p in enumerate(plans)):
+                return plans
+        if self._fuse_blocker(mode):
+            return None
+        plans = [_GRUPlan(self, l, d, mode) for l in range(self.num_layers) for d in range(self.num_directions)]
+        cache[mode] = plans
+        return plans
+
+    @staticmethod
+    def _state(s, shape):
+        if s is None:
+            return None
+        s = _as_float32(s, "GRU h0")
+        if s.shape != shape:
+            raise EIEInputError(f"GRU h0 has shape {s.shape}, expected {shape}")
+        return np.ascontiguousarray(s)
+
+
+class _GRUPlan(FusedPlan):
+    """One GRU layer/direction's arrays for its fused run in one mode (see ``recurrent_plan.FusedPlan``)."""
+
+    def __init__(self, core, l, d, mode):
+        super().__init__(core.cells[l][d])
+        w_x, w_hrz, w_hn = core.cells[l][d]
+        self.lbr = core.linear_before_reset
+        self.fixed16 = mode == "fixed16"
+        k = w_x.in_features - 1
+        xcsr = cached_csr(core, ("x", l, d), w_x, 0, k + 1)  # with the bias column
         args = []
         for key, layer in (("rz", w_hrz), ("n", w_hn)):
-            csr = cached_csr(self, (key, l, d), layer, 0, layer.in_features)
-            if fixed:
+            csr = cached_csr(core, (key, l, d), layer, 0, layer.in_features)
+            if self.fixed16:
                 f = layer.fixed
                 args += [csr.ptr, csr.cols, csr.wq(f.w_frac), acc0(layer, True)[:, None], scale(f.in_frac), f.shift,
                          scale(-f.out_frac)]
             else:
                 args += [csr.ptr, csr.cols, csr.vals, acc0(layer, False)]
-        if fixed or h0.shape[0] < LANES_MIN_BATCH:  # the input layer for every step at once (one batched call)
-            if flat1 is None:
-                flat = layer_in.reshape(-1, layer_in.shape[2])
-                flat1 = np.concatenate([flat, np.ones((flat.shape[0], 1), dtype=np.float32)], axis=1)
-            gx = np.ascontiguousarray(w_x(flat1, mode=mode))  # (T*B, 3H)
-            run = _rk.gru_sequence_fixed16 if fixed else _rk.gru_sequence_f32
-            run(self.linear_before_reset, gx, *args, np.ascontiguousarray(h0), lens, d == 1, out, d * hs, h_n)
-            return flat1
-        # 16 samples side by side, the input layer's product inside each step
-        xcsr = cached_csr(self, ("x", l, d), w_x, 0, w_x.in_features)
-        for s0 in range(0, h0.shape[0], _lanes.LANES):
-            n, xt, (h0c,), lensc = lane_chunk(layer_in, (h0,), lens, s0)
-            h_nc = np.empty_like(h0c)
-            _lanes.gru_sequence_f32_batch(self.linear_before_reset, xt, xcsr.ptr, xcsr.cols, xcsr.vals, w_x._bias_f32(),
-                                          *args, h0c, lensc, d == 1, out[:, s0:s0 + n], d * hs, h_nc)
-            h_n[s0:s0 + n] = h_nc[:n]
-        return flat1
+        self.h_args = tuple(args)
+        if self.fixed16:
+            f = w_x.fixed
+            self.x_args = (xcsr.ptr, xcsr.cols, xcsr.wq(f.w_frac), acc0(w_x, True), scale(f.in_frac), f.shift,
+                           scale(-f.out_frac))
+            return
+        self.lanes_args = (xcsr.ptr, xcsr.cols, xcsr.vals, w_x._bias_f32())
+        xin = cached_csr(core, ("xi", l, d), w_x, 0, k)
+        bcol = cached_csr(core, ("xb", l, d), w_x, k, k + 1)
+        bias = w_x._bias_f32().copy()  # the bias column's entries join the bias
+        bias[np.repeat(np.arange(w_x.out_features), np.diff(bcol.ptr))] += bcol.vals
+        self.x_args = (xin.ptr, xin.cols, xin.vals, bias)
 
-    @staticmethod
-    def _state(s, shape):
-        if s is None:
-            return np.zeros(shape, dtype=np.float32)
-        s = _as_float32(s, "GRU h0")
-        if s.shape != shape:
-            raise EIEInputError(f"GRU h0 has shape {s.shape}, expected {shape}")
-        return s
+    def run(self, x, h0, lens, reverse, out, y_off, h_n):
+        """Layer input ``x`` (T, B, K) -> ``out[:, :, y_off:y_off+H]`` and ``h_n``; ``lens`` empty: all steps."""
+        if self.fixed16:
+            _rc.gru_fixed16(self.lbr, x, *self.x_args, *self.h_args, h0, lens, reverse, out, y_off, h_n)
+            return
+        batch = x.shape[1]
+        if batch < LANES_MIN_BATCH:  # few samples: the input layer's product for every step first
+            _rc.gru_f32(self.lbr, x, *self.x_args, *self.h_args, h0, lens, reverse, out, y_off, h_n)
+            return
+        # 16 samples side by side, the input layer's product inside each step
+        if lens.shape[0] == 0:
+            lens = np.full(batch, x.shape[0], dtype=np.int64)
+        for s0 in range(0, batch, _lanes.LANES):
+            n, xt, (h0c,), lensc = lane_chunk(x, (h0,), lens, s0)
+            h_nc = np.empty_like(h0c)
+            _lanes.gru_sequence_f32_batch(self.lbr, xt, *self.lanes_args, *self.h_args, h0c, lensc, reverse,
+                                          out[:, s0:s0 + n], y_off, h_nc)
+            h_n[s0:s0 + n] = h_nc[:n]

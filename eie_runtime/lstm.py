@@ -15,9 +15,10 @@ import numpy as np
 
 from .errors import EIEFormatError, EIEInputError
 from .kernels import recurrent as _rk
+from .kernels import recurrent_calls as _rc
 from .kernels import recurrent_lanes as _lanes
-from .layer import MODES, EIELinear
-from .recurrent_plan import LANES_MIN_BATCH, acc0, cached_csr, fuse_blocker, lane_chunk, scale
+from .layer import MODES, EIELinear, calls_observed
+from .recurrent_plan import LANES_MIN_BATCH, FusedPlan, acc0, cached_csr, fuse_blocker, lane_chunk, scale
 
 # an empty CSR: "no projection" for the sequence kernels
 _NO_ROWS = np.zeros(1, np.int64)
@@ -25,6 +26,7 @@ _NO_COLS = np.zeros(0, np.uint32)
 _NO_VALS = np.zeros(0, np.float32)
 _NO_WQ = np.zeros(0, np.int16)
 _NO_INT2 = np.zeros((0, 1), np.int64)
+_ALL_STEPS = np.zeros(0, np.int64)  # no lengths: the sequence kernels run every sample over every step
 
 
 def _sigmoid(x):
@@ -132,29 +134,50 @@ class EIELSTMCore:
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise EIEInputError(f"LSTM input has shape {x.shape}, expected (seq_len, batch, {self.input_size})")
         t_len, batch, _ = x.shape
+        n_states = self.num_layers * self.num_directions
+        h0 = self._state(h0, (n_states, batch, self.out_size), "h0")
+        c0 = self._state(c0, (n_states, batch, self.hidden_size), "c0")
+        lens = None if seq_lens is None else seq_lengths(seq_lens, batch, t_len)
+        return self.run_checked(np.ascontiguousarray(x), h0, c0, lens, mode, fused)
+
+    def run_checked(self, x, h0, c0, lens, mode: str, fused: bool | None = None, reverse: bool = False):
+        """``forward`` on inputs a front end has checked: ``x`` (T, B, I) C-contiguous float32, ``h0``/``c0``
+        C-contiguous float32 of their shapes or None (zeros), ``lens`` (B,) int64 in [0, T] or None (every
+        step), ``mode`` in MODES. ``reverse`` runs every direction backwards in time (a one-direction core
+        as ONNX's ``direction="reverse"``: each sample from its last step)."""
+        t_len, batch, _ = x.shape
         nd, hs, ps = self.num_directions, self.hidden_size, self.out_size
         n_states = self.num_layers * nd
-        h0 = self._state(h0, (n_states, batch, ps), "h0")
-        c0 = self._state(c0, (n_states, batch, hs), "c0")
-        lens = seq_lengths(seq_lens, batch, t_len)
-        if fused is None:
-            fused = self.can_fuse(mode)
-        elif fused and not self.can_fuse(mode):
+        if h0 is None:
+            h0 = np.zeros((n_states, batch, ps), dtype=np.float32)
+        if c0 is None:
+            c0 = np.zeros((n_states, batch, hs), dtype=np.float32)
+        plans = None if fused is False else self._fused_plans(mode)
+        if fused and plans is None:
             raise EIEInputError("this LSTM cannot run fused: " + self._fuse_blocker(mode))
         if mode == "fixed16" and not np.isfinite(x).all():
             raise EIEInputError("fixed16 mode refuses NaN or Inf inputs")
         h_n = np.empty_like(h0)
         c_n = np.empty_like(c0)
+        if plans is not None:  # every step of every sample is written when no lengths stop them
+            new_out = np.empty if lens is None else np.zeros
+            k_lens = _ALL_STEPS if lens is None else lens
+            for l in range(self.num_layers):
+                out = new_out((t_len, batch, nd * ps), dtype=np.float32)
+                for d in range(nd):
+                    s = l * nd + d
+                    plans[s].run(x, h0[s], c0[s], k_lens, (d == 1) != reverse, out, d * ps, h_n[s], c_n[s])
+                x = out
+            return x, h_n, c_n
+        if lens is None:
+            lens = np.full(batch, t_len, dtype=np.int64)
         layer_in = x
         for l in range(self.num_layers):
             out = np.zeros((t_len, batch, nd * ps), dtype=np.float32)
             for d in range(nd):
                 s = l * nd + d
-                if fused:
-                    self._run_fused(l, d, layer_in, h0[s], c0[s], lens, mode, out, h_n[s], c_n[s])
-                    continue
                 h, c = h0[s].copy(), c0[s].copy()
-                steps = range(t_len) if d == 0 else range(t_len - 1, -1, -1)
+                steps = range(t_len - 1, -1, -1) if (d == 1) != reverse else range(t_len)
                 for t in steps:
                     live = t < lens  # samples whose sequence covers step t
                     if not live.any():
@@ -176,71 +199,92 @@ class EIELSTMCore:
         calibrated for fixed16, and no trace recording layer calls)."""
         return not self._fuse_blocker(mode)
 
-    def _run_fused(self, l, d, layer_in, h0, c0, lens, mode, out, h_n, c_n):
-        cell = self.cells[l][d]
-        proj = self.proj[l][d] if self.proj else None
-        t_len, batch, in_size = layer_in.shape
-        ps = self.out_size
-        flat = layer_in.reshape(t_len * batch, in_size)
-        if proj is not None:
-            pcsr = cached_csr(self, ("p", l, d), proj, 0, proj.in_features)
-        else:
-            pcsr = None
-        h0, c0 = np.ascontiguousarray(h0), np.ascontiguousarray(c0)
-        if mode == "fixed16":
-            fc = cell.fixed
-            xcsr = cached_csr(self, ("x", l, d), cell, 0, in_size)
-            hcsr = cached_csr(self, ("h1", l, d), cell, in_size, in_size + ps + 1)  # with the bias column
-            xq = np.empty((in_size, t_len * batch), dtype=np.int32)
-            _rk.quantize_t(flat, scale(fc.in_frac), xq)
-            gx = np.empty((cell.out_features, t_len * batch), dtype=np.int32)
-            _rk.rows_fixed16_batch(xcsr.ptr, xcsr.cols, xcsr.wq(fc.w_frac), xq, acc0(cell, True), fc.shift, gx)
-            if pcsr is not None:
-                pf = proj.fixed
-                p_args = (pcsr.ptr, pcsr.cols, pcsr.wq(pf.w_frac), acc0(proj, True)[:, None], scale(pf.in_frac), pf.shift,
-                          scale(-pf.out_frac))
-            else:
-                p_args = (_NO_ROWS, _NO_COLS, _NO_WQ, _NO_INT2, 1.0, 0, 1.0)
-            _rk.lstm_sequence_fixed16(gx, hcsr.ptr, hcsr.cols, hcsr.wq(fc.w_frac), scale(fc.in_frac), fc.shift,
-                                      scale(-fc.out_frac), *p_args, h0, c0, lens, d == 1, out, d * ps, h_n, c_n)
-            return
-        if pcsr is not None:
-            p_args = (pcsr.ptr, pcsr.cols, pcsr.vals, proj._bias_f32())
-        else:
-            p_args = (_NO_ROWS, _NO_COLS, _NO_VALS, _NO_VALS)
-        if batch >= LANES_MIN_BATCH:  # 16 samples side by side, the whole [x; h; 1] product per step
-            wcsr = cached_csr(self, ("all", l, d), cell, 0, in_size + ps + 1)
-            for s0 in range(0, batch, _lanes.LANES):
-                n, xt, (h0c, c0c), lensc = lane_chunk(layer_in, (h0, c0), lens, s0)
-                h_nc, c_nc = np.empty_like(h0c), np.empty_like(c0c)
-                _lanes.lstm_sequence_f32_batch(xt, wcsr.ptr, wcsr.cols, wcsr.vals, cell._bias_f32(), *p_args,
-                                               h0c, c0c, lensc, d == 1, out[:, s0:s0 + n], d * ps, h_nc, c_nc)
-                h_n[s0:s0 + n], c_n[s0:s0 + n] = h_nc[:n], c_nc[:n]
-            return
-        # few samples: the input columns of every step in one batched pass, the hidden ones step by step
-        xcsr = cached_csr(self, ("x", l, d), cell, 0, in_size)
-        hcsr = cached_csr(self, ("h", l, d), cell, in_size, in_size + ps)
-        bias = self.__dict__.setdefault("_fused_bias", {})
-        key = (l, d)
-        if key not in bias or bias[key][0] is not cell.matrix or bias[key][1] is not cell.bias:
-            bcol = cached_csr(self, ("b", l, d), cell, in_size + ps, in_size + ps + 1)
-            b = cell._bias_f32().copy()
-            b[np.repeat(np.arange(cell.out_features), np.diff(bcol.ptr))] += bcol.vals
-            bias[key] = (cell.matrix, cell.bias, b)
-        gx = np.empty((cell.out_features, t_len * batch), dtype=np.float32)
-        _rk.rows_f32_batch(xcsr.ptr, xcsr.cols, xcsr.vals, np.ascontiguousarray(flat.T), gx)
-        gx += bias[key][2][:, None]
-        _rk.lstm_sequence_f32(np.ascontiguousarray(gx.T), hcsr.ptr, hcsr.cols, hcsr.vals, *p_args, h0, c0, lens,
-                              d == 1, out, d * ps, h_n, c_n)
+    def _dir_layers(self, l, d):
+        return (self.cells[l][d], self.proj[l][d]) if self.proj else (self.cells[l][d],)
+
+    def _fused_plans(self, mode: str):
+        """Each layer/direction's :class:`_LSTMPlan` in ``mode`` (index ``l * D + d``), kept while its layers
+        and their matrices, biases and fixed-point parameters stay; None when the core cannot run fused."""
+        if calls_observed():
+            return None
+        cache = self.__dict__.setdefault("_plans", {})
+        plans = cache.get(mode)
+        if plans is not None:
+            nd = self.num_directions
+            if len(plans) == self.num_layers * nd and all(
+                    p.current(self._dir_layers(i // nd, i % nd)) for i, p in enumerate(plans)):
+                return plans
+        if self._fuse_blocker(mode):
+            return None
+        plans = [_LSTMPlan(self, l, d, mode) for l in range(self.num_layers) for d in range(self.num_directions)]
+        cache[mode] = plans
+        return plans
 
     @staticmethod
     def _state(s, shape, name):
         if s is None:
-            return np.zeros(shape, dtype=np.float32)
+            return None
         s = _as_float32(s, f"LSTM {name}")
         if s.shape != shape:
             raise EIEInputError(f"LSTM {name} has shape {s.shape}, expected {shape}")
-        return s
+        return np.ascontiguousarray(s)
+
+
+class _LSTMPlan(FusedPlan):
+    """One LSTM layer/direction's arrays for its fused run in one mode (see :class:`FusedPlan`)."""
+
+    def __init__(self, core, l, d, mode):
+        super().__init__(core._dir_layers(l, d))
+        cell = core.cells[l][d]
+        proj = core.proj[l][d] if core.proj else None
+        in_size, ps = cell.in_features - core.out_size - 1, core.out_size
+        self.fixed16 = mode == "fixed16"
+        xcsr = cached_csr(core, ("x", l, d), cell, 0, in_size)
+        pcsr = cached_csr(core, ("p", l, d), proj, 0, proj.in_features) if proj is not None else None
+        if self.fixed16:
+            fc = cell.fixed
+            hcsr = cached_csr(core, ("h1", l, d), cell, in_size, in_size + ps + 1)  # with the bias column
+            if pcsr is not None:
+                pf = proj.fixed
+                p_args = (pcsr.ptr, pcsr.cols, pcsr.wq(pf.w_frac), acc0(proj, True)[:, None], scale(pf.in_frac),
+                          pf.shift, scale(-pf.out_frac))
+            else:
+                p_args = (_NO_ROWS, _NO_COLS, _NO_WQ, _NO_INT2, 1.0, 0, 1.0)
+            self.args = (xcsr.ptr, xcsr.cols, xcsr.wq(fc.w_frac), scale(fc.in_frac), acc0(cell, True), hcsr.ptr,
+                         hcsr.cols, hcsr.wq(fc.w_frac), scale(fc.in_frac), fc.shift, scale(-fc.out_frac), *p_args)
+            return
+        if pcsr is not None:
+            self.p_args = (pcsr.ptr, pcsr.cols, pcsr.vals, proj._bias_f32())
+        else:
+            self.p_args = (_NO_ROWS, _NO_COLS, _NO_VALS, _NO_VALS)
+        hcsr = cached_csr(core, ("h", l, d), cell, in_size, in_size + ps)
+        bcol = cached_csr(core, ("b", l, d), cell, in_size + ps, in_size + ps + 1)
+        bias = cell._bias_f32().copy()  # the bias column's entries join the bias
+        bias[np.repeat(np.arange(cell.out_features), np.diff(bcol.ptr))] += bcol.vals
+        self.args = (xcsr.ptr, xcsr.cols, xcsr.vals, bias, hcsr.ptr, hcsr.cols, hcsr.vals, *self.p_args)
+        self._cell, self._key = cell, ("all", l, d)
+        self._owner = core
+
+    def run(self, x, h0, c0, lens, reverse, out, y_off, h_n, c_n):
+        """Layer input ``x`` (T, B, K) -> ``out[:, :, y_off:y_off+P]``, ``h_n``, ``c_n``; ``lens`` empty: all steps."""
+        if self.fixed16:
+            _rc.lstm_fixed16(x, *self.args, h0, c0, lens, reverse, out, y_off, h_n, c_n)
+            return
+        batch = x.shape[1]
+        if batch < LANES_MIN_BATCH:  # few samples: one after another, the input product first
+            _rc.lstm_f32(x, *self.args, h0, c0, lens, reverse, out, y_off, h_n, c_n)
+            return
+        # 16 samples side by side, the whole [x; h; 1] product per step
+        cell = self._cell
+        wcsr = cached_csr(self._owner, self._key, cell, 0, cell.in_features)
+        if lens.shape[0] == 0:
+            lens = np.full(batch, x.shape[0], dtype=np.int64)
+        for s0 in range(0, batch, _lanes.LANES):
+            n, xt, (h0c, c0c), lensc = lane_chunk(x, (h0, c0), lens, s0)
+            h_nc, c_nc = np.empty_like(h0c), np.empty_like(c0c)
+            _lanes.lstm_sequence_f32_batch(xt, wcsr.ptr, wcsr.cols, wcsr.vals, cell._bias_f32(), *self.p_args,
+                                           h0c, c0c, lensc, reverse, out[:, s0:s0 + n], y_off, h_nc, c_nc)
+            h_n[s0:s0 + n], c_n[s0:s0 + n] = h_nc[:n], c_nc[:n]
 
 
 def seq_lengths(seq_lens, batch: int, t_len: int) -> np.ndarray:

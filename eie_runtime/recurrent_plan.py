@@ -119,3 +119,26 @@ def fuse_blocker(layers, mode: str) -> str:
     if calls_observed():
         return "layer calls are being recorded"
     return ""
+
+
+class FusedPlan:
+    """What one layer/direction's fused run reads of its layers in one mode, built once: subclasses keep
+    the CSRs, biases and fixed-point constants. It holds while :meth:`current` does: the same layer
+    objects with the same matrix, bias and fixed-point parameters (by identity), still without an
+    activation or replaced run methods (``fuse_blocker``'s per-call conditions)."""
+
+    def __init__(self, layers):
+        self.layers = tuple(layers)
+        self.deps = tuple((layer.matrix, layer.bias, layer.fixed) for layer in self.layers)
+
+    def current(self, layers) -> bool:
+        if len(layers) != len(self.layers):
+            return False
+        for layer, own, (matrix, bias, fixed) in zip(layers, self.layers, self.deps):
+            if layer is not own:
+                return False
+            d = layer.__dict__
+            if (d["matrix"] is not matrix or d["bias"] is not bias or d["fixed"] is not fixed
+                    or d["activation"] is not None or "run_float32" in d or "run_fixed16" in d):
+                return False
+        return True

@@ -1,9 +1,9 @@
 """Recurrent layers: whole sequences in one compiled call, float32 and bit-exact fixed16.
 
 A recurrent layer's matrices are split by what is known up front. The input
-columns of every time step are one batched product (``rows_f32_batch`` /
-``rows_fixed16_batch``, samples in the inner loop, so they vectorise); only
-the hidden columns run step by step, inside ``lstm_sequence_*`` /
+columns of every time step are one batched product (``recurrent_calls.py``'s
+``_input_gates_f32``; ``rows_fixed16_batch`` here, samples in the inner loop);
+only the hidden columns run step by step, inside ``lstm_sequence_*`` /
 ``gru_sequence_*``, which never return to Python between steps. The float32
 kernels may reassociate their row sums (``fastmath`` reassoc/contract only),
 which lets LLVM vectorise them; the fixed16 ones are exact.
@@ -148,38 +148,18 @@ def gru_update(gx, hrz, hn, h, lbr, h_out):
 
 
 # ------------------------------------------------------------------ batched input columns
-@njit(cache=True, inline="always")
-def _mv_f32_batch(ptr, cols, vals, vt, out):
-    """out[r, :] = sum_e vals[e] * vt[cols[e], :]: every sample in the inner loop, each weight read once."""
-    nb = vt.shape[1]
-    if nb == 1:  # one column (a one-step sequence of one sample): the row's sum in a register
-        for r in range(ptr.shape[0] - 1):
-            acc = np.float32(0.0)
-            for e in range(np.uint64(ptr[r]), np.uint64(ptr[r + 1])):
-                acc += vals[e] * vt[cols[e], 0]
-            out[r, 0] = acc
-        return
-    for r in range(ptr.shape[0] - 1):
-        for s in range(nb):
-            out[r, s] = np.float32(0.0)
-        for e in range(np.uint64(ptr[r]), np.uint64(ptr[r + 1])):
-            w = vals[e]
-            c = cols[e]
-            for s in range(nb):
-                out[r, s] += w * vt[c, s]
-
-
-@njit(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
-def rows_f32_batch(indptr, cols, vals, xt, out):
-    """out (M, N) = W xt for a CSR W and xt (K, N): every sample in the inner loop."""
-    _mv_f32_batch(indptr, cols, vals, xt, out)
-
-
 @njit(cache=True)
 def rows_fixed16_batch(indptr, cols, wq, xqt, acc0, shift, out):
     """out (M, N) int32: accumulators started at acc0 (M,), saturating adds of the rounded products of
     the CSR's columns in ascending order, for int xqt (K, N)."""
     n = xqt.shape[1]
+    if n == 1:  # one column: the accumulator in a register
+        for r in range(indptr.shape[0] - 1):
+            acc = np.int64(acc0[r])
+            for e in range(indptr[r], indptr[r + 1]):
+                acc = saturate(acc + round_shift(np.int64(wq[e]) * np.int64(xqt[cols[e], 0]), shift))
+            out[r, 0] = acc
+        return
     for r in range(indptr.shape[0] - 1):
         for s in range(n):
             out[r, s] = acc0[r]
@@ -233,7 +213,7 @@ def lstm_sequence_f32(gx, h_ptr, h_cols, h_vals, p_ptr, p_cols, p_vals, p_bias,
     gx (T*B, 4H): the input columns' part of each step's gates, bias included. h_*: the CSR of the
     hidden columns (H or P of them). p_*: the projection (P, H) CSR and its bias, or an empty CSR
     (``p_ptr`` of length 1) for none. Samples with ``t >= lens[b]`` keep their state and output 0
-    (y must come zeroed). Writes y[t, b, y_off:y_off+P], h_n (B, P), c_n (B, H).
+    (y must come zeroed); an empty ``lens`` runs every sample over every step. Writes y[t, b, y_off:y_off+P], h_n (B, P), c_n (B, H).
     """
     t_len = y.shape[0]
     nb, ps = h0.shape
@@ -245,6 +225,8 @@ def lstm_sequence_f32(gx, h_ptr, h_cols, h_vals, p_ptr, p_cols, p_vals, p_bias,
     v = np.empty(ps, dtype=np.float32)
     h = h0.copy()
     c = c0.copy()
+    if lens.shape[0] == 0:  # no lengths: every sample runs every step
+        lens = np.full(nb, t_len, dtype=np.int64)
     for step in range(t_len):
         t = t_len - 1 - step if reverse else step
         for b in range(nb):
@@ -296,6 +278,8 @@ def lstm_sequence_fixed16(gx, h_ptr, h_cols, h_wq, h_in_scale, h_shift, h_out_sc
     one_q = _quant(np.float32(1.0), h_in_scale)
     h = h0.copy()
     c = c0.copy()
+    if lens.shape[0] == 0:  # no lengths: every sample runs every step
+        lens = np.full(nb, t_len, dtype=np.int64)
     for step in range(t_len):
         t = t_len - 1 - step if reverse else step
         for b in range(nb):
@@ -342,6 +326,8 @@ def gru_sequence_f32(lbr, gx, rz_ptr, rz_cols, rz_vals, rz_bias, n_ptr, n_cols, 
     v = np.empty(hs + 1, dtype=np.float32)
     hv = np.empty(hs, dtype=np.float32)
     h = h0.copy()
+    if lens.shape[0] == 0:
+        lens = np.full(nb, t_len, dtype=np.int64)
     for step in range(t_len):
         t = t_len - 1 - step if reverse else step
         for b in range(nb):
@@ -376,6 +362,8 @@ def gru_sequence_fixed16(lbr, gx, rz_ptr, rz_cols, rz_wq, rz_acc0, rz_in_scale, 
     hn = np.empty(hs, dtype=np.float32)
     vq = np.empty(hs + 1, dtype=np.int64)
     h = h0.copy()
+    if lens.shape[0] == 0:
+        lens = np.full(nb, t_len, dtype=np.int64)
     for step in range(t_len):
         t = t_len - 1 - step if reverse else step
         for b in range(nb):
@@ -396,3 +384,4 @@ def gru_sequence_fixed16(lbr, gx, rz_ptr, rz_cols, rz_wq, rz_acc0, rz_in_scale, 
                                     gx[col, 2 * hs + j], hn[j], h[b, j], lbr)
                 y[t, b, y_off + j] = h[b, j]
     h_n[:, :] = h
+

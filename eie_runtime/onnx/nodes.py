@@ -35,8 +35,8 @@ from ..errors import EIEFormatError, EIEInputError
 from ..fixed_point import FixedPointParams
 from ..format import InterleavedCSC
 from ..graph.ir import DenseCell
-from ..graph.layer_ops import _initial_states, _reverse_by_length
-from ..layer import EIELinear
+from ..graph.layer_ops import _initial_states
+from ..layer import MODES, EIELinear
 from ..lstm import EIELSTMCore
 from ..model_file import LIMITS
 
@@ -294,13 +294,16 @@ class LSTMKernel:
         self.layers = [m for m in cells if isinstance(m, EIELinear)]
 
     def run(self, args, mode):
-        if self.gru:
-            x, seq_lens, h0 = (list(args) + [None] * 3)[:3]
-            c0 = None
-        else:
-            x, seq_lens, h0, c0 = (list(args) + [None] * 4)[:4]
-        layout, hs = self.a["layout"], self.a["hidden_size"]
+        n = len(args)
+        x = args[0] if n else None
+        seq_lens = args[1] if n > 1 else None
+        h0 = args[2] if n > 2 else None
+        c0 = args[3] if n > 3 and not self.gru else None
+        a = self.a
+        layout, hs = a["layout"], a["hidden_size"]
         nd = len(self.cores)
+        if mode not in MODES:
+            raise EIEInputError(f"{self.where}: mode must be one of {MODES}, got {mode!r}")
         if x is None or x.dtype != np.float32 or x.ndim != 3:
             raise EIEInputError(f"{self.where}: input X must be a 3-D float32 array")
         if layout == 1:
@@ -308,29 +311,34 @@ class LSTMKernel:
         t_len, batch, in_size = x.shape
         if in_size != self.cores[0].input_size:
             raise EIEInputError(f"{self.where}: input X has {in_size} features, the LSTM expects {self.cores[0].input_size}")
-        try:
-            states = _initial_states(h0, c0, nd, batch, hs, layout)
-        except EIEInputError as exc:
-            raise EIEInputError(f"{self.where}: {exc}") from None
-        if seq_lens is None:
-            lens = np.full(batch, t_len, dtype=np.int64)
-        else:
+        states = (None, None)
+        if h0 is not None or c0 is not None:
+            try:
+                states = [np.ascontiguousarray(st) for st in _initial_states(h0, c0, nd, batch, hs, layout)]
+            except EIEInputError as exc:
+                raise EIEInputError(f"{self.where}: {exc}") from None
+            if c0 is None:
+                states[1] = None
+            if h0 is None:
+                states[0] = None
+        lens = None  # None: every sample runs every step (the cores' own default)
+        if seq_lens is not None:
             lens = np.asarray(seq_lens)
             if lens.dtype.kind not in "iu" or lens.shape != (batch,) or (lens < 0).any() or (lens > t_len).any():
                 raise EIEInputError(f"{self.where}: sequence_lens must be {batch} integers in [0, {t_len}]")
-            lens = lens.astype(np.int64)
-        reverse = [self.a["direction"] == "reverse"] if nd == 1 else [False, True]
-        core_lens = None if seq_lens is None else lens  # None: the core's own all-steps default, unchecked
+            lens = np.ascontiguousarray(lens, dtype=np.int64)
+        x = np.ascontiguousarray(x)
+        reverse = (a["direction"] == "reverse",) if nd == 1 else (False, True)
         ys, hn, cn = [], [], []
-        for d, core in enumerate(self.cores):
-            xd = _reverse_by_length(x, lens) if reverse[d] else x
+        for d, core in enumerate(self.cores):  # the cores run the reverse direction from each sample's last step
+            h0d = None if states[0] is None else states[0][d:d + 1]
             if self.gru:
-                y, h = core.forward(np.ascontiguousarray(xd), states[0][d:d + 1], seq_lens=core_lens, mode=mode)
+                y, h = core.run_checked(x, h0d, lens, mode, reverse=reverse[d])
                 c = h
             else:
-                y, h, c = core.forward(np.ascontiguousarray(xd), states[0][d:d + 1], states[1][d:d + 1],
-                                       seq_lens=core_lens, mode=mode)
-            ys.append(_reverse_by_length(y, lens) if reverse[d] else y)
+                c0d = None if states[1] is None else states[1][d:d + 1]
+                y, h, c = core.run_checked(x, h0d, c0d, lens, mode, reverse=reverse[d])
+            ys.append(y)
             hn.append(h)
             cn.append(c)
         if nd == 1:  # views, not copies: a small LSTM's call is a few microseconds
@@ -340,8 +348,8 @@ class LSTMKernel:
             h_n, c_n = np.concatenate(hn), np.concatenate(cn)
         if layout == 1:
             y, h_n, c_n = y.transpose(2, 0, 1, 3), h_n.transpose(1, 0, 2), c_n.transpose(1, 0, 2)
-        outs = [np.ascontiguousarray(y), np.ascontiguousarray(h_n), np.ascontiguousarray(c_n)]
-        return outs[:2] if self.gru else outs
+            y, h_n, c_n = np.ascontiguousarray(y), np.ascontiguousarray(h_n), np.ascontiguousarray(c_n)
+        return [y, h_n] if self.gru else [y, h_n, c_n]
 
 
 class GRUKernel(LSTMKernel):
