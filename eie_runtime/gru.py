@@ -187,10 +187,12 @@ class EIEGRUCore:
             return None
         cache = self.__dict__.setdefault("_plans", {})
         plans = cache.get(mode)
-        if plans is not None:
+        if plans is not None and len(plans) == self.num_layers * self.num_directions:
             nd = self.num_directions
-            if len(plans) == self.num_layers * nd and all(
-                    p.current(self.cells[i // nd][i % nd]) for i, p in enumerate(plans)):
+            for i, p in enumerate(plans):
+                if not p.current(self.cells[i // nd][i % nd]):
+                    break
+            else:
                 return plans
         if self._fuse_blocker(mode):
             return None

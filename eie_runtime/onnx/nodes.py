@@ -290,6 +290,7 @@ class LSTMKernel:
 
     def __init__(self, cores, a, where):
         self.cores, self.a, self.where = cores, a, where
+        self.in_size = cores[0].input_size
         cells = [m for c in cores for m in (c.cells[0][0] if self.gru else (c.cells[0][0],))]
         self.layers = [m for m in cells if isinstance(m, EIELinear)]
 
@@ -309,18 +310,15 @@ class LSTMKernel:
         if layout == 1:
             x = x.transpose(1, 0, 2)
         t_len, batch, in_size = x.shape
-        if in_size != self.cores[0].input_size:
-            raise EIEInputError(f"{self.where}: input X has {in_size} features, the LSTM expects {self.cores[0].input_size}")
-        states = (None, None)
-        if h0 is not None or c0 is not None:
-            try:
+        if in_size != self.in_size:
+            raise EIEInputError(f"{self.where}: input X has {in_size} features, the LSTM expects {self.in_size}")
+        states = [h0, c0]
+        if not (layout == 0 and _is_state(h0, nd, batch, hs) and _is_state(c0, nd, batch, hs)):
+            try:  # converted, transposed, or refused with its reason
                 states = [np.ascontiguousarray(st) for st in _initial_states(h0, c0, nd, batch, hs, layout)]
             except EIEInputError as exc:
                 raise EIEInputError(f"{self.where}: {exc}") from None
-            if c0 is None:
-                states[1] = None
-            if h0 is None:
-                states[0] = None
+            states = [None if given is None else st for given, st in zip((h0, c0), states)]
         lens = None  # None: every sample runs every step (the cores' own default)
         if seq_lens is not None:
             lens = np.asarray(seq_lens)
@@ -350,6 +348,12 @@ class LSTMKernel:
             y, h_n, c_n = y.transpose(2, 0, 1, 3), h_n.transpose(1, 0, 2), c_n.transpose(1, 0, 2)
             y, h_n, c_n = np.ascontiguousarray(y), np.ascontiguousarray(h_n), np.ascontiguousarray(c_n)
         return [y, h_n] if self.gru else [y, h_n, c_n]
+
+
+def _is_state(s, nd, batch, hs) -> bool:
+    """``s`` absent or already a C-contiguous float32 (nd, batch, hs) array: used as it is."""
+    return s is None or (type(s) is np.ndarray and s.dtype == np.float32 and s.shape == (nd, batch, hs)
+                         and s.flags.c_contiguous)
 
 
 class GRUKernel(LSTMKernel):
