@@ -389,116 +389,6 @@ def test_zero_length_sequence_with_initial_state(op):
     check(m, feeds, density=0.5)
 
 
-# ----------------------------------------------------------------- graphs onnx's checker refuses, onnxruntime runs
-def _loose_graphs():
-    mm = helper.make_node
-    out_without_shape = model([mm("MatMul", ["X", "W"], ["t"], name="mm"), mm("Relu", ["t"], ["Y"], name="r")],
-                              [vi("X", [4, 10])], [helper.make_tensor_value_info("Y", F, None)], [w("W", 10, 6)])
-    unsorted = model([mm("Relu", ["u"], ["Y"], name="r"), mm("Add", ["t", "b"], ["u"], name="add"),
-                      mm("MatMul", ["X", "W"], ["t"], name="mm")], [vi("X", [4, 10])], [vi("Y", [4, 6])],
-                     [w("W", 10, 6), w("b", 6)])
-    ir3 = model([mm("Gemm", ["X", "W", "b"], ["Y"], name="g", transB=1)],
-                [vi("X", [4, 10]), vi("W", [6, 10]), vi("b", [6])], [vi("Y", [4, 6])], [w("W", 6, 10), w("b", 6)],
-                opset=8)
-    ir3.ir_version = 3  # initializers listed as graph inputs too
-    return {"output_without_shape": out_without_shape, "unsorted_nodes": unsorted, "ir3_initializers_as_inputs": ir3}
-
-
-@pytest.mark.parametrize("case", ["output_without_shape", "unsorted_nodes", "ir3_initializers_as_inputs"])
-def test_graphs_onnxruntime_accepts_convert(case):
-    m = _loose_graphs()[case]
-    feeds = {"X": x(4, 10)}
-    r = check(m, feeds)
-    assert eie_ops(r["comp"]) == ["EIELinear"]
-    from_bytes = InferenceSession(r["comp"].SerializeToString()).run(None, feeds)  # read back through the checker
-    assert rel(from_bytes[0], InferenceSession(r["comp"]).run(None, feeds)[0]) == 0.0
-
-
-def test_a_graph_with_a_cycle_is_still_refused():
-    from eie_runtime.errors import EIEFormatError
-
-    mm = helper.make_node
-    m = model([mm("Add", ["X", "v"], ["u"], name="a"), mm("Relu", ["u"], ["v"], name="r"),
-               mm("Identity", ["v"], ["Y"], name="i")], [vi("X", [2])], [vi("Y", [2])], [])
-    with pytest.raises(EIEFormatError, match="topologically sorted"):
-        convert_onnx(m)
-
-
-def test_unnamed_nodes_in_a_graph_and_its_branches_get_distinct_names():
-    """Unnamed Gemms (transA and a full C: Transpose and Add nodes around each EIE node) at two levels."""
-    mm = helper.make_node
-
-    def branch(tag):
-        return helper.make_graph([mm("Gemm", ["x", "w", "cfull"], ["t"], transA=1, beta=0.5),
-                                  mm("MatMul", ["W0", "t"], ["out"])], tag, [], [vi("out", [6, 5])])
-
-    nodes = [mm("Gemm", ["X", "w", "cfull"], ["x1"], transA=1, beta=0.5), mm("Identity", ["x1"], ["x"]),
-             mm("If", ["c"], ["y"], then_branch=branch("then"), else_branch=branch("else")),
-             mm("Gemm", ["y", "w2", "cfull2"], ["Y"], transA=1)]
-    m = model(nodes, [vi("X", [5, 5]), vi("c", [], TensorProto.BOOL)], [vi("Y", [5, 3])],
-              [w("w", 5, 5), w("cfull", 5, 5), w("W0", 6, 5), w("w2", 6, 3), w("cfull2", 5, 3)])
-    for c in (True, False):
-        feeds = {"X": x(5, 5), "c": np.array(c)}
-        r = check(m, feeds)
-        sess = InferenceSession(r["comp"])
-        first = sess.run(None, feeds)[0]
-        assert rel(sess.run(None, feeds)[0], first) == 0.0  # the run after the first inlines the branch taken
-    names = [n.name for g in _all_graphs(r["comp"].graph) for n in g.node if n.name]
-    assert len(names) == len(set(names)) and len(eie_ops(r["comp"])) == 6
-
-
-@pytest.mark.parametrize("coo", [False, True])
-def test_weights_stored_as_sparse_initializers(coo):
-    """A MatMul weight and an Add operand in ``sparse_initializer`` (linear or (NNZ, rank) indices)."""
-    mm = helper.make_node
-    sparse = []
-    for name, shape in (("W", (10, 6)), ("S", (4, 6))):
-        arr = _rng(len(name) + len(shape)).standard_normal(shape).astype(np.float32)
-        arr[np.abs(arr) < 0.8] = 0
-        idx = np.argwhere(arr) if coo else np.flatnonzero(arr)
-        vals = arr[tuple(idx.T)] if coo else arr.ravel()[idx]
-        sparse.append(helper.make_sparse_tensor(numpy_helper.from_array(vals, name),
-                                                numpy_helper.from_array(idx.astype(np.int64), name + "_idx"), shape))
-    g = helper.make_graph([mm("MatMul", ["X", "W"], ["t"], name="mm"), mm("Add", ["t", "S"], ["Y"], name="add")],
-                          "g", [vi("X", [4, 10])], [vi("Y", [4, 6])], sparse_initializer=sparse)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    r = check(m, {"X": x(4, 10)})
-    assert eie_ops(r["comp"]) == ["EIELinear"] and plain_ops(r["comp"]) == ["Add"]
-
-
-def test_weights_in_an_external_data_file_beside_the_model(tmp_path):
-    from eie_runtime.errors import EIEFormatError
-
-    mm = helper.make_node
-    m = model([mm("MatMul", ["X", "W"], ["t"], name="mm"), mm("Add", ["t", "b"], ["Y"], name="add")],
-              [vi("X", [4, 10])], [vi("Y", [4, 6])], [w("W", 10, 6), w("b", 6)])
-    feeds = {"X": x(4, 10)}
-    ref = _ort(m, feeds)[0]
-    path = tmp_path / "m.onnx"
-    onnx.save(m, str(path), save_as_external_data=True, location="m.onnx.data", size_threshold=0)
-    assert (tmp_path / "m.onnx.data").is_file()
-    lossless, _ = convert_onnx(str(path), lossless=True, n_pe=4)
-    assert rel(InferenceSession(lossless).run(None, feeds)[0], ref) <= 1e-5
-    comp, _ = convert_onnx(str(path), density=0.5, n_pe=4)
-    assert rel(InferenceSession(comp).run(None, feeds)[0], _ort(to_dense(comp), feeds)[0]) <= 1e-4
-    assert not any(t.external_data for t in comp.graph.initializer)  # the converted file holds its weights
-    with pytest.raises(EIEFormatError, match="external file.*load the model from its path"):
-        convert_onnx(path.read_bytes())
-    outside = tmp_path / "sub"
-    outside.mkdir()
-    escaped = onnx.load(str(path), load_external_data=False)
-    for t in escaped.graph.initializer:
-        next(e for e in t.external_data if e.key == "location").value = "../m.onnx.data"
-    onnx.save(escaped, str(outside / "m.onnx"))
-    with pytest.raises(EIEFormatError, match="not a file inside the model's folder"):
-        convert_onnx(str(outside / "m.onnx"))
-    short = onnx.load(str(path), load_external_data=False)
-    next(e for e in short.graph.initializer[0].external_data if e.key == "length").value = "999999"
-    onnx.save(short, str(tmp_path / "short.onnx"))
-    with pytest.raises(EIEFormatError, match="past the end"):
-        convert_onnx(str(tmp_path / "short.onnx"))
-
-
 def _all_cases():
     for k in sorted(GEMMS):
         yield ("Gemm " + k, *gemm_case(*GEMMS[k]), None, 0.3)
@@ -509,6 +399,8 @@ def _all_cases():
             kw = table[k][0]
             m, feeds = rnn_case(op, **kw)
             yield (f"{op} {k}", m, feeds, _as_layout0(m) if kw.get("layout") else None, 0.5)
+    from test_onnx_variants_graphs import _loose_graphs
+
     for k, m in _loose_graphs().items():
         yield ("graph " + k, m, {"X": x(4, 10)}, None, 0.3)
 

@@ -30,8 +30,9 @@ from ..converters.weight_sharing import check_bits, check_init
 from ..errors import EIEFormatError, EIEInputError
 from . import nodes as N
 from .reader import load_onnx
-from .walk import (_all_graphs, _Folder, densify_sparse_initializers, initializers_as_inputs,  # noqa: F401
-                   node_reads, subgraphs, value_ranks)  # (node_reads, subgraphs: re-exported)
+# node_reads, subgraphs and unique_node_names are re-exported: other modules import them from here
+from .walk import (_all_graphs, _drop_unused, _Folder, densify_sparse_initializers,  # noqa: F401
+                   initializers_as_inputs, node_reads, subgraphs, unique_node_names, value_ranks)
 
 SOURCE_OPS = ("Gemm", "MatMul", "LSTM", "GRU")
 ONNX_TO_TORCH_GATES = (0, 2, 3, 1)  # ONNX LSTM gates (i, o, f, c) -> (i, f, g, o)
@@ -65,7 +66,8 @@ class _Ctx:
         self.consumed: set = set()  # weight names the converted nodes read (and constants folded into them)
         self.opsets: list = []
         self.init, self.lstm_bias = "linear", "shared"  # codebook initialisation; LSTM/GRU bias kept dense or not
-        self.ranks: dict = {}  # value name -> rank (walk.value_ranks)
+        self.ranks: list = []  # per graph, value name -> rank (walk.value_ranks)
+        self.graphs_seen = 0
         self.node_names: set = set()  # every node name of the model (new nodes get names none has)
 
     def node_name(self, base: str) -> str:
@@ -109,7 +111,7 @@ def _weight(consts, name, node_name, op, what) -> np.ndarray:
 
 
 class _GraphConverter:
-    def __init__(self, graph, outer: ChainMap, ctx: _Ctx):
+    def __init__(self, graph, outer: ChainMap, ctx: _Ctx, outer_ranks: ChainMap | None = None):
         self.g, self.ctx = graph, ctx
         local = {}
         for t in graph.initializer:
@@ -122,6 +124,10 @@ class _GraphConverter:
                     and n.attribute[0].name == "value":
                 local[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
         self.consts = outer.new_child(local)
+        # the ranks of this graph's values, then of the enclosing graphs' (bodies are visited in _all_graphs order)
+        self.ranks = (outer_ranks if outer_ranks is not None else ChainMap()).new_child(
+            ctx.ranks[ctx.graphs_seen] if ctx.graphs_seen < len(ctx.ranks) else {})
+        ctx.graphs_seen += 1
         self.folded = _Folder(graph, self.consts, ctx)
         self.readers: dict[str, int] = {}
         for n in graph.node:
@@ -147,7 +153,7 @@ class _GraphConverter:
             if any(node is s for s in self.skip):
                 continue
             for sub in subgraphs(node):
-                _GraphConverter(sub, self.consts, self.ctx).run()
+                _GraphConverter(sub, self.consts, self.ctx, self.ranks).run()
             if node.domain in ("", "ai.onnx") and node.op_type in SOURCE_OPS:
                 name = node.name or self.ctx.node_name(node.op_type)
                 try:
@@ -241,7 +247,7 @@ class _GraphConverter:
             if n.input[0] in self.consts:
                 return self._matmul_left(n, name)
         b = _weight(self.consts, n.input[1], name, "MatMul", "weight B")
-        if b.ndim > 2 and b.size == b.shape[-2] * b.shape[-1] and self.ctx.ranks.get(n.input[0], 0) >= b.ndim:
+        if b.ndim > 2 and b.size == b.shape[-2] * b.shape[-1] and self.ranks.get(n.input[0], 0) >= b.ndim:
             b = b.reshape(b.shape[-2:])  # (1, ..., K, N): the same product when X has at least as many axes
         if b.ndim != 2:
             raise _Keep(f"weight B has shape {b.shape}, not a 2-D matrix")
@@ -261,14 +267,14 @@ class _GraphConverter:
         """Whether adding constant ``c`` to ``x @ W`` (``m`` columns) only adds a bias row (the shape stays)."""
         if c.size not in (1, m) or (c.ndim and c.shape[-1] != c.size):
             return False
-        return c.ndim <= 1 or c.ndim <= self.ctx.ranks.get(x, 0)  # a longer shape would add leading axes
+        return c.ndim <= 1 or c.ndim <= self.ranks.get(x, 0)  # a longer shape would add leading axes
 
     def _matmul_left(self, n, name):
         """``W @ X`` with a constant 2-D ``W``: ``x @ W^T`` over X's second-to-last axis (Transposes around)."""
         w = _weight(self.consts, n.input[0], name, "MatMul", "weight A (the first input)")
         if w.ndim != 2:
             raise _Keep(f"weight A (the first input) has shape {w.shape}, not a 2-D matrix")
-        x, rank = n.input[1], self.ctx.ranks.get(n.input[1])
+        x, rank = n.input[1], self.ranks.get(n.input[1])
         if rank is None:
             raise _Keep(f"W @ X with a constant W: the rank of {x!r} is unknown (shape inference could not tell)")
         self.ctx.consumed.add(n.input[0])
@@ -399,52 +405,6 @@ def _count_layers(graph) -> tuple[int, list]:
     names = [n.name for g in _all_graphs(graph) for n in g.node
              if n.domain in ("", "ai.onnx") and n.op_type in SOURCE_OPS]
     return len(names), names
-
-
-def _drop_unused(model, consumed: set) -> None:
-    """Remove the weights (initializers, Constant nodes, folded chains) only the converted nodes read."""
-    changed = True
-    while changed:
-        changed = False
-        read = set()
-        for g in _all_graphs(model.graph):
-            for n in g.node:
-                read.update(n.input)
-            read.update(o.name for o in g.output)
-        for g in _all_graphs(model.graph):
-            dead = [n for n in g.node if n.output and all(o in consumed and o not in read for o in n.output)]
-            for n in dead:
-                g.node.remove(n)
-                changed = True
-    for g in _all_graphs(model.graph):
-        dead = [t for t in g.initializer if t.name in consumed and t.name not in read]
-        for t in dead:
-            g.initializer.remove(t)
-        names = {t.name for t in dead}
-        for vi in [vi for vi in g.input if vi.name in names]:  # old IR versions list initializers as inputs
-            g.input.remove(vi)
-
-
-def unique_node_names(model) -> list[tuple[str, str]]:
-    """Rename nodes whose name an earlier node already has (onnxruntime refuses such graphs): ``fc`` -> ``fc_1``.
-
-    Deterministic (graph order, bodies after their graph). Returns the ``(old, new)`` renames.
-    """
-    seen: set = set()
-    renames = []
-    for g in _all_graphs(model.graph):
-        for n in g.node:
-            if not n.name:
-                continue
-            if n.name in seen:
-                k, new = 1, f"{n.name}_1"
-                while new in seen:
-                    k += 1
-                    new = f"{n.name}_{k}"
-                renames.append((n.name, new))
-                n.name = new
-            seen.add(n.name)
-    return renames
 
 
 def convert_model(src, *, density: float = 0.1, bits: int = 4, n_pe: int = 64, seed: int = 0,

@@ -82,23 +82,24 @@ class _Folder:
             self.ctx.consumed.update(ins)  # the constants the chain starts from (dropped if nothing else reads them)
 
 
-def value_ranks(model) -> dict:
-    """Value name -> rank, from the declared types and onnx's shape inference (bodies included).
-
-    Names whose rank nothing tells are absent; a model shape inference cannot handle gives what is declared."""
+def value_ranks(model) -> list:
+    """Per graph (in :func:`_all_graphs` order), the ranks of its own values, from the declared types and onnx's
+    shape inference. Names whose rank nothing tells are absent; a model shape inference cannot handle gives
+    what is declared. A body's values are its own: sibling branches may use one name for values of two ranks."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     except Exception:  # custom domains, models past 2 GB: the declared shapes only
         inferred = model
-    ranks: dict = {}
+    out = []
     for g in _all_graphs(inferred.graph):
-        for t in g.initializer:
-            ranks[t.name] = len(t.dims)
+        ranks = {t.name: len(t.dims) for t in g.initializer}
         for v in list(g.input) + list(g.output) + list(g.value_info):
-            tt = v.type.tensor_type
-            if v.type.HasField("tensor_type") and tt.HasField("shape"):
-                ranks[v.name] = len(tt.shape.dim)
-    return ranks
+            if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape"):
+                ranks[v.name] = len(v.type.tensor_type.shape.dim)
+        out.append(ranks)
+    if len(out) != sum(1 for _ in _all_graphs(model.graph)):  # inference changed the structure: trust none of it
+        return []
+    return out
 
 
 def densify_sparse_initializers(model) -> None:
@@ -130,3 +131,49 @@ def _all_graphs(graph):
     for n in graph.node:
         for g in subgraphs(n):
             yield from _all_graphs(g)
+
+
+def _drop_unused(model, consumed: set) -> None:
+    """Remove the weights (initializers, Constant nodes, folded chains) only the converted nodes read."""
+    changed = True
+    while changed:
+        changed = False
+        read = set()
+        for g in _all_graphs(model.graph):
+            for n in g.node:
+                read.update(n.input)
+            read.update(o.name for o in g.output)
+        for g in _all_graphs(model.graph):
+            dead = [n for n in g.node if n.output and all(o in consumed and o not in read for o in n.output)]
+            for n in dead:
+                g.node.remove(n)
+                changed = True
+    for g in _all_graphs(model.graph):
+        dead = [t for t in g.initializer if t.name in consumed and t.name not in read]
+        for t in dead:
+            g.initializer.remove(t)
+        names = {t.name for t in dead}
+        for vi in [vi for vi in g.input if vi.name in names]:  # old IR versions list initializers as inputs
+            g.input.remove(vi)
+
+
+def unique_node_names(model) -> list[tuple[str, str]]:
+    """Rename nodes whose name an earlier node already has (onnxruntime refuses such graphs): ``fc`` -> ``fc_1``.
+
+    Deterministic (graph order, bodies after their graph). Returns the ``(old, new)`` renames.
+    """
+    seen: set = set()
+    renames = []
+    for g in _all_graphs(model.graph):
+        for n in g.node:
+            if not n.name:
+                continue
+            if n.name in seen:
+                k, new = 1, f"{n.name}_1"
+                while new in seen:
+                    k += 1
+                    new = f"{n.name}_{k}"
+                renames.append((n.name, new))
+                n.name = new
+            seen.add(n.name)
+    return renames
