@@ -140,3 +140,18 @@ def test_w_at_x_in_branches_whose_local_values_share_a_name_but_not_a_rank():
         r = check(m, {"X": x(10, 3), "c": np.array(c)})
     assert eie_ops(r["comp"]) == ["EIELinear"]
     assert [(row["node"], "rank" in row["note"]) for row in r["rows"] if row["note"]] == [("mm_else", True)]
+
+
+def test_constant_nodes_of_every_numeric_form_feed_weights_and_biases():
+    """A bias from ``value_floats``, a reshape target from ``value_ints``, a scale from ``value_float``."""
+    mm = helper.make_node
+    wt = np.asarray(numpy_helper.to_array(w("W", 60)), np.float32)
+    m = model([mm("Constant", [], ["wflat"], name="cw", value_floats=wt.tolist()),
+               mm("Constant", [], ["shape"], name="cs", value_ints=[10, 6]),
+               mm("Constant", [], ["scale"], name="cf", value_float=0.5),
+               mm("Reshape", ["wflat", "shape"], ["W0"], name="rs"), mm("Mul", ["W0", "scale"], ["W"], name="mul"),
+               mm("Constant", [], ["b"], name="cb", value_floats=[0.1, -0.2, 0.3, 0.0, 1.0, -1.0]),
+               mm("MatMul", ["X", "W"], ["t"], name="mm"), mm("Add", ["t", "b"], ["Y"], name="add")],
+              [vi("X", [4, 10])], [vi("Y", [4, 6])], [])
+    r = check(m, {"X": x(4, 10)})
+    assert eie_ops(r["comp"]) == ["EIELinear"] and plain_ops(r["comp"]) == []  # the chain and the bias folded

@@ -1,9 +1,11 @@
 """ONNX model -> the same ONNX model with its compressible nodes as EIE-domain nodes.
 
 Every ``Gemm`` and ``MatMul`` with a constant 2-D float32 weight (a following
-``Add`` of a constant ``(N,)`` bias and a following ``Relu`` folded in) becomes
-an ``EIELinear`` node; every ``LSTM`` with constant weights and the default
-activations becomes an ``EIELSTM`` node (:mod:`eie_runtime.onnx.nodes`). Nodes
+``Add`` of a constant bias that leaves the shape as it is and a following
+``Relu`` folded in; a constant first input, ``W @ X``, becomes ``Transpose``
+nodes around the layer) becomes an ``EIELinear`` node; every ``LSTM``/``GRU``
+with constant weights and the default activations becomes an ``EIELSTM``/
+``EIEGRU`` node (:mod:`eie_runtime.onnx.nodes`). Nodes
 inside ``If``/``Loop``/``Scan`` bodies are converted too; the weights may live
 in an enclosing graph. Every other node stays as it was, and so does a node
 whose weight is computed at run time (attention's ``MatMul``) or that EIE
@@ -38,6 +40,9 @@ SOURCE_OPS = ("Gemm", "MatMul", "LSTM", "GRU")
 ONNX_TO_TORCH_GATES = (0, 2, 3, 1)  # ONNX LSTM gates (i, o, f, c) -> (i, f, g, o)
 ONNX_TO_TORCH_GRU = (1, 0, 2)  # ONNX GRU gates (z, r, h) -> torch's (r, z, n)
 _DEFAULT_ACTS = ("sigmoid", "tanh", "tanh")
+#: Constant node attributes whose value the converter reads (None: a tensor) and their numpy types
+_CONSTANT_FORMS = {"value": None, "value_float": np.float32, "value_floats": np.float32, "value_int": np.int64,
+                   "value_ints": np.int64}
 
 
 class _Keep(Exception):
@@ -121,8 +126,10 @@ class _GraphConverter:
                 raise EIEFormatError(f"initializer {t.name!r} cannot be read: {exc}") from None
         for n in graph.node:
             if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and len(n.attribute) == 1 \
-                    and n.attribute[0].name == "value":
-                local[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+                    and n.attribute[0].name in _CONSTANT_FORMS:
+                v = helper.get_attribute_value(n.attribute[0])
+                kind = _CONSTANT_FORMS[n.attribute[0].name]
+                local[n.output[0]] = numpy_helper.to_array(v) if kind is None else np.asarray(v, kind)
         self.consts = outer.new_child(local)
         # the ranks of this graph's values, then of the enclosing graphs' (bodies are visited in _all_graphs order)
         self.ranks = (outer_ranks if outer_ranks is not None else ChainMap()).new_child(
