@@ -155,3 +155,25 @@ def test_constant_nodes_of_every_numeric_form_feed_weights_and_biases():
               [vi("X", [4, 10])], [vi("Y", [4, 6])], [])
     r = check(m, {"X": x(4, 10)})
     assert eie_ops(r["comp"]) == ["EIELinear"] and plain_ops(r["comp"]) == []  # the chain and the bias folded
+
+
+def test_non_finite_weights_and_biases_stay_onnxruntimes():
+    """A NaN weight keeps its MatMul (with the reason); an Inf bias stays an Add after the converted MatMul."""
+    mm = helper.make_node
+    wn = numpy_helper.to_array(w("W", 10, 6)).copy()
+    wn[3, 2] = np.nan
+    bi = numpy_helper.to_array(w("b", 6)).copy()
+    bi[1] = np.inf
+    m = model([mm("MatMul", ["X", "Wn"], ["t"], name="nan_mm"), mm("MatMul", ["t", "W2"], ["u"], name="mm2"),
+               mm("Add", ["u", "b"], ["Y"], name="add")], [vi("X", [4, 10])], [vi("Y", [4, 5])],
+              [numpy_helper.from_array(wn, "Wn"), w("W2", 6, 5), numpy_helper.from_array(bi[:5], "b")])
+    feeds = {"X": x(4, 10)}
+    ref = _ort(m, feeds)[0]
+    for kw in ({"lossless": True}, {"density": 0.5}):
+        comp, rows = convert_onnx(m, n_pe=4, **kw)
+        assert eie_ops(comp) == ["EIELinear" if "density" in kw else "EIEDenseLinear"]
+        assert sorted(plain_ops(comp)) == ["Add", "MatMul"]
+        assert [r["node"] for r in rows if "NaN or Inf" in r["note"]] == ["nan_mm"]
+        if "lossless" in kw:  # (compressed: a NaN activation reaches only the weights pruning kept)
+            got = InferenceSession(comp).run(None, feeds)[0]
+            assert np.array_equal(np.isnan(got), np.isnan(ref)) and np.array_equal(np.isinf(got), np.isinf(ref))

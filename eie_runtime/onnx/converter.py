@@ -112,6 +112,8 @@ def _weight(consts, name, node_name, op, what) -> np.ndarray:
     w = consts[name]
     if w.dtype != np.float32:
         raise _Keep(f"{what} is {w.dtype}, EIE layers hold float32 weights")
+    if not np.isfinite(w).all():
+        raise _Keep(f"{what} holds NaN or Inf, which no codebook holds")
     return w
 
 
@@ -218,7 +220,7 @@ class _GraphConverter:
         bias, post, m = None, None, w.shape[0]
         if c_name and c_name in self.consts:
             c = self.consts[c_name].astype(np.float32) * np.float32(beta)
-            if c.size == 1 or (c.ndim <= 2 and c.size == m and c.shape[-1] == m):
+            if (c.size == 1 or (c.ndim <= 2 and c.size == m and c.shape[-1] == m)) and np.isfinite(c).all():
                 bias = np.broadcast_to(c.reshape(-1), (m,)).astype(np.float32)
             else:
                 post = f"{self.ctx.prefix(name)}.C"
@@ -263,7 +265,8 @@ class _GraphConverter:
         if add is not None:
             other = add.input[1] if add.input[0] == out else add.input[0]
             c = self.consts.get(other)
-            if c is not None and c.dtype == np.float32 and self._row_bias(c, b.shape[1], n.input[0]):
+            if c is not None and c.dtype == np.float32 and self._row_bias(c, b.shape[1], n.input[0]) \
+                    and np.isfinite(c).all():  # EIE biases are finite: an Inf/NaN one stays onnxruntime's Add
                 bias, out = np.broadcast_to(c.reshape(-1), (b.shape[1],)).astype(np.float32), add.output[0]
                 self.skip.append(add)
                 self.ctx.consumed.add(other)
