@@ -177,3 +177,22 @@ def test_non_finite_weights_and_biases_stay_onnxruntimes():
         if "lossless" in kw:  # (compressed: a NaN activation reaches only the weights pruning kept)
             got = InferenceSession(comp).run(None, feeds)[0]
             assert np.array_equal(np.isnan(got), np.isnan(ref)) and np.array_equal(np.isinf(got), np.isinf(ref))
+
+
+def test_layers_inside_model_local_functions_convert():
+    """A model-local function (one calling another) holding MatMul + Add: inlined, then converted."""
+    mm = helper.make_node
+    inner = helper.make_function("local", "Affine", ["x", "w", "b"], ["y"],
+                                 [mm("MatMul", ["x", "w"], ["t"]), mm("Add", ["t", "b"], ["y"])],
+                                 [helper.make_opsetid("", 17)])
+    outer = helper.make_function("local", "Block", ["x", "w", "b"], ["y"],
+                                 [mm("Affine", ["x", "w", "b"], ["a"], domain="local"), mm("Tanh", ["a"], ["y"])],
+                                 [helper.make_opsetid("", 17), helper.make_opsetid("local", 1)])
+    g = helper.make_graph([mm("Gemm", ["X", "W1"], ["h"], name="g1", transB=1),
+                           mm("Block", ["h", "W2", "b2"], ["Y"], name="call", domain="local")], "g",
+                          [vi("X", [4, 10])], [vi("Y", [4, 3])], [w("W1", 8, 10), w("W2", 8, 3), w("b2", 3)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+                          functions=[inner, outer])
+    r = check(m, {"X": x(4, 10)})
+    assert eie_ops(r["comp"]) == ["EIELinear", "EIELinear"] and plain_ops(r["comp"]) == ["Tanh"]
+    assert not r["comp"].functions

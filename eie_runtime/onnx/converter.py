@@ -417,6 +417,16 @@ def _count_layers(graph) -> tuple[int, list]:
     return len(names), names
 
 
+def _inline_functions(model, where):
+    import onnx.inliner
+
+    try:
+        inlined = onnx.inliner.inline_local_functions(model)
+    except Exception as exc:
+        raise EIEFormatError(f"{where}: its model-local functions cannot be inlined: {exc}") from None
+    return inlined
+
+
 def convert_model(src, *, density: float = 0.1, bits: int = 4, n_pe: int = 64, seed: int = 0,
                   layer_overrides: dict | None = None, lossless: bool = False, progress: bool = False,
                   check: bool = True, init: str = "linear", lstm_bias: str = "shared"):
@@ -435,6 +445,8 @@ def convert_model(src, *, density: float = 0.1, bits: int = 4, n_pe: int = 64, s
     if any(op.domain == N.DOMAIN for op in model.opset_import):
         raise EIEInputError(f"{where}: already converted (imports the {N.DOMAIN} domain)")
     densify_sparse_initializers(model)
+    if model.functions:  # layers inside model-local functions become visible (onnxruntime inlines them too)
+        model = _inline_functions(model, where)
     renames = unique_node_names(model)
     total, names = _count_layers(model.graph)
     overrides = dict(layer_overrides or {})
