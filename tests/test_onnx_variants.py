@@ -5,6 +5,7 @@ onnxruntime on the ``to_dense`` export of the same compressed model within 1e-4)
 twice, and what EIE cannot represent exactly stays an ONNX node listed with its reason.
 """
 
+import random
 import zlib
 
 import numpy as np
@@ -255,6 +256,41 @@ def test_matmul_in_other_float_types_is_kept_with_its_reason(dtype):
                    [w("W", 10, 6, dtype=np_t)], x_dtype=dtype)
     r = check(m, feeds)
     assert eie_ops(r["comp"]) == [] and str(np.dtype(np_t)) in kept_notes(r["rows"])[0]
+
+
+def _random_matmul_case(rnd, it):
+    """x @ W or W @ x of random ranks and sizes, maybe + a broadcast bias (either side), maybe + Relu."""
+    mm = helper.make_node
+    k, n, xr = rnd.choice([1, 3, 8]), rnd.choice([1, 2, 5]), rnd.choice([1, 2, 3, 4])
+    lead = [rnd.choice([1, 2, 3]) for _ in range(xr - 1)]
+    if rnd.random() < 0.3:  # W @ x
+        xs = lead[:-1] + [k, lead[-1]] if xr >= 2 else [k]
+        nodes, inits = [mm("MatMul", ["W", "X"], ["t"], name="mm")], [w("W", n, k, seed=it)]
+        out = np.broadcast_shapes(xs[:-2], ()) + ((n, xs[-1]) if xr >= 2 else (n,))
+    else:
+        xs = lead + [k]
+        nodes, inits = [mm("MatMul", ["X", "W"], ["t"], name="mm")], [w("W", k, n, seed=it)]
+        out = tuple(lead) + (n,)
+    last = "t"
+    if rnd.random() < 0.6:
+        bias = [1] * rnd.choice([0, 1, 2, 3, 4])
+        if bias:
+            bias[-1] = rnd.choice([1, out[-1]])
+        out = np.broadcast_shapes(out, tuple(bias))
+        inits.append(w("b", *bias, seed=it))
+        nodes.append(mm("Add", ["t", "b"] if rnd.random() < 0.5 else ["b", "t"], ["u"], name="add"))
+        last = "u"
+    nodes.append(mm("Relu" if rnd.random() < 0.3 else "Identity", [last], ["Y"], name="last"))
+    return model(nodes, [vi("X", xs)], [vi("Y", list(out))], inits), {"X": x(*xs, seed=it)}
+
+
+def test_random_matmul_forms():
+    """A seeded sweep over MatMul forms: each converts its layer and equals onnxruntime as check() requires."""
+    rnd = random.Random(0)
+    for it in range(25):
+        m, feeds = _random_matmul_case(rnd, it)
+        r = check(m, feeds, density=0.5, n_pe=2)
+        assert eie_ops(r["comp"]) == ["EIELinear"], it
 
 
 # ----------------------------------------------------------------- LSTM and GRU
