@@ -1,4 +1,6 @@
-"""Walking ONNX graphs: bodies of control-flow nodes, names read from enclosing scopes, constant chains."""
+"""Walking ONNX graphs: bodies of control-flow nodes, names read from enclosing scopes, constant chains, the
+ranks of values per graph scope, and the whole-model edits around a conversion (sparse initializers made dense,
+IR<4 initializers listed as inputs, unique node names, dropping the weights only converted nodes read)."""
 
 from __future__ import annotations
 
