@@ -99,3 +99,15 @@ def test_plans_follow_replaced_biases_fixed_point_and_run_methods():
         core.forward(x, fused=True)
     del w_x.run_float32
     core.forward(x, fused=True)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_saturated_gates_match_the_step_path(kind):
+    # pre-activations in the thousands: the float32 kernels' exp is clamped where it stays a normal float
+    rng = np.random.default_rng(11)
+    core = _lstm(rng) if kind == "lstm" else _gru(rng)
+    x = (rng.normal(size=(4, 2, 6)) * 5e3).astype(np.float32)
+    fused, steps = core.forward(x, fused=True), core.forward(x, fused=False)
+    for u, v in zip(fused, steps):
+        assert np.isfinite(u).all()
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-5)
