@@ -196,6 +196,9 @@ def matmul_cases():
     c["float64_weight_cast"] = _mm([mm("Cast", ["Wd"], ["W"], name="cast", to=F),
                                     mm("MatMul", ["X", "W"], ["Y"], name="mm")], (4, 10), [4, 6],
                                    [w("Wd", 10, 6, dtype=np.float64)])
+    c["float16_bias_cast"] = _mm([mm("MatMul", ["X", "W"], ["t"], name="mm"),
+                                  mm("Cast", ["bh"], ["b"], name="cast", to=F), mm("Add", ["t", "b"], ["Y"], name="add")],
+                                 (4, 10), [4, 6], [w("W", 10, 6), w("bh", 6, dtype=np.float16)])
     c["transposed_constant_weight"] = _mm(
         [mm("Constant", [], ["Wt"], name="const", value=w("Wt", 6, 10)),
          mm("Transpose", ["Wt"], ["W"], name="tr", perm=[1, 0]), mm("MatMul", ["X", "W"], ["Y"], name="mm")],
@@ -229,6 +232,7 @@ MATMUL_EXPECT = {
     "add_relu_folded": (["EIELinear"], []),
     "matmul_output_read_twice": (["EIELinear"], ["Add", "Mul"]),
     "float16_weight_cast": (["EIELinear"], []),
+    "float16_bias_cast": (["EIELinear"], []),
     "float64_weight_cast": (["EIELinear"], []),
     "transposed_constant_weight": (["EIELinear"], []),
     "unnamed_nodes": (["EIELinear"], []),

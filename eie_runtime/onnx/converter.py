@@ -264,6 +264,7 @@ class _GraphConverter:
         add = self._single_reader(out, "Add")
         if add is not None:
             other = add.input[1] if add.input[0] == out else add.input[0]
+            self.folded.fold([other])  # a bias behind a constant chain (Cast from float16, Unsqueeze, ...)
             c = self.consts.get(other)
             if c is not None and c.dtype == np.float32 and self._row_bias(c, b.shape[1], n.input[0]) \
                     and np.isfinite(c).all():  # EIE biases are finite: an Inf/NaN one stays onnxruntime's Add
