@@ -113,16 +113,20 @@ def test_weights_in_an_external_data_file_beside_the_model(tmp_path):
     outside = tmp_path / "sub"
     outside.mkdir()
     escaped = onnx.load(str(path), load_external_data=False)
-    for t in escaped.graph.initializer:
-        next(e for e in t.external_data if e.key == "location").value = "../m.onnx.data"
-    onnx.save(escaped, str(outside / "m.onnx"))
-    with pytest.raises(EIEFormatError, match="not a file inside the model's folder"):
-        convert_onnx(str(outside / "m.onnx"))
+    (tmp_path / "secret.bin").write_bytes((tmp_path / "m.onnx.data").read_bytes())
+    (tmp_path / "link.onnx.data").symlink_to(tmp_path / "secret.bin")
+    for where, loc in ((outside / "m.onnx", "../m.onnx.data"), (tmp_path / "other.onnx", "secret.bin"),
+                       (tmp_path / "link.onnx", "link.onnx.data"), (tmp_path / "self.onnx", "self.onnx")):
+        for t in escaped.graph.initializer:  # a file elsewhere, one not named after the model, a link, itself
+            next(e for e in t.external_data if e.key == "location").value = loc
+        onnx.save(escaped, str(where))
+        with pytest.raises(EIEFormatError, match="not a file beside the model named after it"):
+            convert_onnx(str(where))
     short = onnx.load(str(path), load_external_data=False)
     next(e for e in short.graph.initializer[0].external_data if e.key == "length").value = "999999"
-    onnx.save(short, str(tmp_path / "short.onnx"))
+    onnx.save(short, str(tmp_path / "m.onnx"))  # the same file, now saying W is longer than its data file
     with pytest.raises(EIEFormatError, match="past the end"):
-        convert_onnx(str(tmp_path / "short.onnx"))
+        convert_onnx(str(path))
 
 
 def test_w_at_x_in_branches_whose_local_values_share_a_name_but_not_a_rank():

@@ -2,8 +2,9 @@
 
 A model is refused (``EIEFormatError``, naming the file) when it does not
 parse, imports an opset outside :data:`MIN_OPSET`..:data:`MAX_OPSET`, has names
-that are not UTF-8, keeps tensor data in external files other than files
-inside the folder of a model read from a path (those are read in), or fails the checker
+that are not UTF-8, keeps tensor data in external files other than a file
+beside a model read from a path and named after it (``model.onnx.data``: read
+in), or fails the checker
 for other reasons than two that onnxruntime accepts (nodes out of topological
 order, which are then sorted; a graph input/output type without a shape).
 """
@@ -49,10 +50,10 @@ def load_onnx(src, infer_shapes: bool = True):
     for i, n in enumerate(model.graph.node):  # protobuf hands out bytes for non-UTF-8 strings
         if not all(isinstance(x, str) for x in (n.name, n.op_type, n.domain, *n.input, *n.output)):
             raise EIEFormatError(f"{where}: node {i} has a name, op type or input/output name that is not valid UTF-8")
-    base = None if isinstance(src, (onnx.ModelProto, bytes, bytearray)) else Path(src).parent
+    model_path = None if isinstance(src, (onnx.ModelProto, bytes, bytearray)) else src
     for t in _all_tensors(model.graph):
         if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
-            _load_external(t, base, where)
+            _load_external(t, model_path, where)
         declared, present = _declared_and_present(t)
         if declared > present:  # refused before onnx's checker and shape inference size anything by its dims
             raise EIEFormatError(f"{where}: tensor {t.name!r} declares {declared} elements (dims {list(t.dims)}) "
@@ -70,19 +71,24 @@ def load_onnx(src, infer_shapes: bool = True):
     return model
 
 
-def _load_external(t, base, where) -> None:
-    """Read a tensor's external data into it: only from a file beside the model (a relative location that stays
-    inside the model's folder), and only for a model read from a path (bytes have no folder to read from)."""
+def _load_external(t, model_path, where) -> None:
+    """Read a tensor's external data into it, only from a file that belongs to the model: beside it (a plain
+    file name, no folder part) and named after it (``model.onnx.data``, ``model.onnx_data``, ``model.data``
+    for ``model.onnx``, as torch and onnx write them; not a symbolic link). Any other file is refused: a hostile
+    model must not copy a file of the folder it sits in (``.ssh/id_rsa`` beside a model in a home folder) into
+    its weights. A model given as bytes has no folder: refused."""
     info = {e.key: e.value for e in t.external_data}
     loc = info.get("location", "")
-    if base is None:
+    if model_path is None:
         raise EIEFormatError(f"{where}: tensor {t.name!r} keeps its data in an external file ({loc!r}); load the "
                              "model from its path, or embed the weights (onnx save_as_external_data=False)")
-    folder = base.resolve()
-    path = (folder / loc).resolve() if loc else None
-    if path is None or Path(loc).is_absolute() or not path.is_relative_to(folder) or not path.is_file():
-        raise EIEFormatError(f"{where}: tensor {t.name!r}: external data file {loc!r} is not a file inside "
-                             f"the model's folder {str(base)!r}")
+    model_path = Path(model_path)
+    path = model_path.parent / loc
+    if not loc or Path(loc).name != loc or loc in (".", "..") or not loc.startswith(model_path.stem + ".") \
+            or loc == model_path.name or path.is_symlink() or not path.is_file():
+        raise EIEFormatError(f"{where}: tensor {t.name!r}: external data file {loc!r} is not a file beside the "
+                             f"model named after it ({model_path.stem}.*); embed the weights "
+                             "(onnx save_as_external_data=False) or keep them in such a file")
     try:
         offset, length = int(info.get("offset", 0)), int(info["length"]) if "length" in info else None
     except ValueError:
