@@ -165,6 +165,12 @@ def matmul_cases():
     c["weight_first_W@x_3d"] = _mm([mm("MatMul", ["W", "X"], ["Y"], name="mm")], (2, 10, 3), [2, 6, 3],
                                    [w("W", 6, 10)])
     c["weight_first_W@x_1d"] = _mm([mm("MatMul", ["W", "X"], ["Y"], name="mm")], (10,), [6], [w("W", 6, 10)])
+    c["weight_first_W@x_column_bias_(M,1)"] = _mm([mm("MatMul", ["W", "X"], ["t"], name="mm"),
+                                                   mm("Add", ["b", "t"], ["Y"], name="add")], (2, 10, 3), [2, 6, 3],
+                                                  [w("W", 6, 10), w("b", 6, 1)])
+    c["weight_first_W@x_row_bias_(1,M)_stays"] = _mm([mm("MatMul", ["W", "X"], ["t"], name="mm"),
+                                                      mm("Add", ["t", "b"], ["Y"], name="add")], (10, 6), [6, 6],
+                                                     [w("W", 6, 10), w("b", 1, 6)])
     c["x_1d@W"] = _mm([mm("MatMul", ["X", "W"], ["Y"], name="mm")], (10,), [6], [w("W", 10, 6)])
     c["3d@W_bias_first_in_add"] = _mm([mm("MatMul", ["X", "W"], ["t"], name="mm"),
                                        mm("Add", ["b", "t"], ["Y"], name="add")], (2, 5, 10), [2, 5, 6],
@@ -222,6 +228,8 @@ MATMUL_EXPECT = {
     "weight_first_W@x_2d": (["EIELinear"], None),
     "weight_first_W@x_3d": (["EIELinear"], None),
     "weight_first_W@x_1d": (["EIELinear"], None),
+    "weight_first_W@x_column_bias_(M,1)": (["EIELinear"], ["Transpose", "Transpose"]),
+    "weight_first_W@x_row_bias_(1,M)_stays": (["EIELinear"], ["Add", "Transpose", "Transpose"]),
     "x_1d@W": (["EIELinear"], []),
     "3d@W_bias_first_in_add": (["EIELinear"], []),
     "4d@W_bias_(1,1,N)": (["EIELinear"], []),

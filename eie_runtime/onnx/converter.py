@@ -292,11 +292,22 @@ class _GraphConverter:
         if rank == 1:  # W @ x = x @ W^T
             return [self._emit(name, x, n.output[0], w, None)]
         perm = list(range(rank - 2)) + [rank - 1, rank - 2]
+        out, bias, m = n.output[0], None, w.shape[0]
+        add = self._single_reader(out, "Add")  # a column bias (M, 1) is a row bias of the transposed product
+        if add is not None:
+            other = add.input[1] if add.input[0] == out else add.input[0]
+            self.folded.fold([other])
+            c = self.consts.get(other)
+            if c is not None and c.dtype == np.float32 and 2 <= c.ndim <= rank and c.size == m \
+                    and c.shape[-2:] == (m, 1) and np.isfinite(c).all():
+                bias, out = c.reshape(m), add.output[0]
+                self.skip.append(add)
+                self.ctx.consumed.add(other)
         p = self.ctx.prefix(name)
         node_xt, node_yt = self.ctx.node_name(f"{name}/XT"), self.ctx.node_name(f"{name}/YT")
         return [helper.make_node("Transpose", [x], [f"{p}.XT"], name=node_xt, perm=perm),
-                self._emit_plain(name, f"{p}.XT", f"{p}.YT", w, None),
-                helper.make_node("Transpose", [f"{p}.YT"], [n.output[0]], name=node_yt, perm=perm)]
+                self._emit_plain(name, f"{p}.XT", f"{p}.YT", w, bias),
+                helper.make_node("Transpose", [f"{p}.YT"], [out], name=node_yt, perm=perm)]
 
     def _lstm(self, n, name):
         a = {x.name: helper.get_attribute_value(x) for x in n.attribute}
