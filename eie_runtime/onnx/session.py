@@ -259,6 +259,33 @@ class InferenceSession:
                 for p in _all_plans(top):
                     p.time_with(None)
 
+    # -------------------------------------------------------------- fixed16
+    def calibrate(self, feed: dict, *, headroom: float = 1.25) -> list[str]:
+        """Set the EIE layers' fixed16 parameters from a float32 run on ``feed`` and store them in the model.
+
+        Returns the names of layers the run never reached (a branch not taken): they stay uncalibrated, and a
+        fixed16 run that reaches one is refused there, naming it. Refused if no layer was reached.
+        """
+        layers = self.layers
+        from ..call_recording import record_layer_calls, samples_by_layer  # this thread's calls, nothing patched
+
+        with record_layer_calls() as calls:
+            self.run(None, feed, mode="float32")
+        seen = samples_by_layer(calls)
+        if layers and not seen:
+            raise EIEInputError("no EIE layer saw activations during calibration")
+        unseen = []
+        for i, layer in enumerate(layers):
+            if id(layer) in seen:
+                layer.calibrate(seen[id(layer)][1], headroom=headroom)
+            else:
+                unseen.append(layer.name)
+        for step in _all_steps(self._plan):
+            lays = step.kernel.layers if isinstance(step, _EIEStep) else []
+            if lays and all(lay.fixed is not None for lay in lays):
+                N.set_fixed(step.node, [lay.fixed for lay in lays])
+        return unseen
+
 
 class StepTimes:
     """Time inside onnxruntime's segment runs and the EIE kernels, and their calls, counted by
