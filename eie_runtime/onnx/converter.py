@@ -33,8 +33,8 @@ from ..errors import EIEFormatError, EIEInputError
 from . import nodes as N
 from .reader import load_onnx
 # node_reads, subgraphs and unique_node_names are re-exported: other modules import them from here
-from .walk import (_all_graphs, _drop_unused, _Folder, densify_sparse_initializers,  # noqa: F401
-                   initializers_as_inputs, node_reads, subgraphs, unique_node_names, value_ranks)
+from .walk import (_all_graphs, _drop_unused, _Folder, initializers_as_inputs, node_reads,  # noqa: F401
+                   standard_form, subgraphs, unique_node_names, value_ranks)
 
 SOURCE_OPS = ("Gemm", "MatMul", "LSTM", "GRU")
 ONNX_TO_TORCH_GATES = (0, 2, 3, 1)  # ONNX LSTM gates (i, o, f, c) -> (i, f, g, o)
@@ -429,16 +429,6 @@ def _count_layers(graph) -> tuple[int, list]:
     return len(names), names
 
 
-def _inline_functions(model, where):
-    import onnx.inliner
-
-    try:
-        inlined = onnx.inliner.inline_local_functions(model)
-    except Exception as exc:
-        raise EIEFormatError(f"{where}: its model-local functions cannot be inlined: {exc}") from None
-    return inlined
-
-
 def convert_model(src, *, density: float = 0.1, bits: int = 4, n_pe: int = 64, seed: int = 0,
                   layer_overrides: dict | None = None, lossless: bool = False, progress: bool = False,
                   check: bool = True, init: str = "linear", lstm_bias: str = "shared"):
@@ -456,9 +446,7 @@ def convert_model(src, *, density: float = 0.1, bits: int = 4, n_pe: int = 64, s
     model.CopyFrom(load_onnx(src, infer_shapes=False))
     if any(op.domain == N.DOMAIN for op in model.opset_import):
         raise EIEInputError(f"{where}: already converted (imports the {N.DOMAIN} domain)")
-    densify_sparse_initializers(model)
-    if model.functions:  # layers inside model-local functions become visible (onnxruntime inlines them too)
-        model = _inline_functions(model, where)
+    model = standard_form(model, where)  # layers inside model-local functions become visible
     renames = unique_node_names(model)
     total, names = _count_layers(model.graph)
     overrides = dict(layer_overrides or {})

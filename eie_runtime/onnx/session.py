@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -63,18 +62,18 @@ class NodeArg:
 
 
 def _load(src):
-    if isinstance(src, onnx.ModelProto):
-        copy = onnx.ModelProto()
-        copy.CopyFrom(src)  # the session's model is its own (calibrate and to_dense edit it)
-        return copy, "model"
-    if isinstance(src, (bytes, bytearray)):
-        data, where = bytes(src), "<bytes>"
-    else:
-        where = str(src)
-        data = Path(src).read_bytes()
+    """The session's own ModelProto (calibrate and to_dense edit it), checked and in standard form."""
     from .reader import load_onnx
+    from .walk import standard_form
 
-    return load_onnx(data, infer_shapes=False), where
+    where = "model" if isinstance(src, onnx.ModelProto) else "<bytes>" if isinstance(src, (bytes, bytearray)) \
+        else str(src)
+    if isinstance(src, onnx.ModelProto):
+        proto = onnx.ModelProto()
+        proto.CopyFrom(src)
+    else:  # a path: external data files beside it are read in
+        proto = load_onnx(bytes(src) if isinstance(src, (bytes, bytearray)) else src, infer_shapes=False)
+    return standard_form(proto, where), where
 
 
 class InferenceSession:

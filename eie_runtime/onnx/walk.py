@@ -8,6 +8,8 @@ import numpy as np
 import onnx
 from onnx import AttributeProto, helper, numpy_helper
 
+from ..errors import EIEFormatError
+
 
 def subgraphs(node):
     for a in node.attribute:
@@ -115,6 +117,21 @@ def densify_sparse_initializers(model) -> None:
             dense[flat] = values
             g.initializer.append(numpy_helper.from_array(dense.reshape(tuple(sp.dims)), sp.values.name))
         del g.sparse_initializer[:]
+
+
+def standard_form(model, where: str):
+    """``model`` with what onnxruntime does when it loads one done first: sparse initializers made dense,
+    model-local functions inlined (so that layers inside them are nodes like any other, and the partitioned
+    session's segments need no functions). Returns ``model`` itself or, with functions, a new ModelProto."""
+    densify_sparse_initializers(model)
+    if not model.functions:
+        return model
+    import onnx.inliner
+
+    try:
+        return onnx.inliner.inline_local_functions(model)
+    except Exception as exc:  # onnx's own exception classes
+        raise EIEFormatError(f"{where}: its model-local functions cannot be inlined: {exc}") from None
 
 
 def initializers_as_inputs(model) -> None:
