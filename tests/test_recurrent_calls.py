@@ -111,3 +111,21 @@ def test_saturated_gates_match_the_step_path(kind):
     for u, v in zip(fused, steps):
         assert np.isfinite(u).all()
         np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("gru", [False, True])
+def test_node_gives_zero_final_states_for_a_zero_length_sample(gru):
+    # onnxruntime's rule for Y_h / Y_c; the cores keep the initial state
+    from eie_runtime.onnx.nodes import GRUKernel, LSTMKernel
+
+    rng = np.random.default_rng(13)
+    cores = [_gru(rng), _gru(rng)] if gru else [_lstm(rng), _lstm(rng)]
+    kernel = (GRUKernel if gru else LSTMKernel)(cores, {"layout": 0, "hidden_size": 8, "direction": "bidirectional"},
+                                                "node")
+    x = rng.normal(size=(4, 3, 6)).astype(np.float32)
+    h0 = rng.normal(size=(2, 3, 8)).astype(np.float32)
+    args = [x, np.array([0, 4, 2], np.int32), h0] + ([] if gru else [h0.copy()])
+    outs = kernel.run(args, "float32")
+    assert not outs[0][:, :, 0].any()
+    for state in outs[1:]:
+        assert not state[:, 0].any() and state[:, 1:].all()

@@ -344,6 +344,10 @@ class LSTMKernel:
         else:
             y = np.stack(ys, axis=1)
             h_n, c_n = np.concatenate(hn), np.concatenate(cn)
+        if lens is not None and not lens.all():  # onnxruntime's Y_h, Y_c of a zero-length sample: zeros
+            empty = lens == 0
+            h_n[:, empty] = 0.0
+            c_n[:, empty] = 0.0
         if layout == 1:
             y, h_n, c_n = y.transpose(2, 0, 1, 3), h_n.transpose(1, 0, 2), c_n.transpose(1, 0, 2)
             y, h_n, c_n = np.ascontiguousarray(y), np.ascontiguousarray(h_n), np.ascontiguousarray(c_n)
