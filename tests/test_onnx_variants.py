@@ -429,10 +429,8 @@ def test_gru_variants(case):
     assert bool(kept_notes(r["rows"])) == (not converted)
 
 
-@pytest.mark.xfail(reason="onnxruntime gives zeros as Y_h/Y_c of a zero-length sequence, the EIE kernels give the "
-                          "initial state (LSTMKernel/GRUKernel in eie_runtime/onnx/nodes.py)", strict=False)
 @pytest.mark.parametrize("op", ["LSTM", "GRU"])
-def test_zero_length_sequence_with_initial_state(op):
+def test_zero_length_sequence_with_initial_state(op):  # onnxruntime gives zero Y_h/Y_c to an empty sequence
     m, feeds = rnn_case(op, direction="bidirectional", lens=[0, 5, 2], h0=True, c0=True)
     check(m, feeds, density=0.5)
 
