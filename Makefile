@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # alone would keep the host's features, by Numba's rule).
 KERNEL_TESTS := tests/test_fast_kernels.py tests/test_layer_kernels.py tests/test_kernel_inputs.py \
                 tests/test_execution.py tests/test_layout_build.py tests/test_kernel_cache.py tests/test_cpu_features.py \
-                tests/test_kernel_calibration.py
+                tests/test_kernel_calibration.py tests/test_recurrent_calls.py
 
 .PHONY: test test-portable demo fuzz bench bench-quick hardware clean
 
