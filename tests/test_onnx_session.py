@@ -338,11 +338,14 @@ def _package_file(dist, pattern):
 
 def test_silero_vad_lstm_inside_if_branches():
     path = _package_file("silero-vad", "*/silero_vad.onnx")
-    feeds = {"input": (RNG.standard_normal((1, 512)) * 0.1).astype(np.float32),
-             "state": (RNG.standard_normal((2, 1, 128)) * 0.1).astype(np.float32), "sr": np.array(16000, np.int64)}
+    rng = np.random.default_rng(0)  # its own inputs, whatever ran before in this process
+    feeds = {"input": (rng.standard_normal((1, 512)) * 0.1).astype(np.float32),
+             "state": (rng.standard_normal((2, 1, 128)) * 0.1).astype(np.float32), "sr": np.array(16000, np.int64)}
     # silero's `output` is a speech probability, about 3e-4 on noise: the sigmoid's tail turns float32 rounding
     # differences in the logit (onnxruntime picks other Conv kernels when shapes are unknown) into relative
-    # ones, so that output may instead agree to 1e-7 absolute; the LSTM state agrees to 1e-4 relative
+    # ones, so that output may instead agree to 1e-7 absolute; the LSTM state agrees to 1e-4 relative.
+    # On some inputs the model itself amplifies rounding: onnxruntime against itself with graph optimizations
+    # off differs by up to 2.2e-5 in the state (docs/onnx.md, "Real models"), so the inputs are fixed here.
     comp = check_model(path, feeds, density=0.3, n_pe=16, atol=1e-7)
     assert Path(path).stat().st_size > 1.5 * len(comp.SerializeToString())
     sess = InferenceSession(comp)
