@@ -39,9 +39,10 @@ from .errors import EIEFormatError, EIEInputError
 from .kernels import recurrent as _rk
 from .kernels import recurrent_calls as _rc
 from .kernels import recurrent_lanes as _lanes
-from .layer import MODES, EIELinear, calls_observed
+from .layer import MODES, EIELinear
 from .lstm import _ALL_STEPS, _as_float32, seq_lengths
-from .recurrent_plan import LANES_MIN_BATCH, FusedPlan, acc0, cached_csr, fuse_blocker, lane_chunk, scale
+from .recurrent_plan import (LANES_MIN_BATCH, FusedPlan, acc0, cached_csr, cached_fused_plans, fuse_blocker,
+                             lane_chunk, scale)
 
 
 class EIEGRUCore:
@@ -181,24 +182,8 @@ class EIEGRUCore:
         return not self._fuse_blocker(mode)
 
     def _fused_plans(self, mode: str):
-        """Each layer/direction's :class:`_GRUPlan` in ``mode`` (index ``l * D + d``), as
-        ``EIELSTMCore._fused_plans``; None when the core cannot run fused."""
-        if calls_observed():
-            return None
-        cache = self.__dict__.setdefault("_plans", {})
-        plans = cache.get(mode)
-        if plans is not None and len(plans) == self.num_layers * self.num_directions:
-            nd = self.num_directions
-            for i, p in enumerate(plans):
-                if not p.current(self.cells[i // nd][i % nd]):
-                    break
-            else:
-                return plans
-        if self._fuse_blocker(mode):
-            return None
-        plans = [_GRUPlan(self, l, d, mode) for l in range(self.num_layers) for d in range(self.num_directions)]
-        cache[mode] = plans
-        return plans
+        """Each layer/direction's :class:`_GRUPlan` in ``mode``, or None (``recurrent_plan.cached_fused_plans``)."""
+        return cached_fused_plans(self, mode, lambda l, d: self.cells[l][d], lambda l, d: _GRUPlan(self, l, d, mode))
 
     @staticmethod
     def _state(s, shape):

@@ -17,8 +17,9 @@ from .errors import EIEFormatError, EIEInputError
 from .kernels import recurrent as _rk
 from .kernels import recurrent_calls as _rc
 from .kernels import recurrent_lanes as _lanes
-from .layer import MODES, EIELinear, calls_observed
-from .recurrent_plan import LANES_MIN_BATCH, FusedPlan, acc0, cached_csr, fuse_blocker, lane_chunk, scale
+from .layer import MODES, EIELinear
+from .recurrent_plan import (LANES_MIN_BATCH, FusedPlan, acc0, cached_csr, cached_fused_plans, fuse_blocker,
+                             lane_chunk, scale)
 
 # an empty CSR: "no projection" for the sequence kernels
 _NO_ROWS = np.zeros(1, np.int64)
@@ -203,24 +204,8 @@ class EIELSTMCore:
         return (self.cells[l][d], self.proj[l][d]) if self.proj else (self.cells[l][d],)
 
     def _fused_plans(self, mode: str):
-        """Each layer/direction's :class:`_LSTMPlan` in ``mode`` (index ``l * D + d``), kept while its layers
-        and their matrices, biases and fixed-point parameters stay; None when the core cannot run fused."""
-        if calls_observed():
-            return None
-        cache = self.__dict__.setdefault("_plans", {})
-        plans = cache.get(mode)
-        if plans is not None and len(plans) == self.num_layers * self.num_directions:
-            nd = self.num_directions
-            for i, p in enumerate(plans):
-                if not p.current(self._dir_layers(i // nd, i % nd)):
-                    break
-            else:
-                return plans
-        if self._fuse_blocker(mode):
-            return None
-        plans = [_LSTMPlan(self, l, d, mode) for l in range(self.num_layers) for d in range(self.num_directions)]
-        cache[mode] = plans
-        return plans
+        """Each layer/direction's :class:`_LSTMPlan` in ``mode``, or None (``recurrent_plan.cached_fused_plans``)."""
+        return cached_fused_plans(self, mode, self._dir_layers, lambda l, d: _LSTMPlan(self, l, d, mode))
 
     @staticmethod
     def _state(s, shape, name):

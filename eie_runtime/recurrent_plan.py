@@ -142,3 +142,23 @@ class FusedPlan:
                     or d["activation"] is not None or "run_float32" in d or "run_fixed16" in d):
                 return False
         return True
+
+
+def cached_fused_plans(core, mode: str, layers_of, make):
+    """Each layer/direction's fused plan of a recurrent ``core`` in ``mode`` (index ``l * D + d``), kept while
+    its layers (``layers_of(l, d)``) and their matrices, biases and fixed-point parameters stay
+    (:meth:`FusedPlan.current`), else rebuilt by ``make(l, d)``; None when the core cannot run fused (a
+    recorder watches layer calls, or ``core._fuse_blocker(mode)`` names a reason)."""
+    if calls_observed():
+        return None
+    cache = core.__dict__.setdefault("_plans", {})
+    plans = cache.get(mode)
+    nd = core.num_directions
+    if plans is not None and len(plans) == core.num_layers * nd and \
+            all(p.current(layers_of(i // nd, i % nd)) for i, p in enumerate(plans)):
+        return plans
+    if core._fuse_blocker(mode):
+        return None
+    plans = [make(l, d) for l in range(core.num_layers) for d in range(nd)]
+    cache[mode] = plans
+    return plans
