@@ -18,7 +18,7 @@ from onnx import helper, numpy_helper
 
 from . import nodes as N
 from .converter import _all_graphs
-from .walk import initializers_as_inputs
+from .walk import initializers_as_inputs, remove_initializers
 
 TORCH_TO_ONNX_GATES = (0, 3, 1, 2)  # (i, f, g, o) blocks -> ONNX's (i, o, f, c)
 
@@ -158,12 +158,7 @@ def to_dense(model) -> onnx.ModelProto:
         g.node.extend(new)
     read = {t for g in _all_graphs(proto.graph) for n in g.node for t in n.input}
     for g in _all_graphs(proto.graph):
-        gone = [t for t in g.initializer if t.name in weights and t.name not in read]
-        for t in gone:
-            g.initializer.remove(t)
-        names = {t.name for t in gone}
-        for vi in [vi for vi in g.input if vi.name in names]:  # old IR versions list initializers as inputs
-            g.input.remove(vi)
+        remove_initializers(g, [t for t in g.initializer if t.name in weights and t.name not in read])
     initializers_as_inputs(proto)
     keep = [o for o in proto.opset_import if o.domain != N.DOMAIN]
     del proto.opset_import[:]

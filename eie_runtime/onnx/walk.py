@@ -168,12 +168,17 @@ def _drop_unused(model, consumed: set) -> None:
                 g.node.remove(n)
                 changed = True
     for g in _all_graphs(model.graph):
-        dead = [t for t in g.initializer if t.name in consumed and t.name not in read]
-        for t in dead:
-            g.initializer.remove(t)
-        names = {t.name for t in dead}
-        for vi in [vi for vi in g.input if vi.name in names]:  # old IR versions list initializers as inputs
-            g.input.remove(vi)
+        remove_initializers(g, [t for t in g.initializer if t.name in consumed and t.name not in read])
+
+
+def remove_initializers(graph, dead: list) -> None:
+    """Remove the initializers ``dead`` from ``graph``, and their graph inputs (IR versions before 4 list
+    initializers as inputs too)."""
+    for t in dead:
+        graph.initializer.remove(t)
+    names = {t.name for t in dead}
+    for vi in [vi for vi in graph.input if vi.name in names]:
+        graph.input.remove(vi)
 
 
 def unique_node_names(model) -> list[tuple[str, str]]:
