@@ -92,7 +92,7 @@ def compile_plan(plan, counters: list | None = None, clock=None):
             run, outs = w.bind("r", step._run), w.bind("o", step.outputs)
             w.lines += w.timed(f"{run}({outs}, {{{feed}}}, None)", ORT_NS, ORT_CALLS, counters)
             w.outputs(step.outputs)
-            w.guards(getattr(step, "checks", ()))
+            w.guards(step.checks)
         elif isinstance(step, _EIEStep):
             args = ", ".join(w.ref(n) for n in step.inputs)
             kernel = w.bind("k", step.kernel.run)

@@ -198,7 +198,7 @@ class _Plan:
             for o in node.output:
                 level_of[o] = lvl + (1 if host else 0)
                 (host_made if host else plain_made).add(o)
-        plain = self._sink(plain, hosts, level_of, set(self.plain_outputs) | {g[0] for g in guards})
+        plain = self._sink(plain, hosts, level_of, set(self.plain_outputs), {g[0] for g in guards})
         # who reads what, by step position, to know each segment's outputs
         order = []
         for lvl in range(max(list(hosts) + list(plain) + [0]) + 1):
@@ -277,12 +277,13 @@ class _Plan:
         self.run = self._untimed = compile_plan(self)
 
     @staticmethod
-    def _sink(plain, hosts, level_of, final) -> dict:
+    def _sink(plain, hosts, level_of, final, early) -> dict:
         """The plain nodes regrouped into as few segments as their levels allow.
 
         A plain node can run at any level from the one its inputs reach (its ASAP level) to the last before a
-        reader needs it (ALAP: a host reader's level, a plain reader's ALAP, the end for outputs and guard
-        conditions). Choosing levels that hit every node's interval with as few points as possible is interval
+        reader needs it (ALAP: a host reader's level, a plain reader's ALAP, the end for the graph's outputs
+        ``final``; the ASAP level itself for the conditions of inlined Ifs, ``early``, whose guards should fail
+        before the run does more). Choosing levels that hit every node's interval with as few points as possible is interval
         stabbing, solved exactly by taking right ends greedily; each node then runs at the first chosen level
         in its interval, so a producer never runs after its readers. A side computation (a Loop body's
         condition, a shape chain) then joins a segment that runs anyway instead of costing an onnxruntime
@@ -304,6 +305,8 @@ class _Plan:
         for idx, lvl, node in reversed(entries):  # readers come later in a topologically sorted graph
             late = top
             for o in node.output:
+                if o in early:
+                    late = lvl
                 if o in final:
                     continue
                 for kind, key in readers.get(o, ()):
