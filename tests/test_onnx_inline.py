@@ -137,3 +137,12 @@ def test_silero_vad_runs_one_segment_before_and_one_after_its_lstm():
     assert [type(s) for s in spec.steps].count(_Segment) == 2
     assert [type(s) for s in spec.steps].count(_EIEStep) == 1
     assert len(sess.plans()) == 3
+
+
+def test_a_computed_condition_is_checked_before_the_branch_runs_its_eie_nodes():
+    conv, _ = convert_onnx(_nested_if_model(), density=0.5, n_pe=2)
+    sess = InferenceSession(conv)
+    sess.run(None, _feeds(True, True))
+    src = sess.plans()[1].run.source
+    # k (x's sum > 0) is computed by the first segment, so its guard fails before any EIE kernel runs
+    assert src.index("raise Miss('k')") < src.index("], mode)")
