@@ -13,9 +13,9 @@ import numpy as np
 
 from .jit import njit
 from .lane_csr import LANES, csr_times_lanes
-
 from .recurrent import (_FAST, _quant, gru_sequence_f32, gru_sequence_fixed16, lstm_sequence_f32,
                         lstm_sequence_fixed16, quantize_t, rows_fixed16_batch)
+
 
 @njit(cache=True, inline="always")
 def _input_gates_f32(ptr, cols, vals, bias, x, g):
