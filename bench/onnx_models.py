@@ -8,12 +8,15 @@ run, timed here, times the segments beyond one), both divided by the EIE node ca
 in wall-clock time over the rounds other processes disturbed least (``glue_us``), and in this thread's CPU
 time (``glue_cpu_us``; onnxruntime, Numba and BLAS run on this one thread), which a loaded machine lengthens
 far less; profiling's own cost (two clock reads per timed call, timed hot) is subtracted from both.
+``ort_py_us/run`` is the same kind of time for onnxruntime's own ``InferenceSession.run`` on the original
+model, per run: its Python around its C-level run (input checks, output names and arrays, their release), which
+a Python caller of onnxruntime pays anyway; it runs as cold after a Conv stack as the glue does.
 ``vs_original`` is the largest relative difference between the compressed model's outputs and the original's: the models carry
 random (untrained) weights, so pruning to 10% moves them by that much; it is no accuracy figure (the tests
 check the converted model against onnxruntime on its dense export).
 
-Models: an MLP, nn.TransformerEncoder, an LSTM+GRU model, torchvision alexnet and vgg16 (weights=None; the
-whole networks), the VGG-16 classifier head at density 0.04/0.04/0.23 (Table III of the EIE paper) and the
+Models: an MLP, nn.TransformerEncoder, an LSTM+GRU model, torchvision alexnet, resnet18 and vgg16
+(weights=None; the whole networks), the VGG-16 classifier head at density 0.04/0.04/0.23 (Table III of the EIE paper) and the
 packaged pretrained silero-vad and paraphrase-MiniLM-L3-v2 (extra ``models``). Other models use density
 0.1. ``--quick`` leaves out the whole vgg16 (138M parameters, a 528 MB export).
 
@@ -81,6 +84,7 @@ def _models(tmp: Path, quick: bool):
     import torchvision
 
     add("alexnet", torchvision.models.alexnet(weights=None), [(1, 3, 224, 224)])
+    add("resnet18", torchvision.models.resnet18(weights=None), [(1, 3, 224, 224)])  # one EIE node per run
     vgg = torchvision.models.vgg16(weights=None)
     fc = {"/classifier/classifier.0/Gemm": 0.04, "/classifier/classifier.3/Gemm": 0.04,
           "/classifier/classifier.6/Gemm": 0.23}
@@ -176,6 +180,42 @@ def _glue_cpu_us(sess, feeds, times, reps: int = 2000) -> float:
     return (total - (times.eie_s + times.ort_s)) / reps * 1e6
 
 
+class _TimedBinding:
+    """onnxruntime's C-level session with its ``run`` timed: what onnxruntime's own Python ``run`` spends
+    around it is the reference for the partition's glue (a Python caller of onnxruntime pays it too)."""
+
+    def __init__(self, inner):
+        self.inner, self.ns = inner, 0
+
+    def run(self, *args):
+        t = time.perf_counter_ns()
+        try:
+            return self.inner.run(*args)
+        finally:
+            self.ns += time.perf_counter_ns() - t
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def _ort_python_us(base, feeds, budget_s: float = 1.0) -> float:
+    """Median per run of onnxruntime's ``InferenceSession.run`` outside its C-level run (input checks, output
+    names and arrays, their release), on the original model."""
+    timed = _TimedBinding(base._sess)
+    base._sess = timed
+    try:
+        per_run, end = [], time.perf_counter() + budget_s
+        while len(per_run) < 20 or (time.perf_counter() < end and len(per_run) < 2000):
+            inside = timed.ns
+            t = time.perf_counter_ns()
+            out = base.run(None, feeds)
+            del out
+            per_run.append((time.perf_counter_ns() - t - (timed.ns - inside)) / 1e3)
+    finally:
+        base._sess = timed.inner
+    return float(np.median(per_run))
+
+
 def _empty_ort_us() -> tuple[float, float]:
     """An empty onnxruntime run from Python: (wall-clock us, this thread's CPU us)."""
     import onnx
@@ -250,8 +290,10 @@ def main(argv=None) -> int:
             timings, stats = time_interleaved(fns, rounds=args.rounds, round_s=0.6, max_foreign=1.0,
                                               quiet_wait_s=0.3, max_rounds=3 * args.rounds)
             o = timings["onnxruntime"].median_us
+            ort_py = _ort_python_us(base, feeds)
             for label, s in sessions.items():
                 g = _boundary(s, feeds, args, time_interleaved, empty_us, empty_cpu_us)
+                g["ort_py_us/run"] = round(ort_py, 1)
                 c = timings[label].median_us
                 rows.append({
                     "model": name if label == "converted" else f"{name} ({label[11:]})",
