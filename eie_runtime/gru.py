@@ -40,9 +40,9 @@ from .kernels import recurrent as _rk
 from .kernels import recurrent_calls as _rc
 from .kernels import recurrent_lanes as _lanes
 from .layer import MODES, EIELinear
-from .lstm import _ALL_STEPS, _as_float32, seq_lengths
-from .recurrent_plan import (LANES_MIN_BATCH, FusedPlan, acc0, cached_csr, cached_fused_plans, fuse_blocker,
-                             lane_chunk, scale)
+from .lstm import _as_float32, seq_lengths
+from .recurrent_plan import (LANES_MIN_BATCH, FusedPlan, acc0, cached_csr, cached_fused_plans, folded_bias,
+                             fuse_blocker, lane_chunk, run_fused_layers, scale)
 
 
 class EIEGRUCore:
@@ -143,16 +143,8 @@ class EIEGRUCore:
         if fused and plans is None:
             raise EIEInputError("this GRU cannot run fused: " + self._fuse_blocker(mode))
         h_n = np.empty_like(h0)
-        if plans is not None:  # every step of every sample is written when no lengths stop them
-            new_out = np.empty if lens is None else np.zeros
-            k_lens = _ALL_STEPS if lens is None else lens
-            for l in range(self.num_layers):
-                out = new_out((t_len, batch, nd * hs), dtype=np.float32)
-                for d in range(nd):
-                    s = l * nd + d
-                    plans[s].run(x, h0[s], k_lens, (d == 1) != reverse, out, d * hs, h_n[s])
-                x = out
-            return x, h_n
+        if plans is not None:
+            return run_fused_layers(plans, x, lens, reverse, self.num_layers, hs, (h0,), (h_n,)), h_n
         if lens is None:
             lens = np.full(batch, t_len, dtype=np.int64)
         layer_in = x
@@ -222,10 +214,7 @@ class _GRUPlan(FusedPlan):
             return
         self.lanes_args = (xcsr.ptr, xcsr.cols, xcsr.vals, w_x._bias_f32())
         xin = cached_csr(core, ("xi", l, d), w_x, 0, k)
-        bcol = cached_csr(core, ("xb", l, d), w_x, k, k + 1)
-        bias = w_x._bias_f32().copy()  # the bias column's entries join the bias
-        bias[np.repeat(np.arange(w_x.out_features), np.diff(bcol.ptr))] += bcol.vals
-        self.x_args = (xin.ptr, xin.cols, xin.vals, bias)
+        self.x_args = (xin.ptr, xin.cols, xin.vals, folded_bias(core, ("xb", l, d), w_x, k))
 
     def run(self, x, h0, lens, reverse, out, y_off, h_n):
         """Layer input ``x`` (T, B, K) -> ``out[:, :, y_off:y_off+H]`` and ``h_n``; ``lens`` empty: all steps."""
@@ -237,8 +226,6 @@ class _GRUPlan(FusedPlan):
             _rc.gru_f32(self.lbr, x, *self.x_args, *self.h_args, h0, lens, reverse, out, y_off, h_n)
             return
         # 16 samples side by side, the input layer's product inside each step
-        if lens.shape[0] == 0:
-            lens = np.full(batch, x.shape[0], dtype=np.int64)
         for s0 in range(0, batch, _lanes.LANES):
             n, xt, (h0c,), lensc = lane_chunk(x, (h0,), lens, s0)
             h_nc = np.empty_like(h0c)

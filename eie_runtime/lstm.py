@@ -18,8 +18,8 @@ from .kernels import recurrent as _rk
 from .kernels import recurrent_calls as _rc
 from .kernels import recurrent_lanes as _lanes
 from .layer import MODES, EIELinear
-from .recurrent_plan import (LANES_MIN_BATCH, FusedPlan, acc0, cached_csr, cached_fused_plans, fuse_blocker,
-                             lane_chunk, scale)
+from .recurrent_plan import (LANES_MIN_BATCH, FusedPlan, acc0, cached_csr, cached_fused_plans, folded_bias,
+                             fuse_blocker, lane_chunk, run_fused_layers, scale)
 
 # an empty CSR: "no projection" for the sequence kernels
 _NO_ROWS = np.zeros(1, np.int64)
@@ -27,7 +27,6 @@ _NO_COLS = np.zeros(0, np.uint32)
 _NO_VALS = np.zeros(0, np.float32)
 _NO_WQ = np.zeros(0, np.int16)
 _NO_INT2 = np.zeros((0, 1), np.int64)
-_ALL_STEPS = np.zeros(0, np.int64)  # no lengths: the sequence kernels run every sample over every step
 
 
 def _sigmoid(x):
@@ -160,16 +159,9 @@ class EIELSTMCore:
             raise EIEInputError("fixed16 mode refuses NaN or Inf inputs")
         h_n = np.empty_like(h0)
         c_n = np.empty_like(c0)
-        if plans is not None:  # every step of every sample is written when no lengths stop them
-            new_out = np.empty if lens is None else np.zeros
-            k_lens = _ALL_STEPS if lens is None else lens
-            for l in range(self.num_layers):
-                out = new_out((t_len, batch, nd * ps), dtype=np.float32)
-                for d in range(nd):
-                    s = l * nd + d
-                    plans[s].run(x, h0[s], c0[s], k_lens, (d == 1) != reverse, out, d * ps, h_n[s], c_n[s])
-                x = out
-            return x, h_n, c_n
+        if plans is not None:
+            y = run_fused_layers(plans, x, lens, reverse, self.num_layers, ps, (h0, c0), (h_n, c_n))
+            return y, h_n, c_n
         if lens is None:
             lens = np.full(batch, t_len, dtype=np.int64)
         layer_in = x
@@ -245,9 +237,7 @@ class _LSTMPlan(FusedPlan):
         else:
             self.p_args = (_NO_ROWS, _NO_COLS, _NO_VALS, _NO_VALS)
         hcsr = cached_csr(core, ("h", l, d), cell, in_size, in_size + ps)
-        bcol = cached_csr(core, ("b", l, d), cell, in_size + ps, in_size + ps + 1)
-        bias = cell._bias_f32().copy()  # the bias column's entries join the bias
-        bias[np.repeat(np.arange(cell.out_features), np.diff(bcol.ptr))] += bcol.vals
+        bias = folded_bias(core, ("b", l, d), cell, in_size + ps)
         self.args = (xcsr.ptr, xcsr.cols, xcsr.vals, bias, hcsr.ptr, hcsr.cols, hcsr.vals, *self.p_args)
         self._cell, self._key = cell, ("all", l, d)
         self._owner = core
@@ -264,8 +254,6 @@ class _LSTMPlan(FusedPlan):
         # 16 samples side by side, the whole [x; h; 1] product per step
         cell = self._cell
         wcsr = cached_csr(self._owner, self._key, cell, 0, cell.in_features)
-        if lens.shape[0] == 0:
-            lens = np.full(batch, x.shape[0], dtype=np.int64)
         for s0 in range(0, batch, _lanes.LANES):
             n, xt, (h0c, c0c), lensc = lane_chunk(x, (h0, c0), lens, s0)
             h_nc, c_nc = np.empty_like(h0c), np.empty_like(c0c)

@@ -65,6 +65,9 @@ def cached_csr(owner, key, layer: EIELinear, lo: int, hi: int) -> RowsCSR:
     return csr
 
 
+#: ``lens`` of a fused run without sequence lengths: every sample runs every step (the kernels take it so)
+ALL_STEPS = np.zeros(0, np.int64)
+
 # From this many samples a float32 batch runs 16 side by side (``lane_chunk``); fewer run one after
 # another in the single-sample kernels. A 16-lane pass costs 4.5-9x one sample's run (bench.recurrent,
 # batch 16 against batch 1: GRU(128) 4.5x, NT-LSTM 9x).
@@ -83,9 +86,36 @@ def lane_chunk(x, states, lens, s0: int):
         p = np.zeros((LANES, st.shape[1]), dtype=np.float32)
         p[:n] = st[s0:s0 + n]
         padded.append(p)
-    lc = np.zeros(LANES, dtype=lens.dtype)
-    lc[:n] = lens[s0:s0 + n]
+    lc = np.zeros(LANES, dtype=np.int64)
+    lc[:n] = x.shape[0] if lens.shape[0] == 0 else lens[s0:s0 + n]  # no lengths (ALL_STEPS): every step
     return n, xt, padded, lc
+
+
+def folded_bias(owner, key, layer: EIELinear, col: int) -> np.ndarray:
+    """The float32 bias of ``layer`` plus the entries of its constant-one column ``col`` (a recurrent
+    cell's bias column), so that a product over the other columns can start from it."""
+    bcol = cached_csr(owner, key, layer, col, col + 1)
+    bias = layer._bias_f32().copy()
+    bias[np.repeat(np.arange(layer.out_features), np.diff(bcol.ptr))] += bcol.vals
+    return bias
+
+
+def run_fused_layers(plans, x, lens, reverse: bool, num_layers: int, width: int, starts, finals):
+    """A recurrent core's layers/directions through their fused plans (index ``l * D + d``):
+    ``plan.run(x, *starts, lens, reverse, out, offset, *finals)`` per direction, each layer's output the next
+    one's input. ``starts``/``finals``: the initial and final state arrays (L*D, B, S), ``width`` a
+    direction's output size, ``lens`` None for every step. Returns the last layer's output (T, B, D*width)."""
+    nd = len(plans) // num_layers
+    new_out = np.empty if lens is None else np.zeros  # every step of every sample is written without lengths
+    k_lens = ALL_STEPS if lens is None else lens
+    for l in range(num_layers):
+        out = new_out((x.shape[0], x.shape[1], nd * width), dtype=np.float32)
+        for d in range(nd):
+            s = l * nd + d
+            plans[s].run(x, *[st[s] for st in starts], k_lens, (d == 1) != reverse, out, d * width,
+                         *[st[s] for st in finals])
+        x = out
+    return x
 
 
 def scale(frac: int) -> float:

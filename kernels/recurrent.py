@@ -150,6 +150,12 @@ def gru_update(gx, hrz, hn, h, lbr, h_out):
                                     gx[b, 2 * hs + j], hn[b, j], h[b, j], lbr)
 
 
+@njit(cache=True, inline="always")
+def _step_counts(lens, nb, t_len):
+    """Each sample's number of steps: ``lens``, or every step when it is empty (no sequence lengths)."""
+    return np.full(nb, t_len, dtype=np.int64) if lens.shape[0] == 0 else lens
+
+
 # ------------------------------------------------------------------ batched input columns
 @njit(cache=True)
 def rows_fixed16_batch(indptr, cols, wq, xqt, acc0, shift, out):
@@ -216,7 +222,8 @@ def lstm_sequence_f32(gx, h_ptr, h_cols, h_vals, p_ptr, p_cols, p_vals, p_bias,
     gx (T*B, 4H): the input columns' part of each step's gates, bias included. h_*: the CSR of the
     hidden columns (H or P of them). p_*: the projection (P, H) CSR and its bias, or an empty CSR
     (``p_ptr`` of length 1) for none. Samples with ``t >= lens[b]`` keep their state and output 0
-    (y must come zeroed); an empty ``lens`` runs every sample over every step. Writes y[t, b, y_off:y_off+P], h_n (B, P), c_n (B, H).
+    (y must come zeroed); an empty ``lens`` runs every sample over every step. Writes y[t, b, y_off:y_off+P],
+    h_n (B, P), c_n (B, H).
     """
     t_len = y.shape[0]
     nb, ps = h0.shape
@@ -228,8 +235,7 @@ def lstm_sequence_f32(gx, h_ptr, h_cols, h_vals, p_ptr, p_cols, p_vals, p_bias,
     v = np.empty(ps, dtype=np.float32)
     h = h0.copy()
     c = c0.copy()
-    if lens.shape[0] == 0:  # no lengths: every sample runs every step
-        lens = np.full(nb, t_len, dtype=np.int64)
+    lens = _step_counts(lens, nb, t_len)
     for step in range(t_len):
         t = t_len - 1 - step if reverse else step
         for b in range(nb):
@@ -281,8 +287,7 @@ def lstm_sequence_fixed16(gx, h_ptr, h_cols, h_wq, h_in_scale, h_shift, h_out_sc
     one_q = _quant(np.float32(1.0), h_in_scale)
     h = h0.copy()
     c = c0.copy()
-    if lens.shape[0] == 0:  # no lengths: every sample runs every step
-        lens = np.full(nb, t_len, dtype=np.int64)
+    lens = _step_counts(lens, nb, t_len)
     for step in range(t_len):
         t = t_len - 1 - step if reverse else step
         for b in range(nb):
@@ -329,8 +334,7 @@ def gru_sequence_f32(lbr, gx, rz_ptr, rz_cols, rz_vals, rz_bias, n_ptr, n_cols, 
     v = np.empty(hs + 1, dtype=np.float32)
     hv = np.empty(hs, dtype=np.float32)
     h = h0.copy()
-    if lens.shape[0] == 0:
-        lens = np.full(nb, t_len, dtype=np.int64)
+    lens = _step_counts(lens, nb, t_len)
     for step in range(t_len):
         t = t_len - 1 - step if reverse else step
         for b in range(nb):
@@ -365,8 +369,7 @@ def gru_sequence_fixed16(lbr, gx, rz_ptr, rz_cols, rz_wq, rz_acc0, rz_in_scale, 
     hn = np.empty(hs, dtype=np.float32)
     vq = np.empty(hs + 1, dtype=np.int64)
     h = h0.copy()
-    if lens.shape[0] == 0:
-        lens = np.full(nb, t_len, dtype=np.int64)
+    lens = _step_counts(lens, nb, t_len)
     for step in range(t_len):
         t = t_len - 1 - step if reverse else step
         for b in range(nb):
@@ -387,4 +390,3 @@ def gru_sequence_fixed16(lbr, gx, rz_ptr, rz_cols, rz_wq, rz_acc0, rz_in_scale, 
                                     gx[col, 2 * hs + j], hn[j], h[b, j], lbr)
                 y[t, b, y_off + j] = h[b, j]
     h_n[:, :] = h
-

@@ -396,15 +396,6 @@ LSTMS = {  # case: (kwargs, converted?)
 }
 
 
-@pytest.mark.parametrize("case", sorted(LSTMS))
-def test_lstm_variants(case):
-    kw, converted = LSTMS[case]
-    m, feeds = rnn_case("LSTM", **kw)
-    r = check(m, feeds, reference=_as_layout0(m) if kw.get("layout") else None, density=0.5)
-    assert eie_ops(r["comp"]) == (["EIELSTM"] if converted else [])
-    assert bool(kept_notes(r["rows"])) == (not converted)
-
-
 GRUS = {
     "forward_lbr0": ({"linear_before_reset": 0}, True),
     "forward_lbr1_h0": ({"linear_before_reset": 1, "h0": True}, True),
@@ -420,12 +411,12 @@ GRUS = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(GRUS))
-def test_gru_variants(case):
-    kw, converted = GRUS[case]
-    m, feeds = rnn_case("GRU", **kw)
+@pytest.mark.parametrize("op, case", [("LSTM", c) for c in sorted(LSTMS)] + [("GRU", c) for c in sorted(GRUS)])
+def test_recurrent_variants(op, case):
+    kw, converted = (LSTMS if op == "LSTM" else GRUS)[case]
+    m, feeds = rnn_case(op, **kw)
     r = check(m, feeds, reference=_as_layout0(m) if kw.get("layout") else None, density=0.5)
-    assert eie_ops(r["comp"]) == (["EIEGRU"] if converted else [])
+    assert eie_ops(r["comp"]) == ([f"EIE{op}"] if converted else [])
     assert bool(kept_notes(r["rows"])) == (not converted)
 
 

@@ -11,6 +11,7 @@ order, which are then sorted; a graph input/output type without a shape).
 
 from __future__ import annotations
 
+import heapq
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from onnx import numpy_helper
 
 from ..errors import EIEFormatError
 from ..graph import ONNX_DTYPES, TensorSpec
+from .walk import _all_graphs, node_reads
 
 #: Default-domain opsets whose semantics this importer implements (onnx 1.23 knows up to 28).
 MIN_OPSET, MAX_OPSET = 7, 28
@@ -110,11 +112,11 @@ def _tolerated(model, exc, where):
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     fixed = onnx.ModelProto()
     fixed.CopyFrom(model)
-    for g in _graphs(fixed.graph):
+    for g in _all_graphs(fixed.graph):
         _sort_nodes(g)
     probe = onnx.ModelProto()
     probe.CopyFrom(fixed)
-    for g in _graphs(probe.graph):
+    for g in _all_graphs(probe.graph):
         for vi in list(g.input) + list(g.output):
             if vi.type.HasField("tensor_type") and not vi.type.tensor_type.HasField("shape"):
                 vi.type.tensor_type.shape.SetInParent()  # for the checker only: the model keeps its unknown rank
@@ -125,21 +127,9 @@ def _tolerated(model, exc, where):
     return fixed
 
 
-def _graphs(graph):
-    yield graph
-    for n in graph.node:
-        for a in n.attribute:
-            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
-                yield from _graphs(g)
-
-
 def _sort_nodes(graph) -> None:
     """Order a graph's nodes so that each comes after the producers of what it reads (stable: among the nodes
     ready, the earliest first; nodes on a cycle stay at the end, for the checker to report)."""
-    import heapq
-
-    from .walk import node_reads
-
     nodes = list(graph.node)
     producer = {o: i for i, n in enumerate(nodes) for o in n.output if o}
     deps = [{producer[t] for t in node_reads(n) if t in producer} for n in nodes]

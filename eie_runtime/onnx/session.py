@@ -304,11 +304,11 @@ class StepTimes:
 
 
 def _all_plans(plan):
+    """``plan`` and the plans of every control body inside it, at any depth."""
     yield plan
-    for s in plan.steps:
+    for s in _all_steps(plan):
         if isinstance(s, _ControlStep):
-            for p in s.plans.values():
-                yield from _all_plans(p)
+            yield from s.plans.values()
 
 
 def _all_layers(kernel):
